@@ -1,0 +1,28 @@
+# Two commands set everything up on a fresh machine:
+#   make run   - a virtualenv, the install, then the whole cluster in one process
+#   make test  - the same set-up, then the full test suite
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	@echo "Pygmy front end: http://127.0.0.1:8080  (Ctrl-C stops the cluster)"
+	PYGMY_CONFIG=config.ini $(BIN)/twistd -n --pidfile= -y pygmy.tac
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) var _trial_temp *.egg-info .pytest_cache

@@ -1,0 +1,23 @@
+"""
+The whole Pygmy cluster in one process: ``twistd -ny pygmy.tac``.
+
+The configuration is ``$PYGMY_CONFIG``, or ``config.ini`` in the current
+directory.
+"""
+
+import os
+
+from twisted.application.service import Application
+from twisted.internet import reactor
+
+from pygmy.cluster import cluster_service
+from pygmy.config import ConfigError, load
+
+path = os.environ.get("PYGMY_CONFIG", "config.ini")
+try:
+    config = load(path)
+except ConfigError as e:
+    raise SystemExit(f"pygmy.tac: {e}")
+
+application = Application("pygmy")
+cluster_service(config, reactor).setServiceParent(application)

@@ -1,0 +1,5 @@
+"""
+Pygmy: a replicated online book store on Twisted.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""
+The catalog service: books with title, topic, cost and stock.
+"""

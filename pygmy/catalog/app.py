@@ -1,0 +1,75 @@
+"""
+The catalog replica's own HTTP routes (mounted behind the shared secret by
+:class:`pygmy.replica.ReplicaApp`).
+
+=========================================  ====================================
+``GET  /books?topic=T``                    ``{"items": [{"id", "title"}]}``
+``GET  /books``                            ``{"items": [book, ...]}``
+``GET  /books/<id>``                       ``book``
+``POST /books/<id>/update``                ``{"item": book, "seq": n}``
+  body ``{"request_id", "cost"?, "stock_delta"?}``
+``POST /books/<id>/decrement``             ``{"item": book, "seq": n}``
+  body ``{"request_id"}``; 409 ``out_of_stock``
+=========================================  ====================================
+"""
+
+from __future__ import annotations
+
+from klein import Klein
+
+from pygmy.catalog.books import Catalog
+from pygmy.errors import Conflict
+from pygmy.validate import parse_id, parse_request_id, parse_topic, parse_update
+from pygmy.web import install_error_handlers, json_response, read_json_body
+
+
+class CatalogApp:
+    """
+    Books over HTTP for the front end and the order service.
+    """
+
+    app = Klein()
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    @app.route("/books", methods=["GET"])
+    async def books(self, request):
+        """Search by ``?topic=``, or list every book without it."""
+        topics = request.args.get(b"topic")
+        if topics is None:
+            return json_response(request, {"items": await self.catalog.list()})
+        topic = parse_topic(topics[0].decode("utf-8", "replace"))
+        return json_response(request, {"items": await self.catalog.search(topic)})
+
+    @app.route("/books/<item_id>", methods=["GET"])
+    async def lookup(self, request, item_id):
+        """One book by id."""
+        return json_response(request, await self.catalog.lookup(parse_id(item_id)))
+
+    @app.route("/books/<item_id>/update", methods=["POST"])
+    async def update(self, request, item_id):
+        """Change the cost and/or the stock of a book."""
+        item_id = parse_id(item_id)
+        body = read_json_body(request)
+        request_id = parse_request_id(body.pop("request_id", None))
+        write = await self.catalog.update(item_id, parse_update(body), request_id)
+        return _written(request, write, item_id)
+
+    @app.route("/books/<item_id>/decrement", methods=["POST"])
+    async def decrement(self, request, item_id):
+        """Take one copy of a book, once per request id."""
+        item_id = parse_id(item_id)
+        body = read_json_body(request)
+        request_id = parse_request_id(body.get("request_id"))
+        write = await self.catalog.decrement(item_id, request_id)
+        return _written(request, write, item_id)
+
+    install_error_handlers(app)
+
+
+def _written(request, write, item_id: int) -> bytes:
+    """The reply to a write of book ``item_id``, refusing a reused request id."""
+    if write.row["id"] != item_id:
+        raise Conflict(f"request_id was already used for book {write.row['id']}.")
+    return json_response(request, {"item": write.row, "seq": write.seq})

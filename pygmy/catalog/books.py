@@ -1,0 +1,130 @@
+"""
+The catalog's data: the ``books`` table, its seed, and the operations on it.
+
+Costs are stored as canonical two-decimal strings (``"19.99"``) so that a row
+in the database, in the write log and in an HTTP reply is the same dict.
+"""
+
+from __future__ import annotations
+
+from pygmy.errors import BadRequest, NotFound, OutOfStock
+from pygmy.storage import Store, Table, change
+
+BOOKS = Table(
+    name="books",
+    columns=("id", "title", "topic", "cost", "stock"),
+    schema="""
+    CREATE TABLE IF NOT EXISTS books (
+        id    INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        cost  TEXT NOT NULL,
+        stock INTEGER NOT NULL CHECK (stock >= 0)
+    );
+    CREATE INDEX IF NOT EXISTS books_topic ON books (topic COLLATE NOCASE);
+    """,
+)
+
+SEED = (
+    (1, "How to get a good grade in 677 in 20 minutes a day", "distributed systems", "19.99", 1000),
+    (2, "RPCs for Dummies", "distributed systems", "24.50", 1000),
+    (3, "Xen and the Art of Surviving Graduate School", "graduate school", "15.00", 1000),
+    (4, "Cooking for the Impatient Graduate Student", "graduate school", "12.75", 1000),
+    (5, "How to finish Project 3 on time", "project management", "29.95", 1000),
+    (6, "Why theory classes are so hard", "theory", "9.99", 1000),
+    (7, "Spring in the Pioneer Valley", "travel", "17.25", 1000),
+)
+
+_COLUMNS = ", ".join(BOOKS.columns)
+
+
+def seed(cursor) -> None:
+    """Fill a new catalog with the seven books of the store."""
+    cursor.executemany(f"INSERT INTO books ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)", SEED)
+
+
+def _row(values) -> dict:
+    return dict(zip(BOOKS.columns, values))
+
+
+def _get(txn, item_id: int) -> dict:
+    found = txn.execute(f"SELECT {_COLUMNS} FROM books WHERE id = ?", (item_id,)).fetchone()
+    if found is None:
+        raise NotFound(f"No book with id {item_id}.")
+    return _row(found)
+
+
+class Catalog:
+    """
+    Searches, lookups and writes of books over a replica's :class:`Store`.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def search(self, topic: str):
+        """@return: Deferred of ``[{"id", "title"}]`` for ``topic``, any case."""
+        return self.store.read(self._search, topic)
+
+    @staticmethod
+    def _search(txn, topic):
+        return [
+            {"id": id, "title": title}
+            for id, title in txn.execute(
+                "SELECT id, title FROM books WHERE topic = ? COLLATE NOCASE ORDER BY id",
+                (topic,),
+            )
+        ]
+
+    def lookup(self, item_id: int):
+        """@return: Deferred of the book's row; fails with L{NotFound}."""
+        return self.store.read(_get, item_id)
+
+    def list(self):
+        """@return: Deferred of every book's row, by id."""
+        return self.store.read(
+            lambda txn: [_row(v) for v in txn.execute(f"SELECT {_COLUMNS} FROM books ORDER BY id")]
+        )
+
+    def update(self, item_id: int, update: dict, request_id: str):
+        """
+        Set the cost and/or add ``stock_delta`` to the stock.
+
+        @return: Deferred of a L{Write} whose row is the updated book; fails
+            with L{NotFound}, or L{BadRequest} if stock would go negative.
+        """
+        return self.store.write(request_id, self._update, item_id, update)
+
+    @staticmethod
+    def _update(txn, seq, created, item_id, update):
+        book = _get(txn, item_id)
+        stock = book["stock"] + update.get("stock_delta", 0)
+        if stock < 0:
+            raise BadRequest(
+                f"stock_delta {update['stock_delta']} would take the stock of "
+                f"book {item_id} below zero (it is {book['stock']})."
+            )
+        book.update(stock=stock, cost=update.get("cost", book["cost"]))
+        txn.execute(
+            "UPDATE books SET cost = ?, stock = ? WHERE id = ?",
+            (book["cost"], book["stock"], item_id),
+        )
+        return [change(BOOKS, book)]
+
+    def decrement(self, item_id: int, request_id: str):
+        """
+        Take one copy of a book if any is left, once per ``request_id``.
+
+        @return: Deferred of a L{Write} whose row is the book after the
+            decrement; fails with L{NotFound} or L{OutOfStock}.
+        """
+        return self.store.write(request_id, self._decrement, item_id)
+
+    @staticmethod
+    def _decrement(txn, seq, created, item_id):
+        book = _get(txn, item_id)
+        if book["stock"] <= 0:
+            raise OutOfStock(f"Book {item_id} is out of stock.")
+        book["stock"] -= 1
+        txn.execute("UPDATE books SET stock = ? WHERE id = ?", (book["stock"], item_id))
+        return [change(BOOKS, book)]

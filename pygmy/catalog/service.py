@@ -1,0 +1,23 @@
+"""
+The twistd service of one catalog replica.
+"""
+
+from __future__ import annotations
+
+from pygmy.catalog.app import CatalogApp
+from pygmy.catalog.books import BOOKS, Catalog, seed
+from pygmy.config import Config
+from pygmy.replica import replica_service
+from pygmy.storage import Store
+
+
+def catalog_service(config: Config, name: str, reactor):
+    """
+    Build catalog replica ``name`` of ``config``: its database in
+    ``data_dir/catalog-<name>.sqlite`` and its HTTP listener.
+    """
+    replica = config.replica("catalog", name)
+    store = Store(
+        config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, clock=reactor
+    )
+    return replica_service(config, replica, store, CatalogApp(Catalog(store)), reactor)

@@ -1,0 +1,21 @@
+"""
+``twistd pygmy-catalog --config config.ini --replica NAME``
+"""
+
+from pygmy.options import ReplicaOptions
+
+
+class Options(ReplicaOptions):
+    """Options of a catalog replica."""
+
+    tapname = "pygmy-catalog"
+    service = "catalog"
+
+
+def makeService(options):
+    """Catalog replica ``--replica`` of the cluster in ``--config``."""
+    from twisted.internet import reactor
+
+    from pygmy.catalog.service import catalog_service
+
+    return catalog_service(options.config, options["replica"], reactor)

@@ -1,0 +1,275 @@
+"""
+Read ``config.ini`` into typed, validated settings.
+
+Every problem is reported as one :class:`ConfigError` whose message names the
+file, the section and the key, so start-up can print a single clear line
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICES = ("catalog", "order")
+BALANCERS = ("round_robin", "least_connections", "least_latency")
+DEFAULT_SECRET = "change-me"
+
+
+class ConfigError(Exception):
+    """
+    The configuration file is missing, unreadable or invalid.
+    """
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """
+    Where one replica of a service listens and is reached.
+    """
+
+    service: str
+    name: str
+    host: str
+    port: int
+    bind: str
+
+    @property
+    def url(self) -> str:
+        """The base URL other processes use to reach this replica."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def label(self) -> str:
+        """A short name such as ``catalog:A``, used in logs and file names."""
+        return f"{self.service}:{self.name}"
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """
+    Settings of the front-end server.
+    """
+
+    host: str
+    port: int
+    heartbeat_port: int
+    cache_size: int
+    balancer: str
+    bind: str
+
+    @property
+    def url(self) -> str:
+        """The base URL of the public HTTP API."""
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """
+    Settings shared by every process of the cluster.
+    """
+
+    secret: str
+    data_dir: Path
+    heartbeat_interval: float
+    heartbeat_timeout: float
+    request_timeout: float
+
+
+@dataclass(frozen=True)
+class Config:
+    """
+    The whole validated ``config.ini``.
+    """
+
+    path: Path
+    cluster: ClusterConfig
+    frontend: FrontendConfig
+    replicas: dict[str, tuple[ReplicaConfig, ...]] = field(default_factory=dict)
+
+    def replica(self, service: str, name: str) -> ReplicaConfig:
+        """
+        Return the replica ``name`` of ``service``.
+
+        @raise ConfigError: if there is no such section.
+        """
+        for replica in self.replicas[service]:
+            if replica.name == name:
+                return replica
+        known = ", ".join(r.name for r in self.replicas[service])
+        raise ConfigError(
+            f"{self.path}: no section [{service}:{name}] (replicas: {known})"
+        )
+
+
+class _Section:
+    """
+    Typed access to one section, with errors that name the section and key.
+    """
+
+    def __init__(self, path: Path, name: str, items: configparser.SectionProxy):
+        self._path = path
+        self._name = name
+        self._items = items
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self._path}: [{self._name}] {key}: {message}")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._items.get(key, default)
+        if value is None:
+            raise self.error(key, "missing")
+        value = value.strip()
+        if not value:
+            raise self.error(key, "empty")
+        return value
+
+    def port(self, key: str) -> int:
+        value = self.number(key, int, None)
+        if not 1 <= value <= 65535:
+            raise self.error(key, f"{value} is not a TCP port (1-65535)")
+        return value
+
+    def number(self, key, kind, default, minimum=None):
+        raw = self.text(key, None if default is None else str(default))
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise self.error(key, f"{raw!r} is not a {kind.__name__}") from None
+        if minimum is not None and value < minimum:
+            raise self.error(key, f"{raw} is below {minimum}")
+        if kind is float and value != value:
+            raise self.error(key, "NaN is not allowed")
+        return value
+
+
+def load(path: str | os.PathLike, environ: dict | None = None) -> Config:
+    """
+    Read and validate the configuration file at ``path``.
+
+    Relative ``data_dir`` paths are taken relative to the file's directory.
+    ``$PYGMY_SECRET`` overrides ``[cluster] secret``.
+
+    @raise ConfigError: on any problem, with a one-line message.
+    """
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    parser = configparser.ConfigParser(
+        inline_comment_prefixes=(";", "#"), interpolation=None
+    )
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except (configparser.Error, UnicodeDecodeError) as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not a valid ini file: {first}") from None
+    return parse(parser, path, environ)
+
+
+def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
+    """
+    Validate an already-read ``parser``; see :func:`load`.
+    """
+
+    def section(name: str) -> _Section:
+        if not parser.has_section(name):
+            raise ConfigError(f"{path}: section [{name}] is missing")
+        return _Section(path, name, parser[name])
+
+    cluster = section("cluster")
+    secret = environ.get("PYGMY_SECRET") or cluster.text("secret")
+    data_dir = Path(cluster.text("data_dir", "var"))
+    if not data_dir.is_absolute():
+        data_dir = path.resolve().parent / data_dir
+    interval = cluster.number("heartbeat_interval", float, 0.5, minimum=0.01)
+    timeout = cluster.number("heartbeat_timeout", float, 1.5, minimum=0.01)
+    if timeout <= interval:
+        raise cluster.error(
+            "heartbeat_timeout",
+            f"{timeout} must be longer than heartbeat_interval ({interval})",
+        )
+    cluster_config = ClusterConfig(
+        secret=secret,
+        data_dir=data_dir,
+        heartbeat_interval=interval,
+        heartbeat_timeout=timeout,
+        request_timeout=cluster.number("request_timeout", float, 5.0, minimum=0.01),
+    )
+
+    front = section("frontend")
+    host = front.text("host", "127.0.0.1")
+    balancer = front.text("balancer", "round_robin")
+    if balancer not in BALANCERS:
+        raise front.error(
+            "balancer", f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})"
+        )
+    frontend = FrontendConfig(
+        host=host,
+        port=front.port("port"),
+        heartbeat_port=front.port("heartbeat_port"),
+        cache_size=front.number("cache_size", int, 1000, minimum=0),
+        balancer=balancer,
+        bind=front.text("bind", host),
+    )
+
+    replicas: dict[str, list[ReplicaConfig]] = {service: [] for service in SERVICES}
+    for name in parser.sections():
+        service, colon, replica_name = name.partition(":")
+        if not colon:
+            continue
+        if service not in SERVICES:
+            raise ConfigError(
+                f"{path}: [{name}] unknown service {service!r} "
+                f"(sections are catalog:NAME or order:NAME)"
+            )
+        if not replica_name.isalnum():
+            raise ConfigError(
+                f"{path}: [{name}] replica name must be letters and digits"
+            )
+        s = section(name)
+        host = s.text("host", "127.0.0.1")
+        replicas[service].append(
+            ReplicaConfig(service, replica_name, host, s.port("port"), s.text("bind", host))
+        )
+    for service, found in replicas.items():
+        if not found:
+            raise ConfigError(
+                f"{path}: no replicas for {service}: add sections [{service}:A], [{service}:B]"
+            )
+
+    _check_ports(path, frontend, replicas)
+    return Config(
+        path=path,
+        cluster=cluster_config,
+        frontend=frontend,
+        replicas={service: tuple(found) for service, found in replicas.items()},
+    )
+
+
+def _check_ports(path, frontend, replicas) -> None:
+    """
+    Refuse two listeners on the same host and port.
+    """
+    seen = {
+        (frontend.host, frontend.port): "[frontend] port",
+    }
+    if (frontend.host, frontend.heartbeat_port) in seen:
+        raise ConfigError(
+            f"{path}: [frontend] heartbeat_port: {frontend.heartbeat_port} "
+            f"is already used by [frontend] port"
+        )
+    seen[(frontend.host, frontend.heartbeat_port)] = "[frontend] heartbeat_port"
+    for found in replicas.values():
+        for replica in found:
+            where = (replica.host, replica.port)
+            if where in seen:
+                raise ConfigError(
+                    f"{path}: [{replica.label}] port: {replica.port} "
+                    f"is already used by {seen[where]}"
+                )
+            seen[where] = f"[{replica.label}] port"

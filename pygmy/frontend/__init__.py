@@ -1,0 +1,3 @@
+"""
+The front end: the public HTTP API of the store.
+"""

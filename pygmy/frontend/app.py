@@ -1,0 +1,164 @@
+"""
+The public HTTP API of Pygmy (DESIGN §3): search, lookup, list, buy, orders,
+update, status and health, as JSON.
+
+Every route validates what it gets (:mod:`pygmy.validate`), sends the work to
+a replica through :class:`~pygmy.routing.ServiceRoutes`, and leaves every
+error to the handlers of :func:`pygmy.web.install_error_handlers`.
+"""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+from klein import Klein
+from twisted.internet.defer import Deferred, DeferredList
+
+from pygmy.config import Config
+from pygmy.errors import BadRequest
+from pygmy.routing import ServiceRoutes
+from pygmy.validate import (
+    MAX_KEY,
+    parse_id,
+    parse_request_id,
+    parse_topic,
+    parse_update,
+)
+from pygmy.web import (
+    install_error_handlers,
+    json_response,
+    read_json_body,
+    require_secret,
+)
+
+
+def request_id_for(request, prefix: str) -> str:
+    """
+    The request id of a write: from the client's ``Idempotency-Key`` if it
+    sent one, else a new random one (so our own retries stay idempotent).
+    """
+    key = request.getHeader(b"idempotency-key")
+    if key is None:
+        return f"{prefix}:{uuid4().hex}"
+    return f"{prefix}:key:" + parse_request_id(key, "Idempotency-Key", MAX_KEY)
+
+
+class FrontendApp:
+    """
+    The front end's Klein app.
+
+    @param routes: the catalog's and the order service's L{ServiceRoutes}.
+    """
+
+    app = Klein()
+
+    def __init__(self, config: Config, routes: dict[str, ServiceRoutes]):
+        self.config = config
+        self.catalog = routes["catalog"]
+        self.orders = routes["order"]
+        self.routes = routes
+
+    @app.route("/search", methods=["GET"])
+    @app.route("/search/", methods=["GET"])
+    async def search_query(self, request):
+        """``GET /search?topic=T``."""
+        topics = request.args.get(b"topic")
+        if not topics:
+            raise BadRequest("Give a topic: /search/<topic> or /search?topic=<topic>.")
+        try:
+            topic = topics[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("topic must be UTF-8.") from None
+        return await self._search(request, topic)
+
+    @app.route("/search/<path:topic>", methods=["GET"])
+    async def search(self, request, topic):
+        """``GET /search/<topic>``: the books of a topic, any case."""
+        return await self._search(request, topic)
+
+    async def _search(self, request, topic):
+        topic = parse_topic(topic)
+        reply = await self.catalog.read(lambda r: r.get("/books", {"topic": topic}))
+        return json_response(request, {"topic": topic, "items": reply["items"]})
+
+    @app.route("/lookup/<item_id>", methods=["GET"])
+    async def lookup(self, request, item_id):
+        """``GET /lookup/<id>``: one book with cost and stock."""
+        item_id = parse_id(item_id)
+        book = await self.catalog.read(lambda r: r.get(f"/books/{item_id}"))
+        return json_response(request, book)
+
+    @app.route("/list", methods=["GET"])
+    async def list(self, request):
+        """``GET /list``: every book, by id."""
+        reply = await self.catalog.read(lambda r: r.get("/books"))
+        return json_response(request, {"items": reply["items"]})
+
+    @app.route("/buy/<item_id>", methods=["POST"])
+    async def buy(self, request, item_id):
+        """``POST /buy/<id>``: buy one copy; idempotent per ``Idempotency-Key``."""
+        item_id = parse_id(item_id)
+        body = {"item_id": item_id, "request_id": request_id_for(request, "buy")}
+        reply = await self.orders.write(lambda r: r.post("/orders", body))
+        return json_response(request, {"order": reply["order"]})
+
+    @app.route("/orders/<order_id>", methods=["GET"])
+    async def order(self, request, order_id):
+        """``GET /orders/<order_id>``: one order."""
+        order_id = parse_id(order_id, "order id")
+        reply = await self.orders.read(lambda r: r.get(f"/orders/{order_id}"))
+        return json_response(request, {"order": reply["order"]})
+
+    @app.route("/update/<item_id>", methods=["POST"])
+    async def update(self, request, item_id):
+        """``POST /update/<id>``: set the cost and/or change the stock."""
+        require_secret(request, self.config.cluster.secret)
+        item_id = parse_id(item_id)
+        body = parse_update(read_json_body(request))
+        body["request_id"] = request_id_for(request, "update")
+        reply = await self.catalog.write(lambda r: r.post(f"/books/{item_id}/update", body))
+        return json_response(request, {"item": reply["item"]})
+
+    @app.route("/status", methods=["GET"])
+    async def status(self, request):
+        """``GET /status``: the cluster as the front end sees it."""
+        services = {}
+        for name, routes in self.routes.items():
+            services[name] = await _service_status(routes)
+        return json_response(
+            request,
+            {"services": services, "balancer": self.config.frontend.balancer},
+        )
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request):
+        """``GET /health``: the front end is up."""
+        return json_response(request, {"status": "ok"})
+
+    install_error_handlers(app)
+
+
+async def _service_status(routes: ServiceRoutes) -> dict:
+    """Ask every replica of a service for its status, all at once."""
+    remotes = list(routes.remotes.values())
+    results = await DeferredList(
+        [Deferred.fromCoroutine(remote.get("/status")) for remote in remotes],
+        consumeErrors=True,
+    )
+    replicas = {}
+    for remote, (ok, status) in zip(remotes, results):
+        if ok:
+            replicas[remote.replica] = {
+                "alive": True,
+                "state": status["role"],
+                "applied_seq": status["applied_seq"],
+                "checksum": status["checksum"],
+            }
+        else:
+            replicas[remote.replica] = {"alive": False, "state": "down", "applied_seq": None}
+    return {
+        "view": 0,
+        "primary": routes.primary().replica,
+        "backups": [],
+        "replicas": replicas,
+    }

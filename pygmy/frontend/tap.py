@@ -1,0 +1,20 @@
+"""
+``twistd pygmy-frontend --config config.ini``
+"""
+
+from pygmy.options import ConfigOptions
+
+
+class Options(ConfigOptions):
+    """Options of the front end."""
+
+    tapname = "pygmy-frontend"
+
+
+def makeService(options):
+    """The front end of the cluster in ``--config``."""
+    from twisted.internet import reactor
+
+    from pygmy.frontend.service import frontend_service
+
+    return frontend_service(options.config, reactor)

@@ -1,0 +1,50 @@
+"""
+Command-line options shared by the three twistd plugins.
+
+A broken ``config.ini`` ends start-up with one line on stderr naming the
+file, section and key.  (Raising ``UsageError`` instead would make twistd
+print its whole usage text before that line.)
+"""
+
+from __future__ import annotations
+
+from twisted.python import usage
+
+from pygmy import config as configuration
+
+
+class ConfigOptions(usage.Options):
+    """
+    ``--config PATH``: load and validate ``config.ini`` into ``self.config``.
+    """
+
+    tapname = "pygmy"
+    optParameters = [
+        ["config", "c", "config.ini", "Path of the cluster's config.ini."],
+    ]
+
+    def postOptions(self):
+        try:
+            self.config = configuration.load(self["config"])
+        except configuration.ConfigError as e:
+            raise SystemExit(f"{self.tapname}: {e}")
+
+
+class ReplicaOptions(ConfigOptions):
+    """
+    ``--config PATH --replica NAME`` for a replica of :attr:`service`.
+    """
+
+    service = ""
+    optParameters = [
+        ["replica", "r", None, "The replica to run: NAME of a [service:NAME] section."],
+    ]
+
+    def postOptions(self):
+        if not self["replica"]:
+            raise usage.UsageError("--replica NAME is required.")
+        super().postOptions()
+        try:
+            self.config.replica(self.service, self["replica"])
+        except configuration.ConfigError as e:
+            raise SystemExit(f"{self.tapname}: {e}")

@@ -1,0 +1,3 @@
+"""
+The order service: one order per copy bought.
+"""

@@ -1,0 +1,144 @@
+"""
+Calls from one Pygmy process to a replica: JSON over HTTP with treq.
+
+One :class:`HTTPClientService` per process owns a persistent connection pool
+(sized for load: treq's default of two connections per host starves a busy
+front end) and closes it on stop.  A :class:`Remote` speaks to one replica,
+adds the shared secret, applies a timeout, and turns answers back into the
+domain errors of :mod:`pygmy.errors`:
+
+- an error body from the replica raises the same error here;
+- no answer at all (refused, reset, timed out) raises :class:`ReplicaDown`,
+  which callers may retry on another replica.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.application.service import Service
+from twisted.internet import error
+from twisted.internet.defer import CancelledError
+from twisted.web._newclient import (
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
+
+from pygmy.config import ReplicaConfig
+from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
+from pygmy.web import json_bytes
+
+POOL_SIZE = 64
+
+#: What a call that got no usable answer fails with.
+NETWORK_ERRORS = (
+    error.ConnectError,
+    error.ConnectionLost,
+    error.ConnectionDone,
+    error.TimeoutError,
+    ResponseFailed,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+)
+
+
+class ReplicaDown(Unavailable):
+    """A replica did not answer: refused, reset or timed out."""
+
+
+class HTTPClientService(Service):
+    """
+    A treq client over one persistent connection pool, closed on stop.
+    """
+
+    def __init__(self, reactor, size: int = POOL_SIZE):
+        self.reactor = reactor
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = size
+        self.pool.retryAutomatically = False
+        self.client = HTTPClient(Agent(reactor, pool=self.pool))
+
+    def stopService(self):
+        super().stopService()
+        return self.pool.closeCachedConnections()
+
+
+class Remote:
+    """
+    JSON requests to one replica, authorised with the shared secret.
+
+    @param http: the process's L{HTTPClientService}.
+    @param replica: where the replica is.
+
+    @ivar name: the replica's label (``catalog:A``), for messages.
+    @ivar replica: the replica's name (``A``).
+    """
+
+    def __init__(self, http: HTTPClientService, replica: ReplicaConfig, secret: str, timeout: float):
+        self.name = replica.label
+        self.replica = replica.name
+        self.url = replica.url
+        self._http = http
+        self._headers = {
+            b"authorization": [b"Bearer " + secret.encode("utf-8")],
+            b"content-type": [b"application/json"],
+        }
+        self._timeout = timeout
+
+    def __repr__(self):
+        return f"<Remote {self.name} {self.url}>"
+
+    async def get(self, path: str, params: dict | None = None):
+        """GET ``path`` and return the decoded JSON body."""
+        return await self._call("GET", path, params=params)
+
+    async def post(self, path: str, body: dict):
+        """POST ``body`` as JSON to ``path`` and return the decoded JSON body."""
+        return await self._call("POST", path, data=json_bytes(body))
+
+    async def _call(self, method: str, path: str, **kwargs):
+        http = self._http
+        try:
+            response = await http.client.request(
+                method,
+                self.url + path,
+                headers=self._headers,
+                timeout=self._timeout,
+                reactor=http.reactor,
+                **kwargs,
+            )
+            raw = await response.content()
+        except CancelledError:
+            raise ReplicaDown(f"{self.name} did not answer within {self._timeout}s.")
+        except NETWORK_ERRORS as e:
+            raise ReplicaDown(f"{self.name} is unreachable: {e.__class__.__name__}.")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ReplicaDown(
+                f"{self.name} answered {response.code} without JSON."
+            ) from None
+        if response.code >= 400:
+            raise _error_from(self.name, response.code, body)
+        return body
+
+
+def _error_from(name: str, status: int, body) -> PygmyError:
+    """The domain error a replica's error body stands for."""
+    try:
+        code, message = body["error"]["code"], body["error"]["message"]
+    except (TypeError, KeyError):
+        return ReplicaDown(f"{name} answered {status} with an unexpected body.")
+    cls = ERRORS_BY_CODE.get(code)
+    if cls is Unauthorized:
+        # Our own secret was refused: a misconfigured cluster, not the
+        # client's fault, so the client must not see a 401.
+        return ReplicaDown(f"{name} refused the cluster secret.")
+    if cls is None:
+        return ReplicaDown(f"{name} failed with {status}: {message}")
+    return cls(message)

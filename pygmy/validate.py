@@ -1,0 +1,108 @@
+"""
+Validation of everything a client can send: ids, topics, update bodies and
+idempotency keys.  Each function returns the clean value or raises
+:class:`~pygmy.errors.BadRequest` with a sentence saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from pygmy.errors import BadRequest
+
+MAX_ID = 2**63 - 1
+MAX_TOPIC = 200
+MAX_STOCK_DELTA = 10**9
+MAX_COST = Decimal("1000000000")
+MAX_KEY = 128
+MAX_REQUEST_ID = 200
+
+_ID = re.compile(r"[1-9][0-9]{0,18}")
+_COST = re.compile(r"[0-9]{1,10}(\.[0-9]{1,2})?")
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def parse_id(text, what: str = "id") -> int:
+    """
+    Parse a positive integer id as it appears in a path or a JSON body.
+
+    JSON integers are accepted as they are (booleans are not integers here).
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    elif isinstance(text, str) and _ID.fullmatch(text):
+        value = int(text)
+    else:
+        raise BadRequest(f"{what} must be a positive integer.")
+    if not 1 <= value <= MAX_ID:
+        raise BadRequest(f"{what} must be a positive integer below 2**63.")
+    return value
+
+
+def parse_topic(topic) -> str:
+    """A search topic: 1 to 200 characters, not only white space."""
+    if not isinstance(topic, str) or not topic.strip():
+        raise BadRequest("topic must not be empty.")
+    if len(topic) > MAX_TOPIC:
+        raise BadRequest(f"topic must be at most {MAX_TOPIC} characters.")
+    return topic
+
+
+def parse_cost(value) -> str:
+    """
+    A cost: a decimal string with at most two decimals, returned in the
+    canonical two-decimal form (``"12.5"`` -> ``"12.50"``).
+    """
+    if not isinstance(value, str) or not _COST.fullmatch(value):
+        raise BadRequest(
+            'cost must be a decimal string with at most two decimals, like "12.50".'
+        )
+    amount = Decimal(value)
+    if amount >= MAX_COST:
+        raise BadRequest(f"cost must be below {MAX_COST}.")
+    return f"{amount:.2f}"
+
+
+def parse_stock_delta(value) -> int:
+    """A stock change: a JSON integer, not a boolean, string or fraction."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest("stock_delta must be a JSON integer.")
+    if abs(value) > MAX_STOCK_DELTA:
+        raise BadRequest(f"stock_delta must be within ±{MAX_STOCK_DELTA}.")
+    return value
+
+
+def parse_update(body: dict) -> dict:
+    """
+    The body of ``POST /update/<id>``: ``cost`` and/or ``stock_delta``.
+
+    @return: a dict with the clean values of the keys present.
+    """
+    unknown = sorted(set(body) - {"cost", "stock_delta"})
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.")
+    if not body:
+        raise BadRequest("Give cost and/or stock_delta.")
+    update = {}
+    if "cost" in body:
+        update["cost"] = parse_cost(body["cost"])
+    if "stock_delta" in body:
+        update["stock_delta"] = parse_stock_delta(body["stock_delta"])
+    return update
+
+
+def parse_request_id(value, what: str = "request_id", limit: int = MAX_REQUEST_ID) -> str:
+    """A request id or idempotency key: 1 to ``limit`` visible ASCII characters."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise BadRequest(f"{what} must be visible ASCII.") from None
+    if (
+        not isinstance(value, str)
+        or len(value) > limit
+        or not _VISIBLE_ASCII.fullmatch(value)
+    ):
+        raise BadRequest(f"{what} must be 1 to {limit} visible ASCII characters.")
+    return value

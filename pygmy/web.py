@@ -1,0 +1,198 @@
+"""
+HTTP pieces shared by the Klein apps of every role.
+
+- :func:`json_response` writes a JSON body with its content type;
+- :func:`install_error_handlers` maps every exception to a JSON error, in one
+  place, most specific first, so no request ever sees a traceback;
+- :class:`JSONRequest` refuses bodies over :data:`MAX_BODY` with 413 before
+  buffering them;
+- :func:`read_json_body` and :func:`require_secret` validate what a route gets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from twisted.logger import Logger
+from twisted.web import server
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from pygmy.errors import BadRequest, PayloadTooLarge, PygmyError, Unauthorized, Unavailable
+
+MAX_BODY = 64 * 1024
+MAX_JSON_DEPTH = 8
+
+log = Logger()
+
+
+def json_bytes(obj) -> bytes:
+    """Serialise ``obj`` compactly as UTF-8 JSON."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def json_response(request, obj, code: int = 200) -> bytes:
+    """
+    Set status and content type on ``request``; return ``obj`` as JSON bytes.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json_bytes(obj)
+
+
+def error_response(request, error: PygmyError) -> bytes:
+    """Render a domain error as its status and JSON body."""
+    if isinstance(error, Unavailable):
+        request.setHeader(b"retry-after", str(error.retry_after).encode("ascii"))
+    return json_response(request, error.as_json(), error.status)
+
+
+def _on_pygmy_error(instance, request, failure):
+    return error_response(request, failure.value)
+
+
+def _on_http_exception(instance, request, failure):
+    error: HTTPException = failure.value
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        request.setHeader(b"allow", ", ".join(sorted(error.valid_methods)).encode())
+    for name, value in error.get_headers():
+        if name.lower() == "location":
+            request.setHeader(b"location", value.encode("utf-8"))
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    body = {
+        "error": {
+            "code": codes.get(error.code, error.name.lower().replace(" ", "_")),
+            "message": error.description or error.name,
+        }
+    }
+    return json_response(request, body, error.code or 500)
+
+
+def _on_anything_else(instance, request, failure):
+    log.failure(
+        "Unhandled error on {method} {uri}",
+        failure,
+        method=request.method.decode("ascii", "replace"),
+        uri=request.uri.decode("ascii", "replace"),
+    )
+    body = {"error": {"code": "internal", "message": "Internal server error."}}
+    return json_response(request, body, 500)
+
+
+def install_error_handlers(app) -> None:
+    """
+    Register the JSON error handlers on a Klein ``app``.
+
+    Call once, after the app's routes, in the class body.
+    """
+    app.handle_errors(PygmyError)(_on_pygmy_error)
+    app.handle_errors(HTTPException)(_on_http_exception)
+    app.handle_errors(Exception)(_on_anything_else)
+
+
+def read_json_body(request) -> dict:
+    """
+    Parse the request body as a JSON object.
+
+    @raise BadRequest: if it is not valid UTF-8 JSON of a single object, or
+        nests deeper than :data:`MAX_JSON_DEPTH`.
+    """
+    raw = request.content.read() if request.content is not None else b""
+    if len(raw) > MAX_BODY:
+        raise PayloadTooLarge(f"Request body is over {MAX_BODY} bytes.")
+    if not raw.strip():
+        raise BadRequest("Request body must be a JSON object.")
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise BadRequest("Request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("Request body must be a JSON object.")
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest("Request body nests too deeply.")
+    return body
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value, level: int = 1) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def bearer_matches(request, secret: str) -> bool:
+    """
+    Whether ``request`` carries ``Authorization: Bearer <secret>``.
+
+    The comparison takes the same time whatever the mismatch.
+    """
+    header = request.getHeader(b"authorization") or b""
+    scheme, _, token = header.partition(b" ")
+    expected = secret.encode("utf-8")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), expected)
+
+
+def require_secret(request, secret: str) -> None:
+    """
+    @raise Unauthorized: unless ``request`` carries the shared secret.
+    """
+    if not bearer_matches(request, secret):
+        request.setHeader(b"www-authenticate", b'Bearer realm="pygmy"')
+        raise Unauthorized("This route needs 'Authorization: Bearer <secret>'.")
+
+
+class JSONRequest(server.Request):
+    """
+    A request that answers 413 to bodies over :data:`MAX_BODY` without
+    buffering them, and whose default content type is JSON.
+    """
+
+    defaultContentType = b"application/json"
+    _too_large = False
+
+    def gotLength(self, length):
+        if length is not None and length > MAX_BODY:
+            self._too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self._too_large:
+            return
+        if self.content.tell() + len(data) > MAX_BODY:
+            self._too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+    def process(self):
+        if self._too_large:
+            self.setHeader(b"connection", b"close")
+            error = PayloadTooLarge(f"Request body is over {MAX_BODY} bytes.")
+            self.write(error_response(self, error))
+            self.finish()
+            return
+        super().process()
+
+
+def make_site(resource) -> server.Site:
+    """
+    A :class:`~twisted.web.server.Site` for ``resource`` that makes
+    :class:`JSONRequest` requests and never shows a traceback to a client.
+    """
+    site = server.Site(resource, requestFactory=JSONRequest)
+    site.displayTracebacks = False
+    return site
+
+
+def endpoint_description(port: int, bind: str) -> str:
+    """The server endpoint string for a TCP ``port`` on address ``bind``."""
+    return f"tcp:{port}:interface=" + bind.replace(":", r"\:")
