@@ -25,7 +25,7 @@ from twisted.web._newclient import (
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from treq.client import HTTPClient
 
 from pygmy.config import ReplicaConfig
@@ -51,6 +51,12 @@ class ReplicaDown(Unavailable):
     """A replica did not answer: refused, reset or timed out."""
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    """Connection factory that does not log every connection it opens."""
+
+    noisy = False
+
+
 class HTTPClientService(Service):
     """
     A treq client over one persistent connection pool, closed on stop.
@@ -60,7 +66,7 @@ class HTTPClientService(Service):
         self.reactor = reactor
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = size
-        self.pool.retryAutomatically = False
+        self.pool._factory = _QuietClientFactory
         self.client = HTTPClient(Agent(reactor, pool=self.pool))
 
     def stopService(self):

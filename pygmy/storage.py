@@ -103,7 +103,8 @@ class Store(Service):
     @param path: the SQLite file.
     @param tables: the replicated tables, in dump order.
     @param seed: called with a cursor once, when the database is created.
-    @param clock: gives the time stamped on writes.
+    @param reactor: runs the pool's threads and gives the time stamped on
+        writes.
     """
 
     log = Logger()
@@ -113,12 +114,12 @@ class Store(Service):
         path: Path,
         tables: tuple[Table, ...],
         seed: Callable[[sqlite3.Cursor], None] | None,
-        clock,
+        reactor,
     ):
         self.path = Path(path)
         self.tables = tables
         self._seed = seed
-        self._clock = clock
+        self._clock = reactor
         self.pool = adbapi.ConnectionPool(
             "sqlite3",
             str(self.path),
@@ -127,6 +128,7 @@ class Store(Service):
             cp_max=1,
             cp_noisy=False,
             cp_openfun=self._open,
+            cp_reactor=reactor,
         )
 
     def _open(self, connection: sqlite3.Connection) -> None:

@@ -18,6 +18,6 @@ def catalog_service(config: Config, name: str, reactor):
     """
     replica = config.replica("catalog", name)
     store = Store(
-        config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, clock=reactor
+        config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, reactor
     )
     return replica_service(config, replica, store, CatalogApp(Catalog(store)), reactor)

@@ -20,7 +20,7 @@ def order_service(config: Config, name: str, reactor):
     listener.
     """
     replica = config.replica("order", name)
-    store = Store(config.cluster.data_dir / f"order-{name}.sqlite", (ORDERS,), None, clock=reactor)
+    store = Store(config.cluster.data_dir / f"order-{name}.sqlite", (ORDERS,), None, reactor)
     http = HTTPClientService(reactor)
     orders = Orders(store, routes_for(config, "catalog", http))
     return replica_service(config, replica, store, OrderApp(orders), reactor, http=http)

@@ -1,0 +1,35 @@
+"""
+Fixtures of the integration suite: a cluster of real twistd processes and a
+treq client whose connections are closed after each test.
+"""
+
+import pytest
+import pytest_twisted
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
+
+from tests.integration.harness import Cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two catalog and two order replicas and the front end, for one module."""
+    running = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+def http():
+    """A treq client with a pool large enough for concurrent tests."""
+    from twisted.internet import reactor
+
+    pool = HTTPConnectionPool(reactor)
+    pool.maxPersistentPerHost = 100
+    yield HTTPClient(Agent(reactor, pool=pool))
+    pytest_twisted.blockon(pool.closeCachedConnections())
+
+

@@ -1,0 +1,159 @@
+"""
+Real Pygmy processes for the integration tests.
+
+A :class:`Cluster` writes a ``config.ini`` with free ports on 127.0.0.1 in a
+temporary directory, starts each process with the contract's command
+(``twistd -n --pidfile= pygmy-catalog --config ... --replica A``), waits until
+it answers, and stops it by its pid: SIGTERM for a clean stop, SIGKILL for a
+crash.  Every process it started is stopped by :meth:`Cluster.stop_all`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+SECRET = "integration-secret"
+START_TIMEOUT = 20.0
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def write_config(directory: Path, replicas=("A", "B"), **cluster) -> Path:
+    """A config.ini in ``directory`` for a cluster on free local ports."""
+    ports = iter(free_ports(2 + 2 * len(replicas)))
+    settings = {
+        "secret": SECRET,
+        "data_dir": "var",
+        "heartbeat_interval": "0.2",
+        "heartbeat_timeout": "0.6",
+        **cluster,
+    }
+    lines = ["[cluster]"] + [f"{k} = {v}" for k, v in settings.items()]
+    lines += ["", "[frontend]", "host = 127.0.0.1", f"port = {next(ports)}", f"heartbeat_port = {next(ports)}"]
+    for service in ("catalog", "order"):
+        for name in replicas:
+            lines += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(ports)}"]
+    path = directory / "config.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Cluster:
+    """
+    The processes of one test cluster.
+
+    @ivar config: the parsed config (ports, secret).
+    """
+
+    def __init__(self, directory: Path, replicas=("A", "B"), **cluster):
+        from pygmy.config import load
+
+        self.directory = directory
+        self.path = write_config(directory, replicas, **cluster)
+        self.config = load(self.path)
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        """The front end's base URL."""
+        return self.config.frontend.url
+
+    def replica_url(self, service: str, name: str) -> str:
+        return self.config.replica(service, name).url
+
+    def command(self, role: str, replica: str | None = None) -> list[str]:
+        """The contract's command line for ``role`` (and ``replica``)."""
+        command = [TWISTD, "-n", "--pidfile=", f"pygmy-{role}", "--config", str(self.path)]
+        if replica is not None:
+            command += ["--replica", replica]
+        return command
+
+    def start(self, role: str, replica: str | None = None) -> subprocess.Popen:
+        """Start one process and wait until it answers HTTP."""
+        key = role if replica is None else f"{role}:{replica}"
+        log = open(self.directory / f"{key.replace(':', '-')}.log", "ab")
+        process = subprocess.Popen(
+            self.command(role, replica),
+            cwd=self.directory,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.processes[key] = process
+        url = self.url + "/health" if replica is None else self.replica_url(role, replica) + "/status"
+        self._wait_until_up(key, process, url)
+        return process
+
+    def start_all(self) -> None:
+        """Every replica of config.ini, then the front end."""
+        for service in ("catalog", "order"):
+            for replica in self.config.replicas[service]:
+                self.start(service, replica.name)
+        self.start("frontend")
+
+    def stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send ``sig`` to the process ``key`` by its pid and wait for it."""
+        process = self.processes.pop(key)
+        if process.poll() is None:
+            os.kill(process.pid, sig)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            return process.wait(timeout)
+
+    def stop_all(self) -> None:
+        """Stop every process still running, front end first."""
+        for key in sorted(self.processes, key=lambda k: k != "frontend"):
+            self.stop(key)
+
+    def log_tail(self, key: str, lines: int = 30) -> str:
+        path = self.directory / f"{key.replace(':', '-')}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _wait_until_up(self, key, process, url) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{key} exited with {process.returncode}:\n{self.log_tail(key)}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop(key, signal.SIGKILL)
+        raise RuntimeError(f"{key} did not answer {url} within {START_TIMEOUT}s")
+
+
+def get_json(url: str, headers=None, method="GET", body=None):
+    """A blocking JSON request, for set-up and checks outside the reactor."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
