@@ -1,6 +1,7 @@
 """
-The ``pygmy`` command.  For now: ``pygmy version``; the client commands
-(search, lookup, buy, load, up, down, chaos) build on this entry point.
+The ``pygmy`` command.  For now only ``pygmy --version``; the client
+commands (search, lookup, buy, load, up, down, chaos) build on this entry
+point.
 """
 
 from __future__ import annotations

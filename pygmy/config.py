@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]*)?|-?\.[0-9]+")
 
 SERVICES = ("catalog", "order")
 BALANCERS = ("round_robin", "least_connections", "least_latency")
@@ -96,10 +100,10 @@ class Config:
 
         @raise ConfigError: if there is no such section.
         """
-        for replica in self.replicas[service]:
+        for replica in self.replicas.get(service, ()):
             if replica.name == name:
                 return replica
-        known = ", ".join(r.name for r in self.replicas[service])
+        known = ", ".join(r.name for r in self.replicas.get(service, ())) or "none"
         raise ConfigError(
             f"{self.path}: no section [{service}:{name}] (replicas: {known})"
         )
@@ -135,14 +139,13 @@ class _Section:
 
     def number(self, key, kind, default, minimum=None):
         raw = self.text(key, None if default is None else str(default))
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise self.error(key, f"{raw!r} is not a {kind.__name__}") from None
+        pattern = _INTEGER if kind is int else _DECIMAL
+        if not pattern.fullmatch(raw):
+            noun = "a whole number" if kind is int else "a number"
+            raise self.error(key, f"{raw!r} is not {noun}")
+        value = kind(raw)
         if minimum is not None and value < minimum:
             raise self.error(key, f"{raw} is below {minimum}")
-        if kind is float and value != value:
-            raise self.error(key, "NaN is not allowed")
         return value
 
 
@@ -182,7 +185,7 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
         return _Section(path, name, parser[name])
 
     cluster = section("cluster")
-    secret = environ.get("PYGMY_SECRET") or cluster.text("secret")
+    secret = environ.get("PYGMY_SECRET") or cluster.text("secret", DEFAULT_SECRET)
     data_dir = Path(cluster.text("data_dir", "var"))
     if not data_dir.is_absolute():
         data_dir = path.resolve().parent / data_dir
@@ -237,9 +240,11 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
             ReplicaConfig(service, replica_name, host, s.port("port"), s.text("bind", host))
         )
     for service, found in replicas.items():
-        if not found:
+        if len(found) < 2:
+            have = ", ".join(f"[{r.label}]" for r in found) or "none"
             raise ConfigError(
-                f"{path}: no replicas for {service}: add sections [{service}:A], [{service}:B]"
+                f"{path}: [{service}:NAME] sections: {service} needs two or more "
+                f"replicas (found {have})"
             )
 
     _check_ports(path, frontend, replicas)

@@ -1,0 +1,209 @@
+"""
+Unit tests of :mod:`pygmy.validate`: every client-supplied value is either
+returned in its clean form or refused with :class:`~pygmy.errors.BadRequest`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pygmy.errors import BadRequest
+from pygmy.validate import (
+    MAX_ID,
+    parse_cost,
+    parse_id,
+    parse_request_id,
+    parse_stock_delta,
+    parse_topic,
+    parse_update,
+)
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [("1", 1), (7, 7), ("42", 42), (str(MAX_ID), MAX_ID), (MAX_ID, MAX_ID)],
+)
+def test_parse_id_accepts(given, expected):
+    value = parse_id(given)
+    assert value == expected
+    assert type(value) is int
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "0",
+        "-1",
+        "01",
+        "1.5",
+        "abc",
+        "",
+        " 1",
+        "1\n",
+        "\uff11",  # FULLWIDTH DIGIT ONE
+        True,
+        False,
+        0,
+        -3,
+        1.0,
+        None,
+        2**63,
+        str(2**63),
+        "99999999999999999999",
+    ],
+)
+def test_parse_id_rejects(given):
+    with pytest.raises(BadRequest):
+        parse_id(given)
+
+
+def test_parse_id_names_the_field():
+    with pytest.raises(BadRequest) as info:
+        parse_id("x", "item_number")
+    assert "item_number" in info.value.message
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("topic", ["distributed systems", "x", "a" * 200, " padded "])
+def test_parse_topic_accepts(topic):
+    assert parse_topic(topic) == topic
+
+
+@pytest.mark.parametrize("topic", ["", " ", "\t\n ", "a" * 201, None, 5, b"topic"])
+def test_parse_topic_rejects(topic):
+    with pytest.raises(BadRequest):
+        parse_topic(topic)
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("12.5", "12.50"),
+        ("3", "3.00"),
+        ("12.50", "12.50"),
+        ("0.05", "0.05"),
+        ("0", "0.00"),
+        ("999999999.99", "999999999.99"),
+    ],
+)
+def test_parse_cost_canonicalises(given, expected):
+    assert parse_cost(given) == expected
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "1.234",
+        "-1",
+        "NaN",
+        "Infinity",
+        "1e3",
+        12.5,
+        12,
+        None,
+        " 1",
+        "1 ",
+        "",
+        "1.",
+        ".5",
+        "1,50",
+        "1000000000",
+        "\u0661",  # ARABIC-INDIC DIGIT ONE
+    ],
+)
+def test_parse_cost_rejects(given):
+    with pytest.raises(BadRequest):
+        parse_cost(given)
+
+
+@pytest.mark.parametrize("delta", [-3, 0, 5, 10**9, -(10**9)])
+def test_parse_stock_delta_accepts(delta):
+    assert parse_stock_delta(delta) == delta
+
+
+@pytest.mark.parametrize("delta", [True, False, "5", 1.5, 1.0, None, 10**9 + 1, -(10**9) - 1])
+def test_parse_stock_delta_rejects(delta):
+    with pytest.raises(BadRequest):
+        parse_stock_delta(delta)
+
+
+def test_parse_update_both_keys():
+    assert parse_update({"cost": "7.5", "stock_delta": -2}) == {
+        "cost": "7.50",
+        "stock_delta": -2,
+    }
+
+
+def test_parse_update_one_key():
+    assert parse_update({"stock_delta": 4}) == {"stock_delta": 4}
+    assert parse_update({"cost": "1"}) == {"cost": "1.00"}
+
+
+def test_parse_update_empty_object():
+    with pytest.raises(BadRequest):
+        parse_update({})
+
+
+def test_parse_update_unknown_key():
+    with pytest.raises(BadRequest) as info:
+        parse_update({"cost": "1.00", "price": "2.00"})
+    assert "price" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"cost": 12.5}, {"stock_delta": "3"}, {"cost": "1.00", "stock_delta": True}],
+)
+def test_parse_update_bad_values(body):
+    with pytest.raises(BadRequest):
+        parse_update(body)
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ("abc-123", "abc-123"),
+        (b"abc-123", "abc-123"),
+        ("x", "x"),
+        ("~" * 200, "~" * 200),
+        ("!#$%&'()*+,./:;<=>?@[]^_`{|}", "!#$%&'()*+,./:;<=>?@[]^_`{|}"),
+    ],
+)
+def test_parse_request_id_accepts(given, expected):
+    value = parse_request_id(given)
+    assert value == expected
+    assert type(value) is str
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "",
+        b"",
+        "caf\u00e9",
+        "caf\u00e9".encode("utf-8"),
+        b"\xff",
+        "a" * 201,
+        b"a" * 201,
+        "has space",
+        b"has space",
+        " lead",
+        "tab\there",
+        "line\n",
+        "nul\x00",
+        "del\x7f",
+        None,
+        12,
+    ],
+)
+def test_parse_request_id_rejects(given):
+    with pytest.raises(BadRequest):
+        parse_request_id(given)
+
+
+def test_parse_request_id_limit_and_name():
+    assert parse_request_id("k" * 128, "Idempotency-Key", 128) == "k" * 128
+    with pytest.raises(BadRequest) as info:
+        parse_request_id("k" * 129, "Idempotency-Key", 128)
+    assert "Idempotency-Key" in info.value.message
+    assert "128" in info.value.message
