@@ -81,6 +81,7 @@ class ClusterConfig:
     heartbeat_interval: float
     heartbeat_timeout: float
     request_timeout: float
+    log_keep: int
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
         heartbeat_interval=interval,
         heartbeat_timeout=timeout,
         request_timeout=cluster.number("request_timeout", float, 5.0, minimum=0.01),
+        log_keep=cluster.number("log_keep", int, 100_000, minimum=1),
     )
 
     front = section("frontend")

@@ -82,6 +82,24 @@ class Unavailable(PygmyError):
         self.retry_after = retry_after
 
 
+class NotPrimary(Unavailable):
+    """A write reached a replica that is not its service's primary (any more)."""
+
+    code = "not_primary"
+
+
+class StaleView(Conflict):
+    """A replication request carries an older view than the receiver's."""
+
+    code = "stale_view"
+
+
+class Diverged(Conflict):
+    """A backup's log holds entries the primary never acknowledged."""
+
+    code = "diverged"
+
+
 ERRORS_BY_CODE = {
     cls.code: cls
     for cls in (
@@ -92,5 +110,8 @@ ERRORS_BY_CODE = {
         Conflict,
         PayloadTooLarge,
         Unavailable,
+        NotPrimary,
+        StaleView,
+        Diverged,
     )
 }

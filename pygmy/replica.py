@@ -1,30 +1,71 @@
 """
 What every replica serves, whatever its service, and how it is assembled.
 
-:class:`ReplicaApp` answers ``GET /status`` to anyone, and mounts the
-service's own Klein app (books or orders) plus ``/admin/dump`` behind the
-shared secret, so no internal route can forget the check.
+:class:`ReplicaApp` answers ``GET /status`` to anyone.  Behind the shared
+secret it serves ``/admin/dump``, the replication routes, and mounts the
+service's own Klein app (books or orders), so no internal route can forget
+the check:
+
+==================================  ==========================================
+``GET  /replication/log``           ``?after=S&view=V&limit=N`` ->
+                                    ``{"entries": [...] | null, "head": n}``
+                                    (``null``: the caller needs a snapshot)
+``GET  /replication/snapshot``      ``{"applied_seq", "last_view", "tables"}``
+``POST /replication/apply``         ``{"view", "entries"}`` -> ``{"applied_seq"}``
+``POST /replication/join``          ``{"replica", "after", "view"}`` ->
+                                    ``{"joined": bool}``
+==================================  ==========================================
 
 :func:`replica_service` composes the twistd service of one replica: its
-:class:`~pygmy.storage.Store`, an HTTP client for calls to other replicas, and
-the HTTP listener.
+store, an HTTP client, the node with its heartbeat connection, and the HTTP
+listener.
 """
 
 from __future__ import annotations
 
+from klein import Klein
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
-from klein import Klein
 
-from pygmy.config import Config, ReplicaConfig
+from twisted.internet.endpoints import serverFromString
+
+from pygmy.config import SERVICES, Config, ReplicaConfig
+from pygmy.errors import BadRequest
+from pygmy.heartbeat import BeatFactory
+from pygmy.node import Node, NodeService
+from pygmy.remote import HTTPClientService
+from pygmy.routing import routes_for
+from pygmy.validate import parse_request_id
 from pygmy.web import (
     endpoint_description,
     install_error_handlers,
     json_response,
     make_site,
+    read_json_body,
     require_secret,
 )
+
+MAX_LOG_BATCH = 10_000
+
+
+def _count(request, name: str, default: int | None = None) -> int:
+    """A non-negative integer query parameter."""
+    values = request.args.get(name.encode())
+    if not values:
+        if default is None:
+            raise BadRequest(f"{name} is required.")
+        return default
+    text = values[0].decode("ascii", "replace")
+    if not text.isdigit() or len(text) > 18:
+        raise BadRequest(f"{name} must be a non-negative integer.")
+    return int(text)
+
+
+def _integer(body: dict, name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadRequest(f"{name} must be a non-negative integer.")
+    return value
 
 
 class ReplicaApp:
@@ -37,24 +78,24 @@ class ReplicaApp:
 
     app = Klein()
 
-    def __init__(self, replica: ReplicaConfig, store, secret: str, service_app):
+    def __init__(self, replica: ReplicaConfig, node: Node, secret: str, service_app):
         self.replica = replica
-        self.store = store
-        self.role = "idle"
+        self.node = node
+        self.store = node.store
         self._secret = secret
         self._service = service_app.app.resource()
 
     @app.route("/status", methods=["GET"])
     async def status(self, request):
         """Who this replica is, its role and view, and how far it has applied."""
-        applied_seq, view, checksum = await self.store.status()
+        applied_seq, _, checksum = await self.store.status()
         return json_response(
             request,
             {
                 "service": self.replica.service,
                 "replica": self.replica.name,
-                "role": self.role,
-                "view": view,
+                "role": self.node.role,
+                "view": self.node.view,
                 "applied_seq": applied_seq,
                 "checksum": checksum,
             },
@@ -66,6 +107,41 @@ class ReplicaApp:
         require_secret(request, self._secret)
         return json_response(request, await self.store.dump())
 
+    @app.route("/replication/log", methods=["GET"])
+    async def log(self, request):
+        """Log entries after ``after``, if the caller's log matches ours."""
+        require_secret(request, self._secret)
+        after, view = _count(request, "after"), _count(request, "view")
+        limit = min(_count(request, "limit", 1000), MAX_LOG_BATCH)
+        entries, head = await self.store.entries_after(after, view, limit)
+        return json_response(request, {"entries": entries, "head": head})
+
+    @app.route("/replication/snapshot", methods=["GET"])
+    async def snapshot(self, request):
+        """Every table and where the log stands."""
+        require_secret(request, self._secret)
+        return json_response(request, await self.store.snapshot())
+
+    @app.route("/replication/apply", methods=["POST"])
+    async def apply(self, request):
+        """Entries from the primary, applied in order."""
+        require_secret(request, self._secret)
+        body = read_json_body(request)
+        entries = body.get("entries")
+        if not isinstance(entries, list):
+            raise BadRequest("entries must be a list.")
+        applied = await self.node.apply(_integer(body, "view"), entries)
+        return json_response(request, {"applied_seq": applied})
+
+    @app.route("/replication/join", methods=["POST"])
+    async def join(self, request):
+        """A recovering replica that has caught up asks to join."""
+        require_secret(request, self._secret)
+        body = read_json_body(request)
+        name = parse_request_id(body.get("replica"), "replica")
+        joined = await self.node.join(name, _integer(body, "after"), _integer(body, "view"))
+        return json_response(request, {"joined": joined})
+
     @app.route("/", branch=True)
     def service(self, request):
         """The service's own routes, for holders of the secret only."""
@@ -75,21 +151,49 @@ class ReplicaApp:
     install_error_handlers(app)
 
 
-def replica_service(
-    config: Config, replica: ReplicaConfig, store, service_app, reactor, http=None
-) -> MultiService:
+class ReplicaParts:
     """
-    The twistd service of one replica: store, optional HTTP client, listener.
+    The pieces of one replica that its service's own app needs.
 
-    Children start in order, so the store is open before the port listens,
-    and stop in reverse, so the port closes before the store.
+    @ivar node: writes go through C{node.write}.
+    @ivar routes: the L{ServiceRoutes} of every service.
     """
+
+    def __init__(self, config: Config, replica: ReplicaConfig, store, reactor):
+        cluster = config.cluster
+        self.http = HTTPClientService(reactor)
+        self.routes = {service: routes_for(config, service, self.http) for service in SERVICES}
+        self.node = Node(
+            replica,
+            store,
+            self.routes,
+            reactor,
+            interval=cluster.heartbeat_interval,
+            log_keep=cluster.log_keep,
+        )
+        self.store = store
+
+
+def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts, service_app, reactor):
+    """
+    The twistd service of one replica.
+
+    Children start in order (store, HTTP client, node, listener) and stop in
+    reverse, so the port closes before the store.
+    """
+    cluster = config.cluster
     top = MultiService()
     top.setName(replica.label)
-    store.setServiceParent(top)
-    if http is not None:
-        http.setServiceParent(top)
-    app = ReplicaApp(replica, store, config.cluster.secret, service_app)
+    parts.store.setServiceParent(top)
+    parts.http.setServiceParent(top)
+
+    def connect():
+        factory = BeatFactory(parts.node, cluster.secret, reactor, cluster.heartbeat_interval)
+        front = config.frontend
+        return factory, reactor.connectTCP(front.host, front.heartbeat_port, factory)
+
+    NodeService(parts.node, connect).setServiceParent(top)
+    app = ReplicaApp(replica, parts.node, cluster.secret, service_app)
     endpoint = serverFromString(reactor, endpoint_description(replica.port, replica.bind))
     StreamServerEndpointService(endpoint, make_site(app.app.resource())).setServiceParent(top)
     return top

@@ -1,62 +1,126 @@
 """
-Which replica of a service gets a call.
+Which replica of a service gets a call, and what happens when it fails.
 
 A :class:`ServiceRoutes` knows every replica of one service (from
-``config.ini``) and picks the one that takes writes (the primary) and the ones
-that serve reads.  Callers hand it a function of a :class:`~pygmy.remote.Remote`
-rather than a replica, so the choice of replica, and what happens when one
-fails, stays in this one place.
+``config.ini``) and follows that service's view (number, primary, backups),
+pushed by the front end.  Callers hand it a function of a
+:class:`~pygmy.remote.Remote` rather than a replica, so the choice of
+replica and the retries stay in this one place:
 
-Until replicas report views over heartbeats, the primary is the first replica
-in ``config.ini`` and it also serves the reads.
+- **writes** go to the primary.  If it does not answer, or answers that it
+  is not the primary, the call waits for the view to change and tries
+  again, until ``deadline`` seconds have passed; every write carries a
+  request id, so trying again never applies it twice;
+- **reads** go to the view's live members in turn (round robin); a read
+  that fails on one is tried on the next within the same call.  With no
+  live member in the view, any live replica serves it.
 """
 
 from __future__ import annotations
 
 from typing import Awaitable, Callable, TypeVar
 
+from twisted.internet.task import deferLater
+
 from pygmy.config import Config
-from pygmy.remote import HTTPClientService, Remote
+from pygmy.errors import NotPrimary, Unavailable
+from pygmy.remote import HTTPClientService, Remote, ReplicaDown
 
 T = TypeVar("T")
+
+#: How often a write waiting for a new primary looks again.
+POLL = 0.05
 
 
 class ServiceRoutes:
     """
-    The replicas of one service and the choice between them.
+    The replicas of one service, its current view, and the choice between
+    them.
+
+    @param alive: where it is known (the front end), a function giving the
+        names of the live replicas; elsewhere every replica counts as alive.
     """
 
-    def __init__(self, service: str, remotes: list[Remote]):
+    def __init__(self, service: str, remotes: list[Remote], clock, deadline: float, alive=None):
         if not remotes:
             raise ValueError(f"no replicas for {service}")
         self.service = service
-        self.remotes = {remote.name: remote for remote in remotes}
-        self._order = list(remotes)
+        self.remotes = {remote.replica: remote for remote in remotes}
+        self.view = 0
+        self.primary_name: str | None = None
+        self.backup_names: list[str] = []
+        self._clock = clock
+        self._deadline = deadline
+        self._alive = alive
+        self._turn = 0
 
-    def primary(self) -> Remote:
-        """The replica that takes writes."""
-        return self._order[0]
+    def update(self, view: int, primary: str | None, backups: list[str]) -> None:
+        """Follow a new view of the service."""
+        if view < self.view:
+            return
+        self.view = view
+        self.primary_name = primary if primary in self.remotes else None
+        self.backup_names = [name for name in backups if name in self.remotes]
 
-    def reader(self) -> Remote:
-        """A replica to read from."""
-        return self._order[0]
+    def primary(self) -> Remote | None:
+        """The replica that takes writes, if there is one."""
+        return None if self.primary_name is None else self.remotes[self.primary_name]
+
+    def readers(self) -> list[Remote]:
+        """Replicas to read from, in the order to try them."""
+        alive = set(self.remotes) if self._alive is None else set(self._alive())
+        if self.primary_name is None and not self.backup_names and self.view == 0:
+            members = list(self.remotes)
+        else:
+            members = [n for n in [self.primary_name, *self.backup_names] if n in alive]
+        if not members:
+            members = [name for name in self.remotes if name in alive]
+        self._turn = (self._turn + 1) % max(len(members), 1)
+        members = members[self._turn :] + members[: self._turn]
+        return [self.remotes[name] for name in members]
 
     async def write(self, call: Callable[[Remote], Awaitable[T]]) -> T:
-        """Run ``call`` against the primary."""
-        return await call(self.primary())
+        """
+        Run ``call`` against the primary, trying again across view changes.
+
+        @raise Unavailable: if no primary took it within the deadline.
+        """
+        give_up = self._clock.seconds() + self._deadline
+        reason = f"{self.service} has no primary"
+        while True:
+            remote = self.primary()
+            if remote is not None:
+                try:
+                    return await call(remote)
+                except (ReplicaDown, NotPrimary) as e:
+                    reason = e.message
+            if self._clock.seconds() >= give_up:
+                raise Unavailable(f"{self.service} cannot take writes now: {reason}")
+            await deferLater(self._clock, POLL, lambda: None)
 
     async def read(self, call: Callable[[Remote], Awaitable[T]]) -> T:
-        """Run ``call`` against a replica chosen for reading."""
-        return await call(self.reader())
+        """
+        Run ``call`` against a replica chosen for reading, trying the others
+        if it does not answer.
+
+        @raise Unavailable: if none answered.
+        """
+        reason = f"no {self.service} replica is alive"
+        for remote in self.readers():
+            try:
+                return await call(remote)
+            except ReplicaDown as e:
+                reason = e.message
+        raise Unavailable(f"{self.service} cannot be read now: {reason}")
 
 
-def routes_for(config: Config, service: str, http: HTTPClientService) -> ServiceRoutes:
+def routes_for(config: Config, service: str, http: HTTPClientService, alive=None) -> ServiceRoutes:
     """Build the L{ServiceRoutes} of ``service`` from ``config``."""
+    cluster = config.cluster
     return ServiceRoutes(
         service,
-        [
-            Remote(http, replica, config.cluster.secret, config.cluster.request_timeout)
-            for replica in config.replicas[service]
-        ],
+        [Remote(http, replica, cluster.secret, cluster.request_timeout) for replica in config.replicas[service]],
+        clock=http.reactor,
+        deadline=cluster.heartbeat_timeout * 2 + 2.0,
+        alive=alive,
     )
-

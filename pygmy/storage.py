@@ -36,6 +36,8 @@ from twisted.application.service import Service
 from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
+from pygmy.errors import Diverged
+
 SCHEMA_VERSION = 1
 
 LOG_SCHEMA = """
@@ -69,20 +71,28 @@ class Table:
 @dataclass(frozen=True)
 class Write:
     """
-    The outcome of a write: its log position and resulting rows.
+    The outcome of a write: its log entry.
 
+    @ivar entry: the log entry as replicas exchange it:
+        ``{"seq", "view", "request_id", "changes", "created"}``.
     @ivar replayed: C{True} if the request id had been written before and
         this is the logged result of that earlier write.
     """
 
-    seq: int
-    changes: list
+    entry: dict
     replayed: bool = False
+
+    @property
+    def seq(self) -> int:
+        """The entry's position in the log."""
+        return self.entry["seq"]
 
     @property
     def row(self) -> dict:
         """The first (usually only) row the write produced."""
-        return self.changes[0]["row"]
+        return self.entry["changes"][0]["row"]
+
+
 
 
 def utc_timestamp(seconds: float) -> str:
@@ -116,6 +126,7 @@ class Store(Service):
         seed: Callable[[sqlite3.Cursor], None] | None,
         reactor,
     ):
+        self.view = 0
         self.path = Path(path)
         self.tables = tables
         self._seed = seed
@@ -154,7 +165,7 @@ class Store(Service):
             if found is None:
                 cursor.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("schema_version", SCHEMA_VERSION), ("applied_seq", 0), ("view", 0)],
+                    [("schema_version", SCHEMA_VERSION), ("applied_seq", 0), ("last_view", 0)],
                 )
                 if self._seed is not None:
                     self._seed(cursor)
@@ -187,14 +198,16 @@ class Store(Service):
 
     def status(self):
         """
-        @return: a Deferred firing with ``(applied_seq, view, checksum)``.
+        @return: a Deferred firing with ``(applied_seq, last_view, checksum)``:
+            how far the log goes, the view of its last entry, and a digest of
+            the tables.
         """
         return self.read(self._status)
 
     def _status(self, txn):
         rows = self._rows(txn)
         digest = hashlib.sha256(_canonical(rows)).hexdigest()
-        return _meta(txn, "applied_seq"), _meta(txn, "view"), digest
+        return _meta(txn, "applied_seq"), _meta(txn, "last_view"), digest
 
     def dump(self):
         """
@@ -244,25 +257,199 @@ class Store(Service):
         )
 
     def _write(self, txn, request_id, created, mutate, args) -> Write:
+        view = self.view
         if request_id is not None:
             found = txn.execute(
-                "SELECT seq, changes FROM log WHERE request_id = ?", (request_id,)
+                f"SELECT {_ENTRY} FROM log WHERE request_id = ?", (request_id,)
             ).fetchone()
             if found is not None:
-                return Write(found[0], json.loads(found[1]), replayed=True)
+                return Write(_entry(found), replayed=True)
         seq = _meta(txn, "applied_seq") + 1
         changes = mutate(txn, seq, created, *args)
-        txn.execute(
-            "INSERT INTO log (seq, view, request_id, changes, created) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (seq, _meta(txn, "view"), request_id, json.dumps(changes), created),
-        )
-        txn.execute("UPDATE meta SET value = ? WHERE key = 'applied_seq'", (seq,))
-        return Write(seq, changes)
+        entry = {
+            "seq": seq,
+            "view": view,
+            "request_id": request_id,
+            "changes": changes,
+            "created": created,
+        }
+        _append(txn, entry)
+        return Write(entry)
+
+    # Replication
+
+    def apply(self, entries: list[dict]):
+        """
+        Apply log entries received from the primary, strictly in ``seq`` order.
+
+        Entries this replica already has are checked, not applied again; the
+        first entry past a gap stops the batch.
+
+        @return: a Deferred firing with ``(applied_seq, last_view)`` after the
+            batch; fails with L{Diverged} if an entry contradicts the log.
+        """
+        return self.pool.runInteraction(self._apply, entries)
+
+    def _apply(self, txn, entries):
+        applied = _meta(txn, "applied_seq")
+        for entry in entries:
+            seq = entry["seq"]
+            if seq <= applied:
+                found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
+                if found is not None and found[0] != entry["view"]:
+                    raise Diverged(f"entry {seq} is from view {found[0]}, not {entry['view']}")
+                continue
+            if seq != applied + 1:
+                break
+            for changed in entry["changes"]:
+                table = self._table(changed["table"])
+                row = changed["row"]
+                txn.execute(
+                    f"INSERT OR REPLACE INTO {table.name} ({', '.join(table.columns)}) "
+                    f"VALUES ({', '.join('?' for _ in table.columns)})",
+                    tuple(row[column] for column in table.columns),
+                )
+            _append(txn, entry)
+            applied = seq
+        return applied, _meta(txn, "last_view")
+
+    def _table(self, name: str) -> Table:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise Diverged(f"unknown table {name!r}")
+
+    def entries_after(self, seq: int, view: int, limit: int):
+        """
+        The log after ``seq``, if this log has the entry ``seq`` of ``view``.
+
+        @return: a Deferred firing with ``(entries, head)``, where ``entries``
+            is C{None} when the caller's log does not match ours (it diverged,
+            or we compacted past it) and it needs a snapshot.
+        """
+        return self.read(self._entries_after, seq, view, limit)
+
+    def _entries_after(self, txn, seq, view, limit):
+        head = _meta(txn, "applied_seq")
+        if seq > head:
+            return None, head
+        if seq == head:
+            matches = view == _meta(txn, "last_view")
+        elif seq == 0:
+            first = txn.execute("SELECT seq FROM log WHERE seq = 1").fetchone()
+            matches = first is not None
+        else:
+            found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
+            matches = found is not None and found[0] == view
+        if not matches:
+            return None, head
+        rows = txn.execute(
+            f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        entries = [_entry(row) for row in rows]
+        if entries and entries[0]["seq"] != seq + 1:
+            return None, head
+        return entries, head
+
+    def read_log(self, after: int, limit: int):
+        """
+        @return: a Deferred firing with up to ``limit`` log entries after
+            ``after``, in order (fewer, or a gap, where compaction took them).
+        """
+        return self.read(self._read_log, after, limit)
+
+    @staticmethod
+    def _read_log(txn, after, limit):
+        rows = txn.execute(
+            f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def snapshot(self):
+        """
+        @return: a Deferred firing with every table's rows and where the log
+            stands: ``{"applied_seq", "last_view", "tables": {name: rows}}``.
+        """
+        return self.read(self._snapshot)
+
+    def _snapshot(self, txn):
+        return {
+            "applied_seq": _meta(txn, "applied_seq"),
+            "last_view": _meta(txn, "last_view"),
+            "tables": self._rows(txn),
+        }
+
+    def install(self, snapshot: dict):
+        """
+        Replace every table and the log with ``snapshot``, in one transaction.
+
+        @return: a Deferred firing with ``(applied_seq, last_view)``.
+        """
+        return self.pool.runInteraction(self._install, snapshot)
+
+    def _install(self, txn, snapshot):
+        txn.execute("DELETE FROM log")
+        for table in self.tables:
+            txn.execute(f"DELETE FROM {table.name}")
+            txn.executemany(
+                f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
+                f"VALUES ({', '.join('?' for _ in table.columns)})",
+                [tuple(row[c] for c in table.columns) for row in snapshot["tables"][table.name]],
+            )
+        _set_meta(txn, "applied_seq", snapshot["applied_seq"])
+        _set_meta(txn, "last_view", snapshot["last_view"])
+        return snapshot["applied_seq"], snapshot["last_view"]
+
+    def compact(self, keep: int, below: int):
+        """
+        Delete log entries, keeping the last ``keep`` and every entry above
+        ``below`` (what a backup may still need).
+
+        @return: a Deferred firing with the number of entries deleted.
+        """
+        return self.pool.runInteraction(self._compact, keep, below)
+
+    def _compact(self, txn, keep, below):
+        limit = min(_meta(txn, "applied_seq") - keep, below)
+        return txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
+
+
+_ENTRY = "seq, view, request_id, changes, created"
+
+
+def _entry(row) -> dict:
+    seq, view, request_id, changes, created = row
+    return {
+        "seq": seq,
+        "view": view,
+        "request_id": request_id,
+        "changes": json.loads(changes),
+        "created": created,
+    }
+
+
+def _append(txn, entry: dict) -> None:
+    """Add ``entry`` to the log and move the applied position to it."""
+    txn.execute(
+        f"INSERT INTO log ({_ENTRY}) VALUES (?, ?, ?, ?, ?)",
+        (
+            entry["seq"],
+            entry["view"],
+            entry["request_id"],
+            json.dumps(entry["changes"]),
+            entry["created"],
+        ),
+    )
+    _set_meta(txn, "applied_seq", entry["seq"])
+    _set_meta(txn, "last_view", entry["view"])
 
 
 def _meta(txn, key: str) -> int:
     return txn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+
+def _set_meta(txn, key: str, value: int) -> None:
+    txn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
 
 
 def _canonical(rows: dict) -> bytes:

@@ -52,15 +52,16 @@ def sync_store(path: Path, tables, seed, reactor: SyncReactor) -> Store:
 
 def stub_remote(resource, service: str, name: str, reactor, secret: str = "s3cret"):
     """A L{Remote} that calls ``resource`` in memory instead of over TCP."""
-    http = SimpleNamespace(client=StubTreq(resource), reactor=reactor)
+    http = SimpleNamespace(client=None if resource is None else StubTreq(resource), reactor=reactor)
     replica = ReplicaConfig(service, name, "127.0.0.1", 1, "127.0.0.1")
     return Remote(http, replica, secret, timeout=5)
 
 
 class InMemoryCluster:
     """
-    One catalog replica, one order replica and the front end, wired with
-    in-memory HTTP: every request runs to completion synchronously.
+    One catalog replica (primary, no backups), one order replica and the
+    front end, wired with in-memory HTTP: every request runs to completion
+    synchronously.
 
     @ivar front: a C{StubTreq} for the front end's public API.
     """
@@ -72,10 +73,9 @@ class InMemoryCluster:
         from pygmy.catalog.app import CatalogApp
         from pygmy.catalog.books import BOOKS, Catalog, seed
         from pygmy.frontend.app import FrontendApp
+        from pygmy.frontend.monitor import Monitor
         from pygmy.order.app import OrderApp
         from pygmy.order.orders import ORDERS, Orders
-        from pygmy.replica import ReplicaApp
-        from pygmy.routing import ServiceRoutes
 
         repo = Path(__file__).resolve().parent.parent
         self.config = configuration.load(repo / "config.ini", environ={"PYGMY_SECRET": self.secret})
@@ -83,26 +83,44 @@ class InMemoryCluster:
         self.catalog_store = sync_store(tmp_path / "catalog.sqlite", (BOOKS,), seed, self.reactor)
         self.order_store = sync_store(tmp_path / "order.sqlite", (ORDERS,), None, self.reactor)
 
-        catalog_replica = self.config.replica("catalog", "A")
-        catalog_app = ReplicaApp(
-            catalog_replica, self.catalog_store, self.secret, CatalogApp(Catalog(self.catalog_store))
-        )
+        catalog_node = self.primary_node("catalog", self.catalog_store)
+        catalog_app = self.replica_app(catalog_node, CatalogApp(Catalog(self.catalog_store, catalog_node)))
         self.catalog = StubTreq(catalog_app.app.resource())
-        catalog_routes = ServiceRoutes(
-            "catalog", [stub_remote(catalog_app.app.resource(), "catalog", "A", self.reactor, self.secret)]
-        )
-        order_app = ReplicaApp(
-            self.config.replica("order", "A"),
-            self.order_store,
-            self.secret,
-            OrderApp(Orders(self.order_store, catalog_routes)),
-        )
+        catalog_routes = self.routes("catalog", catalog_app)
+
+        order_node = self.primary_node("order", self.order_store)
+        orders = Orders(self.order_store, catalog_routes, order_node)
+        order_app = self.replica_app(order_node, OrderApp(orders))
         self.order = StubTreq(order_app.app.resource())
-        order_routes = ServiceRoutes(
-            "order", [stub_remote(order_app.app.resource(), "order", "A", self.reactor, self.secret)]
-        )
-        self.frontend = FrontendApp(self.config, {"catalog": catalog_routes, "order": order_routes})
+        routes = {"catalog": catalog_routes, "order": self.routes("order", order_app)}
+        self.monitor = Monitor(self.config, self.reactor, {})
+        self.frontend = FrontendApp(self.config, routes, self.monitor)
         self.front = StubTreq(self.frontend.app.resource())
+
+    def primary_node(self, service: str, store):
+        """A node that is its service's only replica, and so its primary."""
+        from pygmy.node import Node
+        from pygmy.routing import ServiceRoutes
+
+        replica = self.config.replica(service, "A")
+        peers = ServiceRoutes(service, [stub_remote(None, service, "A", self.reactor)], self.reactor, 1.0)
+        node = Node(replica, store, {service: peers}, self.reactor, interval=0.5, log_keep=1000)
+        node.view_received(service, 1, "A", [])
+        return node
+
+    def replica_app(self, node, service_app):
+        from pygmy.replica import ReplicaApp
+
+        return ReplicaApp(node.store and self.config.replica(node.service, "A"), node, self.secret, service_app)
+
+    def routes(self, service: str, replica_app):
+        """L{ServiceRoutes} to the in-memory replica, which is primary."""
+        from pygmy.routing import ServiceRoutes
+
+        remote = stub_remote(replica_app.app.resource(), service, "A", self.reactor, self.secret)
+        routes = ServiceRoutes(service, [remote], self.reactor, deadline=1.0)
+        routes.update(1, "A", [])
+        return routes
 
     def close(self):
         """Close both databases."""

@@ -57,10 +57,14 @@ def _get(txn, item_id: int) -> dict:
 class Catalog:
     """
     Searches, lookups and writes of books over a replica's :class:`Store`.
+
+    @param writer: what writes go through: the replica's node (which
+        replicates them), or the store itself.
     """
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, writer=None):
         self.store = store
+        self.writer = store if writer is None else writer
 
     def search(self, topic: str):
         """@return: Deferred of ``[{"id", "title"}]`` for ``topic``, any case."""
@@ -93,7 +97,7 @@ class Catalog:
         @return: Deferred of a L{Write} whose row is the updated book; fails
             with L{NotFound}, or L{BadRequest} if stock would go negative.
         """
-        return self.store.write(request_id, self._update, item_id, update)
+        return self.writer.write(request_id, self._update, item_id, update)
 
     @staticmethod
     def _update(txn, seq, created, item_id, update):
@@ -118,7 +122,7 @@ class Catalog:
         @return: Deferred of a L{Write} whose row is the book after the
             decrement; fails with L{NotFound} or L{OutOfStock}.
         """
-        return self.store.write(request_id, self._decrement, item_id)
+        return self.writer.write(request_id, self._decrement, item_id)
 
     @staticmethod
     def _decrement(txn, seq, created, item_id):

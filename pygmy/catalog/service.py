@@ -7,17 +7,17 @@ from __future__ import annotations
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.config import Config
-from pygmy.replica import replica_service
+from pygmy.replica import ReplicaParts, replica_service
 from pygmy.storage import Store
 
 
 def catalog_service(config: Config, name: str, reactor):
     """
     Build catalog replica ``name`` of ``config``: its database in
-    ``data_dir/catalog-<name>.sqlite`` and its HTTP listener.
+    ``data_dir/catalog-<name>.sqlite``, its node and its HTTP listener.
     """
     replica = config.replica("catalog", name)
-    store = Store(
-        config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, reactor
-    )
-    return replica_service(config, replica, store, CatalogApp(Catalog(store)), reactor)
+    store = Store(config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, reactor)
+    parts = ReplicaParts(config, replica, store, reactor)
+    app = CatalogApp(Catalog(store, parts.node))
+    return replica_service(config, replica, parts, app, reactor)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from uuid import uuid4
 
 from klein import Klein
-from twisted.internet.defer import Deferred, DeferredList
 
 from pygmy.config import Config
 from pygmy.errors import BadRequest
@@ -48,12 +47,14 @@ class FrontendApp:
     The front end's Klein app.
 
     @param routes: the catalog's and the order service's L{ServiceRoutes}.
+    @param monitor: the heartbeat monitor, for C{/status}.
     """
 
     app = Klein()
 
-    def __init__(self, config: Config, routes: dict[str, ServiceRoutes]):
+    def __init__(self, config: Config, routes: dict[str, ServiceRoutes], monitor):
         self.config = config
+        self.monitor = monitor
         self.catalog = routes["catalog"]
         self.orders = routes["order"]
         self.routes = routes
@@ -120,14 +121,11 @@ class FrontendApp:
         return json_response(request, {"item": reply["item"]})
 
     @app.route("/status", methods=["GET"])
-    async def status(self, request):
+    def status(self, request):
         """``GET /status``: the cluster as the front end sees it."""
-        services = {}
-        for name, routes in self.routes.items():
-            services[name] = await _service_status(routes)
         return json_response(
             request,
-            {"services": services, "balancer": self.config.frontend.balancer},
+            {"services": self.monitor.status(), "balancer": self.config.frontend.balancer},
         )
 
     @app.route("/health", methods=["GET"])
@@ -136,29 +134,3 @@ class FrontendApp:
         return json_response(request, {"status": "ok"})
 
     install_error_handlers(app)
-
-
-async def _service_status(routes: ServiceRoutes) -> dict:
-    """Ask every replica of a service for its status, all at once."""
-    remotes = list(routes.remotes.values())
-    results = await DeferredList(
-        [Deferred.fromCoroutine(remote.get("/status")) for remote in remotes],
-        consumeErrors=True,
-    )
-    replicas = {}
-    for remote, (ok, status) in zip(remotes, results):
-        if ok:
-            replicas[remote.replica] = {
-                "alive": True,
-                "state": status["role"],
-                "applied_seq": status["applied_seq"],
-                "checksum": status["checksum"],
-            }
-        else:
-            replicas[remote.replica] = {"alive": False, "state": "down", "applied_seq": None}
-    return {
-        "view": 0,
-        "primary": routes.primary().replica,
-        "backups": [],
-        "replicas": replicas,
-    }

@@ -4,13 +4,15 @@ The twistd service of the front end.
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from pygmy.config import SERVICES, Config
 from pygmy.frontend.app import FrontendApp
+from pygmy.frontend.monitor import Monitor
+from pygmy.heartbeat import MonitorFactory
 from pygmy.remote import HTTPClientService
 from pygmy.routing import routes_for
 from pygmy.web import endpoint_description, make_site
@@ -33,16 +35,31 @@ class FrontendService(MultiService):
 
 def frontend_service(config: Config, reactor) -> MultiService:
     """
-    Build the front end of ``config``: an HTTP client for the replicas and
-    the public HTTP listener.
+    Build the front end of ``config``: an HTTP client for the replicas, the
+    heartbeat monitor with its listener and timer, and the public HTTP
+    listener.
     """
-    top = FrontendService(config.frontend.url)
+    front = config.frontend
+    cluster = config.cluster
+    top = FrontendService(front.url)
     http = HTTPClientService(reactor)
     http.setServiceParent(top)
-    routes = {service: routes_for(config, service, http) for service in SERVICES}
-    app = FrontendApp(config, routes)
-    endpoint = serverFromString(
-        reactor, endpoint_description(config.frontend.port, config.frontend.bind)
-    )
-    StreamServerEndpointService(endpoint, make_site(app.app.resource())).setServiceParent(top)
+    routes = {}
+    monitor = Monitor(config, reactor, routes)
+    for service in SERVICES:
+        routes[service] = routes_for(config, service, http, alive=lambda s=service: monitor.alive(s))
+
+    heartbeats = MonitorFactory(monitor, cluster.secret, reactor, hello_timeout=cluster.heartbeat_timeout)
+    StreamServerEndpointService(
+        serverFromString(reactor, endpoint_description(front.heartbeat_port, front.bind)), heartbeats
+    ).setServiceParent(top)
+    checks = TimerService(cluster.heartbeat_interval / 2, monitor.check)
+    checks.clock = reactor
+    checks.setServiceParent(top)
+
+    app = FrontendApp(config, routes, monitor)
+    StreamServerEndpointService(
+        serverFromString(reactor, endpoint_description(front.port, front.bind)),
+        make_site(app.app.resource()),
+    ).setServiceParent(top)
     return top

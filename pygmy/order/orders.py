@@ -51,11 +51,14 @@ class Orders:
     Orders over a replica's :class:`Store`; buys go through the catalog.
 
     @param catalog: where the catalog's primary is.
+    @param writer: what writes go through: the replica's node (which
+        replicates them), or the store itself.
     """
 
-    def __init__(self, store: Store, catalog: ServiceRoutes):
+    def __init__(self, store: Store, catalog: ServiceRoutes, writer=None):
         self.store = store
         self.catalog = catalog
+        self.writer = store if writer is None else writer
 
     async def get(self, order_id: int) -> dict:
         """The order ``order_id``; raises L{NotFound}."""
@@ -83,7 +86,7 @@ class Orders:
                     f"/books/{item_id}/decrement", {"request_id": request_id}
                 )
             )
-            write = await self.store.write(request_id, _record, item_id, request_id)
+            write = await self.writer.write(request_id, _record, item_id, request_id)
             order = write.row
         if order["item_id"] != item_id:
             raise Conflict(

@@ -100,12 +100,34 @@ async def test_catalog_restart_keeps_data(cluster, http, sig):
     assert cluster.stop("catalog:A", sig) == -sig
     shut_down = "Server Shut Down." in cluster.log_tail("catalog:A", 5)
     assert shut_down == (sig == signal.SIGTERM)
-    assert (await call(http, "GET", f"{url}/lookup/3"))[0] == 503
-    cluster.start("catalog", "A")
+    # The other replica serves reads at once, and takes writes.
     status, book = await call(http, "GET", f"{url}/lookup/3")
-    assert status == 200
-    assert book["cost"] == "3.33" and book["stock"] == updated["item"]["stock"] - 1
-    assert (await call(http, "GET", f"{url}/orders/{bought['order']['id']}"))[0] == 200
+    assert status == 200 and book["cost"] == "3.33"
+    status, second = await call(http, "POST", f"{url}/buy/3")
+    assert status == 200, second
+    cluster.start("catalog", "A")
+    await converged(cluster, "catalog")
+    status, dump = get_json(cluster.replica_url("catalog", "A") + "/admin/dump", AUTH)
+    row = dump["rows"][2]
+    assert row["cost"] == "3.33" and row["stock"] == updated["item"]["stock"] - 2
+    assert (await call(http, "GET", f"{url}/orders/{second['order']['id']}"))[0] == 200
+
+
+async def converged(cluster, service, within=5.0):
+    """Wait until every replica of ``service`` reports the same seq and checksum."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    while True:
+        statuses = [
+            get_json(cluster.replica_url(service, r.name) + "/status")[1]
+            for r in cluster.config.replicas[service]
+        ]
+        if len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1:
+            return statuses
+        assert reactor.seconds() < deadline, statuses
+        await deferLater(reactor, 0.1, lambda: None)
 
 
 def test_oversized_body_is_413(cluster):

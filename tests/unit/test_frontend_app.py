@@ -7,6 +7,7 @@ shapes.
 import json
 import shutil
 import tempfile
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
@@ -189,15 +190,21 @@ class FrontendTests(SynchronousTestCase):
         self.assertEqual(self.call("GET", "/health")[:3:2], (200, {"status": "ok"}))
 
     def test_status(self):
-        self.call("POST", "/buy/1")
+        monitor = self.cluster.monitor
+        sent = []
+        for name, seq in [("A", 3), ("B", 3)]:
+            monitor.connected("catalog", name, SimpleNamespace(send=sent.append))
+            monitor.beat("catalog", name, 0, seq, 0, "idle")
         status, _, body = self.call("GET", "/status")
         self.assertEqual(status, 200)
         self.assertEqual(body["balancer"], "round_robin")
         catalog = body["services"]["catalog"]
-        self.assertEqual(catalog["primary"], "A")
-        self.assertEqual(catalog["replicas"]["A"]["applied_seq"], 1)
-        self.assertTrue(catalog["replicas"]["A"]["alive"])
-        self.assertEqual(body["services"]["order"]["replicas"]["A"]["applied_seq"], 1)
+        self.assertEqual((catalog["view"], catalog["primary"], catalog["backups"]), (1, "A", ["B"]))
+        self.assertEqual(catalog["replicas"]["A"], {"alive": True, "state": "idle", "applied_seq": 3})
+        order = body["services"]["order"]
+        self.assertEqual((order["view"], order["primary"]), (0, None))
+        self.assertEqual(order["replicas"]["B"]["alive"], False)
+        self.assertIn(b"VIEW catalog 1 A B", sent)
 
 
 def test_body_limit_constant():

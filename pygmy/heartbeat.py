@@ -1,0 +1,324 @@
+"""
+The heartbeat line protocol between the replicas and the front end.
+
+Each replica keeps one TCP connection to the front end's ``heartbeat_port``.
+Lines end with ``\\n``, are ASCII, at most :data:`MAX_LINE` bytes, and are
+space-separated words::
+
+    front end -> replica  CHALLENGE <nonce>
+    replica -> front end  HELLO <service> <replica> <proof>
+    replica -> front end  BEAT <service> <replica> <view> <applied_seq> <last_view> <state>
+    front end -> replica  VIEW <service> <view> <primary|-> <backup,backup|->
+    primary -> front end  SYNCED <service> <replica> <seq>
+
+- ``CHALLENGE`` is the first line of every connection: a fresh random nonce.
+- ``HELLO`` proves the shared secret without sending it:
+  ``proof = hex(HMAC-SHA256(secret, "HELLO <service> <replica> <nonce>"))``.
+  Nothing but ``HELLO`` is accepted before it.
+- ``BEAT`` is sent every ``heartbeat_interval`` and at once when the state
+  changes; ``view`` is the newest view of its service the replica knows,
+  ``state`` is ``primary``, ``backup``, ``recovering`` or ``idle``, and
+  ``last_view`` the view of the replica's last log entry.
+- ``VIEW`` is pushed for every service to every replica, whenever a view
+  changes and right after ``HELLO``.
+- ``SYNCED`` comes from a primary: a joining replica now holds every entry
+  up to ``seq`` and receives every new one, so it can enter the view.
+
+A replica is dead after ``heartbeat_timeout`` without a line, or at once when
+its connection drops.  A malformed, over-long or unauthenticated line closes
+the connection and is logged; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from twisted.internet.protocol import Factory, ReconnectingClientFactory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+
+MAX_LINE = 512
+STATES = ("primary", "backup", "recovering", "idle")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+log = Logger()
+
+
+class ProtocolError(Exception):
+    """A line that breaks the grammar; the connection is closed."""
+
+
+def proof(secret: str, service: str, replica: str, nonce: str) -> str:
+    """The HMAC a replica sends in HELLO to prove it knows ``secret``."""
+    message = f"HELLO {service} {replica} {nonce}".encode("ascii")
+    return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def _name(word: str) -> str:
+    if not word or len(word) > 64 or not set(word) <= _NAME_CHARS:
+        raise ProtocolError(f"bad name {word[:20]!r}")
+    return word
+
+
+def _number(word: str) -> int:
+    if not word.isdigit() or len(word) > 19:
+        raise ProtocolError(f"bad number {word[:20]!r}")
+    return int(word)
+
+
+def _names(word: str) -> list[str]:
+    return [] if word == "-" else [_name(name) for name in word.split(",")]
+
+
+def parse(line: bytes) -> tuple:
+    """
+    Split a line into its verb and typed arguments.
+
+    @raise ProtocolError: if the line breaks the grammar.
+    """
+    try:
+        words = line.decode("ascii").split(" ")
+    except UnicodeDecodeError:
+        raise ProtocolError("line is not ASCII") from None
+    verb, args = words[0], words[1:]
+    shapes = {
+        "CHALLENGE": 1,
+        "HELLO": 3,
+        "BEAT": 6,
+        "VIEW": 4,
+        "SYNCED": 3,
+    }
+    if verb not in shapes:
+        raise ProtocolError(f"unknown verb {verb[:20]!r}")
+    if len(args) != shapes[verb]:
+        raise ProtocolError(f"{verb} takes {shapes[verb]} words, not {len(args)}")
+    if verb == "CHALLENGE":
+        return verb, _hex(args[0])
+    if verb == "HELLO":
+        return verb, _name(args[0]), _name(args[1]), _hex(args[2])
+    if verb == "BEAT":
+        if args[5] not in STATES:
+            raise ProtocolError(f"bad state {args[5][:20]!r}")
+        numbers = [_number(word) for word in args[2:5]]
+        return (verb, _name(args[0]), _name(args[1]), *numbers, args[5])
+    if verb == "VIEW":
+        primary = None if args[2] == "-" else _name(args[2])
+        return verb, _name(args[0]), _number(args[1]), primary, _names(args[3])
+    return verb, _name(args[0]), _name(args[1]), _number(args[2])
+
+
+def _hex(word: str) -> str:
+    if not 16 <= len(word) <= 128 or any(c not in "0123456789abcdef" for c in word):
+        raise ProtocolError("bad hex word")
+    return word
+
+
+def view_line(service: str, view: int, primary: str | None, backups) -> bytes:
+    """The VIEW line for a service's view."""
+    return f"VIEW {service} {view} {primary or '-'} {','.join(backups) or '-'}".encode("ascii")
+
+
+class _LineProtocol(LineReceiver):
+    """A line receiver that closes the connection on any bad line."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE
+
+    def lineReceived(self, line: bytes):
+        try:
+            self.handle(*parse(line.rstrip(b"\r")))
+        except ProtocolError as e:
+            self.refuse(str(e))
+
+    def lineLengthExceeded(self, line):
+        self.refuse(f"line over {MAX_LINE} bytes")
+
+    def refuse(self, reason: str) -> None:
+        """Log why, then close the connection."""
+        log.warn("Heartbeat: closing {peer}: {reason}", peer=self._peer(), reason=reason)
+        self.transport.loseConnection()
+
+    def _peer(self) -> str:
+        try:
+            address = self.transport.getPeer()
+            return f"{address.host}:{address.port}"
+        except Exception:
+            return "?"
+
+    def handle(self, verb, *args):
+        raise NotImplementedError
+
+
+# The front end's side
+
+
+class MonitorProtocol(_LineProtocol):
+    """
+    The front end's end of one replica's heartbeat connection.
+
+    It challenges the replica, checks its HELLO, then hands BEAT and SYNCED
+    to the monitor (see L{pygmy.views.Monitor}).
+    """
+
+    identity: tuple[str, str] | None = None
+
+    def __init__(self, monitor, secret: str, clock, hello_timeout: float):
+        self.monitor = monitor
+        self._secret = secret
+        self._clock = clock
+        self._hello_timeout = hello_timeout
+        self._deadline = None
+        self.nonce = secrets.token_hex(16)
+
+    def connectionMade(self):
+        self.sendLine(b"CHALLENGE " + self.nonce.encode("ascii"))
+        self._deadline = self._clock.callLater(
+            self._hello_timeout, self.refuse, "no HELLO in time"
+        )
+
+    def handle(self, verb, *args):
+        if verb == "HELLO":
+            return self._hello(*args)
+        if self.identity is None:
+            raise ProtocolError(f"{verb} before HELLO")
+        service, replica = args[0], args[1]
+        if verb == "BEAT":
+            if (service, replica) != self.identity:
+                raise ProtocolError(f"BEAT of {service}:{replica} from {':'.join(self.identity)}")
+            self.monitor.beat(service, replica, *args[2:])
+        elif verb == "SYNCED":
+            if service != self.identity[0]:
+                raise ProtocolError(f"SYNCED for {service} from {':'.join(self.identity)}")
+            self.monitor.synced(service, self.identity[1], replica, args[2])
+        else:
+            raise ProtocolError(f"{verb} is not for the front end")
+
+    def _hello(self, service, replica, given):
+        if self.identity is not None:
+            raise ProtocolError("second HELLO")
+        expected = proof(self._secret, service, replica, self.nonce)
+        if not hmac.compare_digest(given, expected):
+            raise ProtocolError(f"wrong secret proof for {service}:{replica}")
+        if not self.monitor.knows(service, replica):
+            raise ProtocolError(f"{service}:{replica} is not in config.ini")
+        self._cancel_deadline()
+        self.identity = (service, replica)
+        self.monitor.connected(service, replica, self)
+
+    def send(self, line: bytes) -> None:
+        """Send one line to the replica."""
+        self.sendLine(line)
+
+    def connectionLost(self, reason):
+        self._cancel_deadline()
+        if self.identity is not None:
+            self.monitor.disconnected(*self.identity, self)
+
+    def _cancel_deadline(self):
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+
+class MonitorFactory(Factory):
+    """Makes a L{MonitorProtocol} per replica connection."""
+
+    noisy = False
+
+    def __init__(self, monitor, secret: str, clock, hello_timeout: float):
+        self.monitor = monitor
+        self.secret = secret
+        self.clock = clock
+        self.hello_timeout = hello_timeout
+
+    def buildProtocol(self, addr):
+        protocol = MonitorProtocol(self.monitor, self.secret, self.clock, self.hello_timeout)
+        protocol.factory = self
+        return protocol
+
+
+# The replica's side
+
+
+class BeatProtocol(_LineProtocol):
+    """
+    A replica's end of its heartbeat connection.
+
+    After the challenge it says HELLO and beats every ``interval`` with the
+    node's state; VIEW lines go to the node (see L{pygmy.node.Node}).
+    """
+
+    def __init__(self, node, secret: str, clock, interval: float):
+        self.node = node
+        self._secret = secret
+        self._clock = clock
+        self._beats = LoopingCall(self.beat)
+        self._beats.clock = clock
+        self._interval = interval
+        self.ready = False
+
+    def handle(self, verb, *args):
+        if verb == "CHALLENGE":
+            if self.ready:
+                raise ProtocolError("second CHALLENGE")
+            node = self.node
+            self.sendLine(
+                f"HELLO {node.service} {node.name} "
+                f"{proof(self._secret, node.service, node.name, args[0])}".encode("ascii")
+            )
+            self.ready = True
+            self._beats.start(self._interval, now=True).addErrback(
+                lambda f: log.failure("Heartbeat loop failed", f)
+            )
+            self.node.heartbeat_connected(self)
+        elif verb == "VIEW":
+            if not self.ready:
+                raise ProtocolError("VIEW before CHALLENGE")
+            self.node.view_received(*args)
+        else:
+            raise ProtocolError(f"{verb} is not for a replica")
+
+    def beat(self) -> None:
+        """Send one BEAT with the node's current state."""
+        node = self.node
+        self.sendLine(
+            f"BEAT {node.service} {node.name} {node.view} {node.applied_seq} "
+            f"{node.last_view} {node.role}".encode("ascii")
+        )
+
+    def send(self, line: bytes) -> None:
+        """Send one line to the front end."""
+        self.sendLine(line)
+
+    def connectionLost(self, reason):
+        if self._beats.running:
+            self._beats.stop()
+        if self.ready:
+            self.node.heartbeat_disconnected(self)
+
+
+class BeatFactory(ReconnectingClientFactory):
+    """
+    Connects a replica to the front end and reconnects with back-off.
+    """
+
+    noisy = False
+    initialDelay = 0.05
+    factor = 1.6
+    jitter = 0.1
+
+    def __init__(self, node, secret: str, clock, interval: float):
+        self.node = node
+        self.secret = secret
+        self.clock = clock
+        self.interval = interval
+        self.maxDelay = max(2.0, interval * 4)
+
+    def buildProtocol(self, addr):
+        self.resetDelay()
+        protocol = BeatProtocol(self.node, self.secret, self.clock, self.interval)
+        protocol.factory = self
+        return protocol

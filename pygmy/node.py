@@ -1,0 +1,290 @@
+"""
+A replica's part in its service: its role, the view it follows, and what it
+does in each role.
+
+========== =================================================================
+role       what the replica does
+========== =================================================================
+idle       just started; waits for the front end's first view
+primary    takes writes through its :class:`~pygmy.replication.Replicator`
+backup     applies the primary's entries in ``seq`` order; serves reads
+recovering not in the view: fetches what it missed from the primary's log
+           (or a snapshot if its log diverged or was compacted past), joins
+           under the primary's write lock, and waits to be taken into the
+           view (SYNCED)
+========== =================================================================
+
+The front end's VIEW lines drive every change (:meth:`Node.view_received`);
+they also update the :class:`~pygmy.routing.ServiceRoutes` of every service,
+which is how an order replica finds the catalog's primary.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+
+from pygmy.errors import Diverged, NotPrimary, PygmyError, StaleView
+from pygmy.replication import Replicator
+from pygmy.storage import Store
+
+#: A recovering replica joins once it is this close to the primary's head.
+JOIN_GAP = 200
+#: Entries fetched per request while catching up.
+CATCH_UP_BATCH = 5000
+
+log = Logger()
+
+
+class Node:
+    """
+    The replication state of one replica.
+
+    @param routes: the L{ServiceRoutes} of every service, by name.
+    """
+
+    def __init__(self, replica, store: Store, routes: dict, clock, interval: float, log_keep: int):
+        self.service = replica.service
+        self.name = replica.name
+        self.label = replica.label
+        self.store = store
+        self.routes = routes
+        self.peers = routes[self.service]
+        self.clock = clock
+        self.interval = interval
+        self.log_keep = log_keep
+        self.role = "idle"
+        self.view = 0
+        self.primary: str | None = None
+        self.applied_seq = 0
+        self.last_view = 0
+        self.replicator: Replicator | None = None
+        self.heartbeat = None
+        self._catching_up = False
+        self._needs_resync = False
+        self._fresh_connection = True
+
+    async def load(self) -> None:
+        """Read where the log stands; call before connecting heartbeats."""
+        self.applied_seq, self.last_view, _ = await self.store.status()
+
+    def advanced(self, seq: int, view: int) -> None:
+        """The local log now ends at ``seq`` of ``view``."""
+        self.applied_seq, self.last_view = seq, view
+
+    # Heartbeat connection
+
+    def heartbeat_connected(self, protocol) -> None:
+        """A (new) connection to the front end: its views may start over."""
+        self.heartbeat = protocol
+        self._fresh_connection = True
+        for routes in self.routes.values():
+            routes.view = 0
+
+    def heartbeat_disconnected(self, protocol) -> None:
+        if self.heartbeat is protocol:
+            self.heartbeat = None
+
+    def _beat_now(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
+
+    def report_synced(self, name: str, seq: int) -> bool:
+        """Tell the front end that joining backup ``name`` holds ``seq``."""
+        if self.heartbeat is None:
+            return False
+        self.heartbeat.send(f"SYNCED {self.service} {name} {seq}".encode("ascii"))
+        return True
+
+    # Views
+
+    def view_received(self, service: str, view: int, primary, backups) -> None:
+        """A VIEW line from the front end."""
+        routes = self.routes.get(service)
+        if routes is None:
+            return
+        if service != self.service:
+            routes.update(view, primary, backups)
+            return
+        if view < self.view and not self._fresh_connection:
+            return
+        self._fresh_connection = False
+        routes.update(view, primary, backups)
+        self._follow(view, primary, backups)
+
+    def _follow(self, view: int, primary, backups) -> None:
+        before = self.role
+        self.view = self.store.view = view
+        self.primary = primary
+        if primary == self.name:
+            if self.replicator is None:
+                self.replicator = Replicator(self, self.store, self.peers, self.clock, self.interval / 2)
+            self.role = "primary"
+            self.replicator.set_backups(backups)
+        else:
+            if self.replicator is not None:
+                self.replicator.close()
+                self.replicator = None
+            in_view = self.name in backups and not self._needs_resync
+            self.role = "backup" if in_view else "recovering"
+        if self.role != before:
+            log.info("{label}: {before} -> {role} in view {view}", label=self.label,
+                     before=before, role=self.role, view=view)
+            self._beat_now()
+        if self.role == "recovering" and primary is not None:
+            self.catch_up()
+
+    # Writes (primary)
+
+    async def write(self, request_id, mutate, *args):
+        """A write to this service: only the primary takes it."""
+        if self.role != "primary" or self.replicator is None:
+            primary = self.primary or "none"
+            raise NotPrimary(f"{self.label} is not the primary (primary: {primary}).")
+        return await self.replicator.write(request_id, mutate, *args)
+
+    async def join(self, name: str, after: int, view: int) -> bool:
+        """A recovering replica asks to join (we must be primary)."""
+        if self.role != "primary" or self.replicator is None:
+            raise NotPrimary(f"{self.label} is not the primary.")
+        if name not in self.peers.remotes or name == self.name:
+            raise Diverged(f"{name} is not a replica of {self.service}.")
+        return await self.replicator.join(name, after, view)
+
+    # Applying (backup, recovering)
+
+    async def apply(self, view: int, entries: list[dict]) -> int:
+        """Entries forwarded by the primary of ``view``."""
+        if view < self.view:
+            raise StaleView(f"{self.label} follows view {self.view}, not {view}.")
+        if self.role == "primary":
+            raise StaleView(f"{self.label} is primary in view {self.view}.")
+        try:
+            applied, last_view = await self.store.apply(entries)
+        except Diverged:
+            self._diverged()
+            raise
+        self.advanced(applied, last_view)
+        return applied
+
+    def _diverged(self) -> None:
+        log.warn("{label}: log diverged from the primary's; resynchronising", label=self.label)
+        self._needs_resync = True
+        if self.role != "recovering":
+            self.role = "recovering"
+            self._beat_now()
+        self.catch_up()
+
+    # Catching up (recovering)
+
+    def catch_up(self) -> None:
+        """Start catching up from the primary, unless already doing so."""
+        if self._catching_up:
+            return
+        self._catching_up = True
+        Deferred.fromCoroutine(self._catch_up()).addErrback(
+            lambda f: log.failure("{label}: catch-up failed", f, label=self.label)
+        ).addBoth(self._caught_up)
+
+    def _caught_up(self, _):
+        self._catching_up = False
+
+    async def _catch_up(self) -> None:
+        started = self.clock.seconds()
+        start_seq = self.applied_seq
+        while self.role == "recovering" and self.primary is not None:
+            primary = self.peers.remotes[self.primary]
+            try:
+                if await self._fetch(primary):
+                    continue
+                joined = await primary.post(
+                    "/replication/join",
+                    {"replica": self.name, "after": self.applied_seq, "view": self.last_view},
+                )
+            except PygmyError as e:
+                log.info("{label}: catch-up from {primary}: {why}", label=self.label,
+                         primary=primary.name, why=e.message)
+                await deferLater(self.clock, self.interval, lambda: None)
+                continue
+            if joined["joined"]:
+                self._needs_resync = False
+                log.info(
+                    "{label}: caught up from seq {start} to {seq} in {seconds:.2f}s; joining",
+                    label=self.label, start=start_seq, seq=self.applied_seq,
+                    seconds=self.clock.seconds() - started,
+                )
+                # Wait to be taken into the view; if not, try again.
+                await deferLater(self.clock, self.interval * 4, lambda: None)
+
+    async def _fetch(self, primary) -> bool:
+        """
+        Fetch and apply one batch from the primary's log, or a snapshot.
+
+        @return: whether to fetch again before joining.
+        """
+        reply = await primary.get(
+            "/replication/log",
+            {"after": str(self.applied_seq), "view": str(self.last_view), "limit": str(CATCH_UP_BATCH)},
+        )
+        if reply["entries"] is None:
+            snapshot = await primary.get("/replication/snapshot")
+            self.advanced(*await self.store.install(snapshot))
+            log.info("{label}: installed a snapshot at seq {seq}", label=self.label, seq=self.applied_seq)
+            return True
+        if reply["entries"]:
+            self.advanced(*await self.store.apply(reply["entries"]))
+        return reply["head"] - self.applied_seq > JOIN_GAP
+
+    # Compaction
+
+    async def compact(self) -> None:
+        """Trim the log to ``log_keep`` entries, keeping what backups need."""
+        below = self.applied_seq if self.replicator is None else self.replicator.lowest_acked()
+        deleted = await self.store.compact(self.log_keep, below)
+        if deleted:
+            log.debug("{label}: compacted {n} log entries", label=self.label, n=deleted)
+
+
+class NodeService(Service):
+    """
+    Loads the node, then connects its heartbeats; compacts the log now and
+    then.
+    """
+
+    def __init__(self, node: Node, connect, compact_every: float = 10.0):
+        self.node = node
+        self._connect = connect
+        self._compaction = LoopingCall(self._compact)
+        self._compaction.clock = node.clock
+        self._compact_every = compact_every
+        self._connector = None
+
+    def startService(self):
+        super().startService()
+        Deferred.fromCoroutine(self.node.load()).addCallback(self._loaded).addErrback(
+            lambda f: log.failure("{label}: could not start", f, label=self.node.label)
+        )
+
+    def _loaded(self, _):
+        if not self.running:
+            return
+        self._connector = self._connect()
+        self._compaction.start(self._compact_every, now=False).addErrback(
+            lambda f: log.failure("compaction loop", f)
+        )
+
+    def _compact(self):
+        return Deferred.fromCoroutine(self.node.compact()).addErrback(
+            lambda f: log.failure("{label}: compaction failed", f, label=self.node.label)
+        )
+
+    def stopService(self):
+        super().stopService()
+        if self._compaction.running:
+            self._compaction.stop()
+        if self._connector is not None:
+            factory, connector = self._connector
+            factory.stopTrying()
+            connector.disconnect()

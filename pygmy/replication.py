@@ -1,0 +1,246 @@
+"""
+The primary's side of replication: serialised writes, forwarded to every
+backup, acknowledged only once they are applied.
+
+A :class:`Replicator` exists while its replica is primary.  It takes the
+write lock, runs the write (rows + log entry, one SQLite transaction), hands
+the new entry to one :class:`BackupLink` per backup, releases the lock, and
+waits until every link has the entry applied, or until the front end has
+taken that backup out of the view.
+
+A :class:`BackupLink` sends a backup what it lacks, in ``seq`` order, in
+batches: whatever is past the backup's last acknowledged ``seq``, from the
+recent entries in memory or else from the log.  It learns that position from
+the backup's own answer, so a backup that is behind (just promoted primary,
+just joined) is brought up to date by the same loop.
+
+A replica that catches up joins **under the write lock**: no write can slip
+between the entries it was given and the first one forwarded to it.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, DeferredLock, gatherResults, succeed
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from pygmy.errors import NotPrimary, PygmyError
+from pygmy.storage import Store, Write
+
+BATCH = 500
+
+log = Logger()
+
+
+class BackupLink:
+    """
+    Forwards log entries to one backup and tracks what it has applied.
+
+    @param joining: the backup is catching up and not yet in the view: if it
+        fails it is dropped at once, and once it holds ``join_head`` the
+        primary reports it SYNCED.
+    """
+
+    def __init__(self, replicator: "Replicator", name: str, remote, acked=None, joining=False, join_head=0):
+        self.replicator = replicator
+        self.name = name
+        self.remote = remote
+        self.acked: int | None = acked
+        self.target = 0
+        self.joining = joining
+        self.join_head = join_head
+        self.synced_sent = False
+        self.closed = False
+        self._sending = False
+        self._waiters: list[tuple[int, Deferred]] = []
+
+    def want(self, seq: int) -> None:
+        """The backup must get everything up to ``seq``."""
+        self.target = max(self.target, seq)
+        self._pump()
+
+    def wait_for(self, seq: int) -> Deferred:
+        """A Deferred that fires once the backup holds ``seq``, or is out."""
+        if self.closed or (self.acked is not None and self.acked >= seq):
+            return succeed(None)
+        d = Deferred()
+        self._waiters.append((seq, d))
+        self.want(seq)
+        return d
+
+    def close(self, error: PygmyError | None = None) -> None:
+        """
+        Stop forwarding.  Waiters succeed (the backup left the view) unless
+        ``error`` says the write must not be acknowledged (we are no longer
+        primary).
+        """
+        self.closed = True
+        waiters, self._waiters = self._waiters, []
+        for _, d in waiters:
+            if error is None:
+                d.callback(None)
+            else:
+                d.errback(error)
+
+    def _pump(self) -> None:
+        if self._sending or self.closed:
+            return
+        if self.acked is not None and self.acked >= self.target and not self._wants_sync():
+            return
+        self._sending = True
+        Deferred.fromCoroutine(self._send()).addErrback(
+            lambda f: log.failure("Forwarding to {name} failed", f, name=self.name)
+        ).addBoth(self._sent)
+
+    def _sent(self, _):
+        self._sending = False
+
+    def _wants_sync(self) -> bool:
+        return self.joining and not self.synced_sent and (self.acked or 0) >= self.join_head
+
+    async def _send(self) -> None:
+        replicator = self.replicator
+        while not self.closed:
+            if self._wants_sync():
+                self.synced_sent = replicator.node.report_synced(self.name, self.acked)
+            if self.acked is not None and self.acked >= self.target:
+                return
+            entries = [] if self.acked is None else await replicator.entries_after(self.acked)
+            try:
+                reply = await self.remote.post(
+                    "/replication/apply",
+                    {"view": replicator.node.view, "primary": replicator.node.name, "entries": entries},
+                )
+            except PygmyError as e:
+                if self.closed:
+                    return
+                if self.joining:
+                    log.info("Joining {name} dropped: {why}", name=self.name, why=e.message)
+                    replicator.drop(self.name)
+                    return
+                await deferLater(replicator.clock, replicator.retry_delay, lambda: None)
+                continue
+            self._acknowledged(reply["applied_seq"])
+
+    def _acknowledged(self, applied: int) -> None:
+        self.acked = applied
+        keep = []
+        for seq, d in self._waiters:
+            if seq <= applied:
+                d.callback(None)
+            else:
+                keep.append((seq, d))
+        self._waiters = keep
+        self.replicator.forget_acknowledged()
+
+
+class Replicator:
+    """
+    Writes on the primary, replicated to every backup before they return.
+
+    @param node: the primary's L{pygmy.node.Node}.
+    @param peers: the L{ServiceRoutes} of the primary's own service.
+    """
+
+    def __init__(self, node, store: Store, peers, clock, retry_delay: float):
+        self.node = node
+        self.store = store
+        self.peers = peers
+        self.clock = clock
+        self.retry_delay = retry_delay
+        self.lock = DeferredLock()
+        self.links: dict[str, BackupLink] = {}
+        self._recent: dict[int, dict] = {}
+
+    def set_backups(self, backups: list[str]) -> None:
+        """Follow the view: forward to exactly these backups (and joiners)."""
+        for name in backups:
+            link = self.links.get(name)
+            if link is None:
+                self.links[name] = BackupLink(self, name, self.peers.remotes[name])
+                self.links[name].want(self.node.applied_seq)
+            elif link.joining:
+                link.joining = False
+        for name, link in list(self.links.items()):
+            if name not in backups and not link.joining:
+                self.drop(name)
+
+    def drop(self, name: str) -> None:
+        """Stop forwarding to ``name``; writes waiting for it go on."""
+        link = self.links.pop(name, None)
+        if link is not None:
+            link.close()
+
+    def close(self) -> None:
+        """We are no longer primary: fail every write still waiting."""
+        for link in self.links.values():
+            link.close(NotPrimary(f"{self.node.label} is no longer the primary."))
+        self.links.clear()
+        self._recent.clear()
+
+    async def write(self, request_id, mutate, *args) -> Write:
+        """
+        Write under the lock, then wait until every backup applied it.
+
+        A replayed request id waits too: the first attempt may still be on
+        its way to the backups.
+        """
+        await self.lock.acquire()
+        try:
+            write = await self.store.write(request_id, mutate, *args)
+            if not write.replayed:
+                self._recent[write.seq] = write.entry
+                self.node.advanced(write.seq, write.entry["view"])
+            waiters = [link.wait_for(write.seq) for link in self.links.values()]
+        finally:
+            self.lock.release()
+        await gatherResults(waiters, consumeErrors=True).addErrback(_first_error)
+        return write
+
+    async def join(self, name: str, after: int, view: int) -> bool:
+        """
+        Let ``name`` join: under the write lock, check that its log matches
+        ours up to ``after`` and start forwarding everything past it.
+
+        @return: C{False} if its log does not match (it needs a snapshot).
+        """
+        await self.lock.acquire()
+        try:
+            entries, head = await self.store.entries_after(after, view, 1)
+            if entries is None:
+                return False
+            self.drop(name)
+            link = BackupLink(self, name, self.peers.remotes[name], acked=after, joining=True, join_head=head)
+            self.links[name] = link
+            link.want(head)
+            return True
+        finally:
+            self.lock.release()
+
+    async def entries_after(self, seq: int) -> list[dict]:
+        """Up to L{BATCH} entries after ``seq``: from memory, else the log."""
+        recent = self._recent
+        if seq + 1 in recent:
+            entries = []
+            while seq + 1 in recent and len(entries) < BATCH:
+                seq += 1
+                entries.append(recent[seq])
+            return entries
+        return await self.store.read_log(seq, BATCH)
+
+    def forget_acknowledged(self) -> None:
+        """Drop from memory the entries every backup holds."""
+        if not self._recent:
+            return
+        floor = min((link.acked or 0 for link in self.links.values()), default=max(self._recent))
+        for seq in [s for s in self._recent if s <= floor]:
+            del self._recent[seq]
+
+    def lowest_acked(self) -> int:
+        """The lowest position any backup is known to hold (for compaction)."""
+        return min((link.acked or 0 for link in self.links.values()), default=self.node.applied_seq)
+
+
+def _first_error(failure):
+    """Unwrap the first failure of a L{gatherResults}."""
+    return failure.value.subFailure

@@ -1,0 +1,202 @@
+"""
+The front end as view manager: who is alive, who is primary, who is in sync.
+
+Per service a :class:`ServiceView` holds the **view**: a number, the primary
+and the in-sync backups.  It changes on four events: a replica connects and
+beats, falls silent for ``heartbeat_timeout``, loses its connection, or is
+reported SYNCED by the primary after catching up.  Each change makes a new
+view number, pushed to every replica (:class:`Monitor`).
+
+The rules that keep acknowledged writes safe:
+
+- the **in-sync set** is the primary and its backups: every replica in it
+  holds every acknowledged write.  A backup leaves it when it dies or stops
+  being a backup; the primary stays in it even when it dies with no live
+  backup, so that when it returns it can lead again;
+- a new primary is only chosen from the in-sync set (the one whose log goes
+  furthest); with none alive there is no primary, and writes answer 503;
+- any other replica enters the view only through SYNCED from the primary;
+- at start-up nobody is known to be in sync: the view manager waits until
+  every replica has beaten or ``startup_grace`` has passed, then takes the
+  replica whose log goes furthest as primary, and those with the very same
+  log position as backups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from twisted.logger import Logger
+
+log = Logger()
+
+
+@dataclass
+class Member:
+    """What the front end knows of one replica."""
+
+    name: str
+    alive: bool = False
+    state: str = "idle"
+    view: int = 0
+    applied_seq: int = 0
+    last_view: int = 0
+    last_seen: float = 0.0
+    connection: object = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """How far this replica's log goes: (view of last entry, seq)."""
+        return (self.last_view, self.applied_seq)
+
+
+@dataclass
+class ServiceView:
+    """
+    The view of one service and the liveness of its replicas.
+
+    @param names: the replicas of ``config.ini``, in order (ties go to the
+        earlier one).
+    @param on_change: called with this object after every new view.
+    """
+
+    service: str
+    names: tuple[str, ...]
+    on_change: Callable[["ServiceView"], None]
+    number: int = 0
+    primary: str | None = None
+    backups: list[str] = field(default_factory=list)
+    in_sync: set[str] | None = None
+    started: float = 0.0
+    grace: float = 0.0
+    members: dict[str, Member] = field(init=False)
+
+    def __post_init__(self):
+        self.members = {name: Member(name) for name in self.names}
+
+    # Events
+
+    def connected(self, name: str, connection, now: float) -> None:
+        """A replica said HELLO on ``connection``."""
+        member = self.members[name]
+        if member.connection is not None and member.connection is not connection:
+            self._lost(name, "reconnected")
+        member.connection = connection
+        member.last_seen = now
+
+    def beat(
+        self, name: str, view: int, applied_seq: int, last_view: int, state: str, now: float
+    ) -> None:
+        """A replica reported the view it follows, its log position and state."""
+        member = self.members[name]
+        member.view, member.applied_seq, member.last_view = view, applied_seq, last_view
+        member.state = state
+        member.last_seen = now
+        if not member.alive:
+            member.alive = True
+            log.info("{service}:{name} is alive ({state}, seq {seq})",
+                     service=self.service, name=name, state=state, seq=applied_seq)
+        if name in self.backups and view >= self.number and state != "backup":
+            self._drop_backup(name, f"reports {state} in view {view}")
+        self.elect(now)
+
+    def disconnected(self, name: str, connection, now: float) -> None:
+        """A replica's heartbeat connection closed."""
+        if self.members[name].connection is connection:
+            self._lost(name, "connection lost")
+            self.elect(now)
+
+    def check(self, now: float, timeout: float) -> None:
+        """Declare dead every replica silent for more than ``timeout``."""
+        for member in self.members.values():
+            if member.alive and now - member.last_seen > timeout:
+                self._lost(member.name, f"silent for {now - member.last_seen:.2f}s")
+                connection = member.connection
+                member.connection = None
+                if connection is not None:
+                    connection.transport.loseConnection()
+        self.elect(now)
+
+    def synced(self, sender: str, name: str, seq: int, now: float) -> None:
+        """The primary ``sender`` reports that ``name`` caught up to ``seq``."""
+        member = self.members.get(name)
+        if sender != self.primary or member is None or not member.alive:
+            return
+        if name in self.backups or name == self.primary:
+            return
+        self.backups.append(name)
+        self.in_sync.add(name)
+        self._new_view(f"{name} caught up to seq {seq}")
+
+    # Decisions
+
+    def elect(self, now: float) -> None:
+        """Choose a primary if there is none and one may be chosen."""
+        if self.primary is not None:
+            return
+        alive = [m for m in self.members.values() if m.alive]
+        if self.in_sync is None:
+            everyone = len(alive) == len(self.members)
+            if not alive or not (everyone or now - self.started >= self.grace):
+                return
+            # Views of an earlier front end may be out there: go past them.
+            self.number = max([self.number] + [m.view for m in alive])
+            best = max(alive, key=self._rank)
+            self.primary = best.name
+            self.backups = [
+                m.name for m in alive if m is not best and m.position == best.position
+            ]
+            self.in_sync = {self.primary, *self.backups}
+            self._new_view("start-up")
+            return
+        candidates = [m for m in alive if m.name in self.in_sync]
+        if not candidates:
+            return
+        best = max(candidates, key=self._rank)
+        self.primary = best.name
+        self.backups = [m.name for m in candidates if m is not best]
+        self.in_sync = {self.primary, *self.backups}
+        self._new_view(f"{best.name} promoted")
+
+    def _rank(self, member: Member):
+        return (member.position, -self.names.index(member.name))
+
+    def _lost(self, name: str, why: str) -> None:
+        member = self.members[name]
+        was_alive = member.alive
+        member.alive = False
+        member.connection = None
+        member.state = "down"
+        if was_alive:
+            log.warn("{service}:{name} is dead: {why}", service=self.service, name=name, why=why)
+        if name in self.backups:
+            self._drop_backup(name, why)
+        elif name == self.primary:
+            # Still in sync: with no live backup it is the only one that
+            # holds every acknowledged write.
+            self.primary = None
+            if not any(self.members[b].alive for b in self.backups):
+                self._new_view(f"primary {name} lost ({why}); no in-sync replica alive")
+
+    def _drop_backup(self, name: str, why: str) -> None:
+        self.backups.remove(name)
+        if self.primary is not None and self.members[self.primary].alive:
+            self.in_sync.discard(name)
+        self._new_view(f"backup {name} out: {why}")
+
+    def _new_view(self, why: str) -> None:
+        self.number += 1
+        log.info(
+            "{service} view {number}: primary {primary}, backups {backups} ({why})",
+            service=self.service,
+            number=self.number,
+            primary=self.primary or "-",
+            backups=",".join(self.backups) or "-",
+            why=why,
+        )
+        self.on_change(self)
+
+    def alive_names(self) -> list[str]:
+        """The replicas alive now, in config order."""
+        return [name for name in self.names if self.members[name].alive]
