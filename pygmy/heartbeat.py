@@ -315,7 +315,7 @@ class BeatFactory(ReconnectingClientFactory):
         self.secret = secret
         self.clock = clock
         self.interval = interval
-        self.maxDelay = max(2.0, interval * 4)
+        self.maxDelay = max(0.5, interval * 2)
 
     def buildProtocol(self, addr):
         self.resetDelay()

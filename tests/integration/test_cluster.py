@@ -113,6 +113,23 @@ async def test_catalog_restart_keeps_data(cluster, http, sig):
     assert (await call(http, "GET", f"{url}/orders/{second['order']['id']}"))[0] == 200
 
 
+async def settled(cluster, within=10.0):
+    """Wait until every replica of every service is in its service's view."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    while True:
+        services = get_json(cluster.url + "/status")[1]["services"]
+        if all(
+            view["primary"] is not None and len(view["backups"]) == len(view["replicas"]) - 1
+            for view in services.values()
+        ):
+            return services
+        assert reactor.seconds() < deadline, services
+        await deferLater(reactor, 0.1, lambda: None)
+
+
 async def converged(cluster, service, within=5.0):
     """Wait until every replica of ``service`` reports the same seq and checksum."""
     from twisted.internet import reactor

@@ -1,0 +1,351 @@
+"""
+Start and stop the processes of a cluster, one daemonised twistd per
+replica and one for the front end (``pygmy up`` / ``pygmy down``).
+
+Each process gets ``<data_dir>/<role>-<name>.pid`` and
+``<data_dir>/<role>-<name>.log`` (``frontend.pid`` and ``frontend.log`` for
+the front end).  twistd writes and removes the pid file itself; a process
+killed with ``kill -9`` leaves a stale one behind, which this module
+recognises (the pid is gone, a zombie, or now some other program) and
+removes.
+
+This is blocking code for the command line, never for a reactor callback;
+:mod:`pygmy.chaos` only borrows :func:`command` and :func:`clear_stale`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pygmy.config import Config
+
+#: The twistd of the Python that runs this module.
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+#: Seconds a process may take to answer after being started.
+START_TIMEOUT = 20.0
+#: Seconds a process may take to exit after SIGTERM, before SIGKILL.
+STOP_TIMEOUT = 15.0
+#: How often the waits look again.
+POLL = 0.05
+
+
+class LaunchError(Exception):
+    """A process could not be started, or ``--only`` named no process."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """
+    One process of the cluster, as ``pygmy up`` runs it.
+
+    @ivar role: ``frontend``, ``catalog`` or ``order``.
+    @ivar replica: the replica's name, or C{None} for the front end.
+    @ivar url: the base URL it answers on.
+    @ivar data_dir: where its pid file and log go.
+    """
+
+    role: str
+    replica: str | None
+    url: str
+    data_dir: Path
+
+    @property
+    def name(self) -> str:
+        """``frontend`` or ``service:NAME``, as in ``--only``."""
+        return self.role if self.replica is None else f"{self.role}:{self.replica}"
+
+    @property
+    def stem(self) -> str:
+        """The file name stem: ``frontend`` or ``service-NAME``."""
+        return self.role if self.replica is None else f"{self.role}-{self.replica}"
+
+    @property
+    def pidfile(self) -> Path:
+        """The pid file twistd writes."""
+        return self.data_dir / f"{self.stem}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        """The log twistd writes."""
+        return self.data_dir / f"{self.stem}.log"
+
+    @property
+    def ready_url(self) -> str:
+        """What answers 200 once it is up: ``/health`` or a replica's ``/status``."""
+        return self.url + ("/health" if self.replica is None else "/status")
+
+
+def processes(config: Config, only=()) -> list[Process]:
+    """
+    The processes of ``config``: every catalog replica, every order replica,
+    then the front end (the order ``pygmy up`` starts them in).
+
+    @param only: names to keep (``frontend``, ``catalog:A``, or a whole
+        service such as ``order``); empty keeps all.
+    @raise LaunchError: if a name in ``only`` matches no process.
+    """
+    data_dir = config.cluster.data_dir
+    found = [
+        Process(service, replica.name, replica.url, data_dir)
+        for service in ("catalog", "order")
+        for replica in config.replicas[service]
+    ]
+    found.append(Process("frontend", None, config.frontend.url, data_dir))
+    if not only:
+        return found
+    for wanted in only:
+        if not any(wanted in (p.name, p.role) for p in found):
+            known = ", ".join(p.name for p in found)
+            raise LaunchError(f"--only {wanted}: no such process (known: {known})")
+    return [p for p in found if p.name in only or p.role in only]
+
+
+def command(config: Config, process: Process) -> list[str]:
+    """The daemonising twistd command line that starts ``process``."""
+    args = [
+        TWISTD,
+        f"--pidfile={process.pidfile}",
+        f"--logfile={process.logfile}",
+        f"pygmy-{process.role}",
+        "--config",
+        str(Path(config.path).resolve()),
+    ]
+    if process.replica is not None:
+        args += ["--replica", process.replica]
+    return args
+
+
+# Pids
+
+
+def read_pid(process: Process) -> int | None:
+    """The pid in ``process``'s pid file, or C{None} if there is no usable one."""
+    try:
+        text = process.pidfile.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    # The state follows the parenthesised command name, which may hold spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def runs(process: Process, pid: int) -> bool:
+    """
+    Whether ``pid`` is alive and is ``process``'s twistd (so a pid reused by
+    another program after a crash is never signalled).
+    """
+    if not pid_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()
+    except OSError:
+        return True
+    wanted = [f"pygmy-{process.role}".encode()]
+    if process.replica is not None:
+        wanted.append(process.replica.encode())
+    return all(word in argv for word in wanted)
+
+
+def running_pid(process: Process) -> int | None:
+    """The pid of ``process`` if its pid file names it running, else C{None}."""
+    pid = read_pid(process)
+    return pid if pid is not None and runs(process, pid) else None
+
+
+def clear_stale(process: Process) -> bool:
+    """
+    Remove ``process``'s pid file if it names no running ``process``.
+
+    @return: whether a stale pid file was removed.
+    """
+    if not process.pidfile.exists() or running_pid(process) is not None:
+        return False
+    process.pidfile.unlink(missing_ok=True)
+    return True
+
+
+# Starting
+
+
+def log_tail(process: Process, lines: int = 20) -> str:
+    """The last ``lines`` lines of ``process``'s log, or a note that it has none."""
+    try:
+        text = process.logfile.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {process.logfile})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> int:
+    """
+    Start ``process`` as a daemonised twistd and wait until it answers.
+
+    @return: its pid.
+    @raise LaunchError: if twistd fails, or it does not answer in time (it
+        is then killed).
+    """
+    process.data_dir.mkdir(parents=True, exist_ok=True)
+    clear_stale(process)
+    try:
+        done = subprocess.run(
+            command(config, process),
+            cwd=process.data_dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise LaunchError(f"{process.name}: twistd did not return within {timeout:.0f}s") from None
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        first = said[0] if said else f"exit status {done.returncode}"
+        raise LaunchError(f"{process.name} failed to start: {first}")
+    pid = read_pid(process)
+    if pid is None:
+        raise LaunchError(f"{process.name}: twistd wrote no pid file at {process.pidfile}")
+    wait_ready(process, pid, timeout)
+    return pid
+
+
+def answers(url: str) -> bool:
+    """Whether ``url`` answers 200 right now."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_ready(process: Process, pid: int, timeout: float = START_TIMEOUT) -> None:
+    """
+    Wait until ``process`` (running as ``pid``) answers its ready URL.
+
+    @raise LaunchError: if it exits first, or is silent for ``timeout``
+        seconds (it is then killed).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            raise LaunchError(f"{process.name} (pid {pid}) exited while starting")
+        if answers(process.ready_url):
+            return
+        time.sleep(POLL)
+    kill(pid)
+    raise LaunchError(f"{process.name} did not answer {process.ready_url} within {timeout:.0f}s")
+
+
+def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
+    """
+    ``pygmy up``: start the processes of ``config`` (replicas, then the
+    front end), one line each.  All or nothing: if one fails, the ones
+    this call started are stopped again.
+
+    @return: the exit status.
+    """
+    chosen = processes(config, only)
+    busy = [(p, pid) for p in chosen if (pid := running_pid(p)) is not None]
+    if busy:
+        for p, pid in busy:
+            echo(f"pygmy up: {p.name} is already running (pid {pid}, {p.pidfile}); run `pygmy down` first")
+        return 1
+    started = []
+    for process in chosen:
+        try:
+            pid = start(config, process)
+        except LaunchError as e:
+            echo(f"pygmy up: {e}")
+            echo(f"--- last lines of {process.logfile} ---")
+            echo(log_tail(process))
+            for done in reversed(started):
+                stop(done)
+            return 1
+        started.append(process)
+        echo(f"{process.name:<12} pid {pid:<7} {process.url:<24} log {process.logfile}")
+    return 0
+
+
+# Stopping
+
+
+def kill(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to ``pid`` if it still exists."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to exit; return whether it did."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL)
+    return True
+
+
+def stop(process: Process, timeout: float = STOP_TIMEOUT) -> str:
+    """
+    Stop ``process``: SIGTERM, then SIGKILL after ``timeout`` seconds; remove
+    its pid file.
+
+    @return: what happened, in a few words.
+    """
+    pid = read_pid(process)
+    if pid is None:
+        return "not running (no pid file)"
+    if not runs(process, pid):
+        process.pidfile.unlink(missing_ok=True)
+        return f"not running (removed stale pid file naming pid {pid})"
+    kill(pid, signal.SIGTERM)
+    if wait_gone(pid, timeout):
+        how = "stopped"
+    else:
+        kill(pid, signal.SIGKILL)
+        how = "killed (SIGKILL)" if wait_gone(pid, 5.0) else "still running after SIGKILL"
+    process.pidfile.unlink(missing_ok=True)
+    return f"{how} (pid {pid})"
+
+
+def down(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
+    """
+    ``pygmy down``: stop the processes of ``config``, front end first, one
+    line each; stale pid files are removed.
+
+    @return: 0, or 1 if a process survived SIGKILL.
+    """
+    status = 0
+    for process in reversed(processes(config, only)):
+        what = stop(process)
+        if what.startswith("still running"):
+            status = 1
+        echo(f"{process.name:<12} {what}")
+    return status
