@@ -39,7 +39,13 @@ POLL = 0.05
 
 
 class LaunchError(Exception):
-    """A process could not be started, or ``--only`` named no process."""
+    """
+    A process could not be started, or ``--only`` named no process.
+
+    @ivar details: more lines for the user (such as a log's tail), or "".
+    """
+
+    details = ""
 
 
 @dataclass(frozen=True)
@@ -267,25 +273,24 @@ def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
     front end), one line each.  All or nothing: if one fails, the ones
     this call started are stopped again.
 
-    @return: the exit status.
+    @return: the exit status, 0.
+    @raise LaunchError: if one is running already, or one fails to start
+        (with the tail of its log as C{details}).
     """
     chosen = processes(config, only)
     busy = [(p, pid) for p in chosen if (pid := running_pid(p)) is not None]
     if busy:
-        for p, pid in busy:
-            echo(f"pygmy up: {p.name} is already running (pid {pid}, {p.pidfile}); run `pygmy down` first")
-        return 1
+        named = ", ".join(f"{p.name} (pid {pid})" for p, pid in busy)
+        raise LaunchError(f"already running: {named}; run `pygmy down` first")
     started = []
     for process in chosen:
         try:
             pid = start(config, process)
         except LaunchError as e:
-            echo(f"pygmy up: {e}")
-            echo(f"--- last lines of {process.logfile} ---")
-            echo(log_tail(process))
             for done in reversed(started):
                 stop(done)
-            return 1
+            e.details = f"--- last lines of {process.logfile} ---\n{log_tail(process)}"
+            raise
         started.append(process)
         echo(f"{process.name:<12} pid {pid:<7} {process.url:<24} log {process.logfile}")
     return 0

@@ -155,19 +155,27 @@ class Node:
 
     # Applying (backup, recovering)
 
-    async def apply(self, view: int, entries: list[dict]) -> int:
-        """Entries forwarded by the primary of ``view``."""
+    async def apply(self, view: int, entries: list[dict], resync: bool = False) -> tuple[int, int]:
+        """
+        Entries forwarded by the primary of ``view``; ``resync`` if the
+        primary found that our log diverged from its own.
+
+        @return: where our log now ends: ``(applied_seq, last_view)``.
+        """
         if view < self.view:
             raise StaleView(f"{self.label} follows view {self.view}, not {view}.")
         if self.role == "primary":
             raise StaleView(f"{self.label} is primary in view {self.view}.")
+        if resync:
+            self._diverged()
+            raise Diverged(f"{self.label} is resynchronising.")
         try:
             applied, last_view = await self.store.apply(entries)
         except Diverged:
             self._diverged()
             raise
         self.advanced(applied, last_view)
-        return applied
+        return applied, last_view
 
     def _diverged(self) -> None:
         log.warn("{label}: log diverged from the primary's; resynchronising", label=self.label)

@@ -11,7 +11,8 @@ the check:
                                     ``{"entries": [...] | null, "head": n}``
                                     (``null``: the caller needs a snapshot)
 ``GET  /replication/snapshot``      ``{"applied_seq", "last_view", "tables"}``
-``POST /replication/apply``         ``{"view", "entries"}`` -> ``{"applied_seq"}``
+``POST /replication/apply``         ``{"view", "entries", "resync"?}`` ->
+                                    ``{"applied_seq", "last_view"}``
 ``POST /replication/join``          ``{"replica", "after", "view"}`` ->
                                     ``{"joined": bool}``
 ==================================  ==========================================
@@ -130,8 +131,10 @@ class ReplicaApp:
         entries = body.get("entries")
         if not isinstance(entries, list):
             raise BadRequest("entries must be a list.")
-        applied = await self.node.apply(_integer(body, "view"), entries)
-        return json_response(request, {"applied_seq": applied})
+        applied, last_view = await self.node.apply(
+            _integer(body, "view"), entries, resync=body.get("resync") is True
+        )
+        return json_response(request, {"applied_seq": applied, "last_view": last_view})
 
     @app.route("/replication/join", methods=["POST"])
     async def join(self, request):

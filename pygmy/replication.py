@@ -105,12 +105,17 @@ class BackupLink:
                 self.synced_sent = replicator.node.report_synced(self.name, self.acked)
             if self.acked is not None and self.acked >= self.target:
                 return
-            entries = [] if self.acked is None else await replicator.entries_after(self.acked)
+            probe = self.acked is None
+            entries = [] if probe else await replicator.entries_after(self.acked)
             try:
-                reply = await self.remote.post(
-                    "/replication/apply",
-                    {"view": replicator.node.view, "primary": replicator.node.name, "entries": entries},
-                )
+                reply = await self._post(entries)
+                if probe and not await replicator.store.matches(reply["applied_seq"], reply["last_view"]):
+                    # Its log holds entries ours does not: writes of an old
+                    # primary that were never acknowledged.
+                    log.warn("{name} diverged at seq {seq}; it must resynchronise",
+                             name=self.name, seq=reply["applied_seq"])
+                    await self._post([], resync=True)
+                    continue
             except PygmyError as e:
                 if self.closed:
                     return
@@ -121,6 +126,13 @@ class BackupLink:
                 await deferLater(replicator.clock, replicator.retry_delay, lambda: None)
                 continue
             self._acknowledged(reply["applied_seq"])
+
+    def _post(self, entries: list, resync: bool = False):
+        node = self.replicator.node
+        body = {"view": node.view, "primary": node.name, "entries": entries}
+        if resync:
+            body["resync"] = True
+        return self.remote.post("/replication/apply", body)
 
     def _acknowledged(self, applied: int) -> None:
         self.acked = applied

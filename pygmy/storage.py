@@ -331,17 +331,7 @@ class Store(Service):
 
     def _entries_after(self, txn, seq, view, limit):
         head = _meta(txn, "applied_seq")
-        if seq > head:
-            return None, head
-        if seq == head:
-            matches = view == _meta(txn, "last_view")
-        elif seq == 0:
-            first = txn.execute("SELECT seq FROM log WHERE seq = 1").fetchone()
-            matches = first is not None
-        else:
-            found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
-            matches = found is not None and found[0] == view
-        if not matches:
+        if not _matches(txn, seq, view):
             return None, head
         rows = txn.execute(
             f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
@@ -350,6 +340,14 @@ class Store(Service):
         if entries and entries[0]["seq"] != seq + 1:
             return None, head
         return entries, head
+
+    def matches(self, seq: int, view: int):
+        """
+        @return: a Deferred firing with whether a log that ends at entry
+            ``seq`` of ``view`` is a prefix of this one (as far as we can
+            tell: an entry we compacted away counts as a mismatch).
+        """
+        return self.read(_matches, seq, view)
 
     def read_log(self, after: int, limit: int):
         """
@@ -442,6 +440,18 @@ def _append(txn, entry: dict) -> None:
     )
     _set_meta(txn, "applied_seq", entry["seq"])
     _set_meta(txn, "last_view", entry["view"])
+
+
+def _matches(txn, seq: int, view: int) -> bool:
+    head = _meta(txn, "applied_seq")
+    if seq > head:
+        return False
+    if seq == head:
+        return view == _meta(txn, "last_view")
+    if seq == 0:
+        return txn.execute("SELECT seq FROM log WHERE seq = 1").fetchone() is not None
+    found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
+    return found is not None and found[0] == view
 
 
 def _meta(txn, key: str) -> int:

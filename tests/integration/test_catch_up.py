@@ -1,0 +1,66 @@
+"""
+A replica that was down while 10,000 writes happened catches up from the
+primary's log, joins, and ends with the same data; with a short log
+(``log_keep``) it gets a snapshot instead.
+"""
+
+import signal
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import DeferredList, ensureDeferred
+
+from tests.integration.harness import Cluster, get_json
+from tests.integration.load import AUTH
+from tests.integration.test_cluster import converged, settled
+
+pytestmark = pytest.mark.integration
+WRITES = 10_000
+
+
+async def write_many(http, url, count, clients=32):
+    """``count`` stock increments straight to the catalog primary."""
+    import json
+
+    remaining = iter(range(count))
+
+    async def writer():
+        for n in remaining:
+            response = await http.request(
+                "POST",
+                f"{url}/books/{n % 7 + 1}/update",
+                data=json.dumps({"stock_delta": 1, "request_id": f"bulk-{n}"}).encode(),
+                headers=AUTH,
+            )
+            await response.content()
+            assert response.code == 200, response.code
+
+    results = await DeferredList([ensureDeferred(writer()) for _ in range(clients)], consumeErrors=True)
+    failures = [f for ok, f in results if not ok]
+    assert not failures, failures[0]
+
+
+@pytest.mark.parametrize("log_keep", [100_000, 500], ids=["from-log", "snapshot"])
+@pytest_twisted.ensureDeferred
+async def test_backup_down_for_10000_writes_catches_up(tmp_path, http, log_keep):
+    from twisted.internet import reactor
+
+    cluster = Cluster(tmp_path, log_keep=log_keep)
+    try:
+        cluster.start_all()
+        services = await settled(cluster)
+        primary, backup = services["catalog"]["primary"], services["catalog"]["backups"][0]
+        cluster.stop(f"catalog:{backup}", signal.SIGKILL)
+        before = get_json(cluster.replica_url("catalog", primary) + "/status")[1]["applied_seq"]
+        await write_many(http, cluster.replica_url("catalog", primary), WRITES)
+        started = reactor.seconds()
+        cluster.start("catalog", backup)
+        statuses = await converged(cluster, "catalog", within=30)
+        took = reactor.seconds() - started
+        assert statuses[0]["applied_seq"] == before + WRITES
+        await settled(cluster)
+        print(f"\ncatch-up of {WRITES} entries ({'log' if log_keep > WRITES else 'snapshot'}): {took:.2f}s")
+        how = "snapshot" if log_keep < WRITES else "caught up from seq"
+        assert how in cluster.log_tail(f"catalog:{backup}", 400)
+    finally:
+        cluster.stop_all()
