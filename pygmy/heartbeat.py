@@ -184,6 +184,8 @@ class MonitorProtocol(_LineProtocol):
             return self._hello(*args)
         if self.identity is None:
             raise ProtocolError(f"{verb} before HELLO")
+        if verb not in ("BEAT", "SYNCED"):
+            raise ProtocolError(f"{verb} is not for the front end")
         service, replica = args[0], args[1]
         if verb == "BEAT":
             if (service, replica) != self.identity:
@@ -193,8 +195,6 @@ class MonitorProtocol(_LineProtocol):
             if service != self.identity[0]:
                 raise ProtocolError(f"SYNCED for {service} from {':'.join(self.identity)}")
             self.monitor.synced(service, self.identity[1], replica, args[2])
-        else:
-            raise ProtocolError(f"{verb} is not for the front end")
 
     def _hello(self, service, replica, given):
         if self.identity is not None:

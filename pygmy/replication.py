@@ -115,6 +115,7 @@ class BackupLink:
                     log.warn("{name} diverged at seq {seq}; it must resynchronise",
                              name=self.name, seq=reply["applied_seq"])
                     await self._post([], resync=True)
+                    await deferLater(replicator.clock, replicator.retry_delay, lambda: None)
                     continue
             except PygmyError as e:
                 if self.closed:
@@ -201,7 +202,8 @@ class Replicator:
         try:
             write = await self.store.write(request_id, mutate, *args)
             if not write.replayed:
-                self._recent[write.seq] = write.entry
+                if self.links:
+                    self._recent[write.seq] = write.entry
                 self.node.advanced(write.seq, write.entry["view"])
             waiters = [link.wait_for(write.seq) for link in self.links.values()]
         finally:

@@ -111,9 +111,8 @@ class ServiceView:
         """Declare dead every replica silent for more than ``timeout``."""
         for member in self.members.values():
             if member.alive and now - member.last_seen > timeout:
-                self._lost(member.name, f"silent for {now - member.last_seen:.2f}s")
                 connection = member.connection
-                member.connection = None
+                self._lost(member.name, f"silent for {now - member.last_seen:.2f}s")
                 if connection is not None:
                     connection.transport.loseConnection()
         self.elect(now)

@@ -1,0 +1,204 @@
+"""
+Failover and catch-up, measured on a real cluster on this machine.
+
+    .venv/bin/python benchmarks/failover.py [--writes 10000] [--keep DIR]
+
+Starts a cluster with ``pygmy up`` on free local ports (the default
+heartbeat settings: 0.5 s beats, 1.5 s timeout), then measures:
+
+1. **failover**: ``kill -9`` of the catalog primary, then of the order
+   primary, and the time until the first buy through the front end
+   succeeds.  Goal: at most ``heartbeat_timeout + 0.5`` s.
+2. **catch-up**: ``kill -9`` of a catalog backup, ``--writes`` writes on
+   the primary, a restart, and the time until both replicas report the same
+   ``applied_seq`` and checksum (process start-up included), plus the time
+   the replica itself logs for fetching and applying.  Goal: at most 2 s
+   for 10,000 entries.
+
+Each result is printed with its ratio to the goal (below 1 is better).
+Everything it starts is stopped with ``pygmy down``, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from twisted.internet import defer, task
+from twisted.web.client import Agent, HTTPConnectionPool
+from treq.client import HTTPClient
+
+from pygmy import config as configuration
+from pygmy import launcher
+
+SECRET = "benchmark-secret"
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def write_config(directory: Path) -> Path:
+    ports = iter(free_ports(6))
+    text = [
+        "[cluster]",
+        f"secret = {SECRET}",
+        "data_dir = var",
+        "",
+        "[frontend]",
+        "host = 127.0.0.1",
+        f"port = {next(ports)}",
+        f"heartbeat_port = {next(ports)}",
+    ]
+    for service in ("catalog", "order"):
+        for name in ("A", "B"):
+            text += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(ports)}"]
+    path = directory / "config.ini"
+    path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise SystemExit(f"benchmark: timed out waiting for {what}")
+
+
+def settled(config):
+    services = get(config.frontend.url + "/status")["services"]
+    return all(
+        view["primary"] and len(view["backups"]) == len(view["replicas"]) - 1
+        for view in services.values()
+    )
+
+
+def converged(config, service):
+    statuses = [get(r.url + "/status") for r in config.replicas[service]]
+    return len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1
+
+
+def process_of(config, service, name):
+    return next(p for p in launcher.processes(config) if p.name == f"{service}:{name}")
+
+
+def kill_9(config, service, name):
+    process = process_of(config, service, name)
+    launcher.kill(launcher.read_pid(process), signal.SIGKILL)
+    launcher.clear_stale(process)
+    return process
+
+
+async def first_buy_after(http, url, reactor):
+    """Seconds from now until a buy succeeds (each buy retries inside)."""
+    started = reactor.seconds()
+    while reactor.seconds() - started < 30:
+        response = await http.request("POST", f"{url}/buy/1")
+        await response.content()
+        if response.code == 200:
+            return reactor.seconds() - started
+    raise SystemExit("benchmark: no buy succeeded within 30 s")
+
+
+async def many_writes(http, url, count, clients=32):
+    pending = iter(range(count))
+    headers = {"Authorization": f"Bearer {SECRET}"}
+
+    async def writer():
+        for n in pending:
+            body = json.dumps({"stock_delta": 1, "request_id": f"bench-{n}"}).encode()
+            response = await http.request("POST", f"{url}/books/{n % 7 + 1}/update", data=body, headers=headers)
+            await response.content()
+            if response.code != 200:
+                raise SystemExit(f"benchmark: write answered {response.code}")
+
+    await defer.gatherResults([defer.ensureDeferred(writer()) for _ in range(clients)])
+
+
+def report(name, seconds, goal):
+    print(f"  {name:<42} {seconds:7.3f} s   goal {goal:5.2f} s   ratio {seconds / goal:5.2f}")
+
+
+async def measure(reactor, config, writes):
+    pool = HTTPConnectionPool(reactor)
+    pool.maxPersistentPerHost = 64
+    http = HTTPClient(Agent(reactor, pool=pool))
+    timeout = config.cluster.heartbeat_timeout
+    try:
+        print("failover (kill -9 of a primary -> first successful buy):")
+        for service in ("catalog", "order"):
+            primary = get(config.frontend.url + "/status")["services"][service]["primary"]
+            process = kill_9(config, service, primary)
+            took = await first_buy_after(http, config.frontend.url, reactor)
+            report(f"{service} primary {primary}", took, timeout + 0.5)
+            launcher.start(config, process)
+            launcher.wait_ready(process, launcher.read_pid(process))
+            wait_for(lambda: settled(config), 30, "the views to settle")
+
+        print(f"catch-up ({writes} missed entries, restart -> same checksum):")
+        view = get(config.frontend.url + "/status")["services"]["catalog"]
+        primary, backup = view["primary"], view["backups"][0]
+        process = kill_9(config, "catalog", backup)
+        await many_writes(http, config.replica("catalog", primary).url, writes)
+        offset = process.logfile.stat().st_size
+        started = time.monotonic()
+        launcher.start(config, process)
+        wait_for(lambda: converged(config, "catalog"), 60, "catch-up")
+        report(f"catalog backup {backup}, start-up included", time.monotonic() - started, 2.0 * writes / 10_000)
+        wait_for(lambda: settled(config), 30, "the backup to rejoin")
+        with open(process.logfile, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        logged = re.findall(r"caught up from seq \d+ to \d+ in ([0-9.]+)s", text)
+        if logged:
+            report(f"catalog backup {backup}, fetch and apply", float(logged[-1]), 2.0 * writes / 10_000)
+    finally:
+        await pool.closeCachedConnections()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--writes", type=int, default=10_000, help="entries the backup misses")
+    parser.add_argument("--keep", help="run in this directory and keep it (default: a temporary one)")
+    args = parser.parse_args(argv)
+    directory = Path(args.keep or tempfile.mkdtemp(prefix="pygmy-bench-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    config = configuration.load(write_config(directory))
+    try:
+        if launcher.up(config, echo=lambda line: None):
+            raise SystemExit("benchmark: pygmy up failed")
+        wait_for(lambda: settled(config), 30, "the views to settle")
+        task.react(lambda reactor: defer.ensureDeferred(measure(reactor, config, args.writes)))
+    finally:
+        launcher.down(config, echo=lambda line: None)
+        if not args.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""
+The write log and replication without sockets: real SQLite stores whose
+interactions complete at once (L{tests.fakes.sync_store}), and two catalog
+replicas A and B whose nodes call each other's L{ReplicaApp} in memory
+through C{StubTreq}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet.defer import Deferred
+
+from pygmy import config as configuration
+from pygmy.catalog.app import CatalogApp
+from pygmy.catalog.books import BOOKS, Catalog, seed
+from pygmy.errors import Diverged, StaleView
+from pygmy.node import Node
+from pygmy.replica import ReplicaApp
+from pygmy.routing import ServiceRoutes
+from tests.fakes import SyncReactor, stub_remote, sync_store
+
+SECRET = "s3cret"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def result(d):
+    """The result of a Deferred (or coroutine) that has already fired."""
+    if not isinstance(d, Deferred):
+        d = Deferred.fromCoroutine(d)
+    outcome = []
+    d.addBoth(outcome.append)
+    assert outcome, "Deferred has not fired"
+    if hasattr(outcome[0], "raiseException"):
+        outcome[0].raiseException()
+    return outcome[0]
+
+
+@pytest.fixture
+def reactor():
+    return SyncReactor()
+
+
+@pytest.fixture
+def make_store(tmp_path, reactor):
+    """Make seeded catalog stores on SQLite; all are closed afterwards."""
+    stores = []
+
+    def make(name):
+        stores.append(sync_store(tmp_path / f"{name}.sqlite", (BOOKS,), seed, reactor))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.pool.close()
+
+
+def written(store, count, view=1, start=0):
+    """Write ``count`` decrements of book 1 straight to ``store``; their entries."""
+    store.view = view
+    return [result(Catalog(store).decrement(1, f"w{start + i}")).entry for i in range(count)]
+
+
+def stock(store, item=1):
+    return result(Catalog(store).lookup(item))["stock"]
+
+
+# The log of one store
+
+
+def test_apply_in_seq_order_ignores_duplicates_and_stops_at_a_gap(make_store):
+    source, target = make_store("source"), make_store("target")
+    e1, e2, e3, e4 = written(source, 4)
+    assert result(target.apply([e2, e1])) == (0, 0)
+    assert result(target.apply([e1, e3])) == (1, 1)
+    assert result(target.apply([e1, e2, e2, e3])) == (3, 1)
+    assert stock(target) == 997
+    assert result(target.read_log(0, 10)) == [e1, e2, e3]
+    assert result(target.apply([e4]))[0] == 4
+    assert result(target.status()) == result(source.status())
+
+
+def test_apply_refuses_an_entry_from_another_view(make_store):
+    source, other, target = make_store("source"), make_store("other"), make_store("target")
+    result(target.apply(written(source, 2, view=1)))
+    (clash,) = written(other, 1, view=2)
+    with pytest.raises(Diverged):
+        result(target.apply([clash]))
+    assert result(target.status())[:2] == (2, 1)
+    assert stock(target) == 998
+
+
+def test_entries_after(make_store):
+    store = make_store("log")
+    entries = written(store, 3, view=1) + written(store, 2, view=2, start=3)
+    assert result(store.entries_after(2, 1, 10)) == (entries[2:], 5)
+    assert result(store.entries_after(2, 1, 1)) == (entries[2:3], 5)
+    assert result(store.entries_after(0, 0, 2)) == (entries[:2], 5)
+    assert result(store.entries_after(5, 2, 10)) == ([], 5)
+    # Diverged: our entry 2 is from view 1, ours at the head from view 2.
+    assert result(store.entries_after(2, 2, 10)) == (None, 5)
+    assert result(store.entries_after(5, 1, 10)) == (None, 5)
+    # Ahead of us: it holds entries we never had.
+    assert result(store.entries_after(6, 2, 10)) == (None, 5)
+
+
+def test_entries_after_a_compacted_position_needs_a_snapshot(make_store):
+    store = make_store("log")
+    entries = written(store, 5)
+    assert result(store.compact(2, 5)) == 3
+    assert result(store.entries_after(0, 0, 10)) == (None, 5)
+    assert result(store.entries_after(2, 1, 10)) == (None, 5)
+    assert result(store.entries_after(4, 1, 10)) == (entries[4:], 5)
+
+
+@pytest.mark.parametrize(
+    "keep, below, left",
+    [(3, 10, [8, 9, 10]), (3, 5, [6, 7, 8, 9, 10]), (0, 10, []), (20, 10, list(range(1, 11)))],
+)
+def test_compact_keeps_the_last_entries_and_what_backups_need(make_store, keep, below, left):
+    store = make_store("log")
+    written(store, 10)
+    assert result(store.compact(keep, below)) == 10 - len(left)
+    assert [e["seq"] for e in result(store.read_log(0, 100))] == left
+    assert result(store.status())[0] == 10
+
+
+def test_snapshot_installs_the_same_state_and_the_log_goes_on(make_store):
+    source, target = make_store("source"), make_store("target")
+    written(source, 3, view=2)
+    written(target, 5, view=1, start=100)
+    assert result(target.install(result(source.snapshot()))) == (3, 2)
+    assert result(target.status()) == result(source.status())
+    assert result(target.read_log(0, 10)) == []
+    (next_entry,) = written(source, 1, view=2, start=3)
+    assert result(target.apply([next_entry])) == (4, 2)
+    assert result(target.status()) == result(source.status())
+
+
+# Two replicas of the catalog
+
+
+class FakeHeartbeat:
+    """Records the lines a node sends the front end."""
+
+    def __init__(self):
+        self.lines = []
+
+    def send(self, line):
+        self.lines.append(line)
+
+    def beat(self):
+        self.lines.append(b"BEAT")
+
+    def synced(self):
+        """The SYNCED lines sent so far."""
+        return [line for line in self.lines if line.startswith(b"SYNCED ")]
+
+
+class Pair:
+    """
+    Catalog replicas A and B, each a real node, store and L{ReplicaApp};
+    each node's routes reach the other's app in memory.
+    """
+
+    def __init__(self, make_store, reactor):
+        config = configuration.load(REPO / "config.ini", environ={"PYGMY_SECRET": SECRET})
+        self.reactor = reactor
+        self.stores = {name: make_store(name) for name in "AB"}
+        # Routes first with placeholder remotes: a node needs its routes,
+        # an app its node, and a remote the other replica's app.
+        self.routes = {
+            name: ServiceRoutes("catalog", [stub_remote(None, "catalog", n, reactor) for n in "AB"], reactor, 1.0)
+            for name in "AB"
+        }
+        self.nodes = {
+            name: Node(config.replica("catalog", name), self.stores[name], {"catalog": self.routes[name]},
+                       reactor, interval=0.5, log_keep=1000)
+            for name in "AB"
+        }
+        self.apps = {
+            name: ReplicaApp(config.replica("catalog", name), node, SECRET,
+                             CatalogApp(Catalog(node.store, node)))
+            for name, node in self.nodes.items()
+        }
+        for name, other in (("A", "B"), ("B", "A")):
+            remote = stub_remote(self.apps[other].app.resource(), "catalog", other, reactor, SECRET)
+            self.routes[name].remotes[other] = remote
+        self.heartbeat = FakeHeartbeat()
+        self.nodes["A"].heartbeat_connected(self.heartbeat)
+
+    def view(self, number, primary, backups, to="AB"):
+        """The front end pushes a view of the catalog to the nodes in ``to``."""
+        for name in to:
+            self.nodes[name].view_received("catalog", number, primary, list(backups))
+
+    def buy(self, request_id, item=1):
+        """A decrement through A's node (which replicates it)."""
+        return Deferred.fromCoroutine(Catalog(self.stores["A"], self.nodes["A"]).decrement(item, request_id))
+
+    def status(self, name):
+        return result(self.stores[name].status())
+
+
+@pytest.fixture
+def pair(make_store, reactor):
+    return Pair(make_store, reactor)
+
+
+def test_write_is_on_the_backup_before_it_returns(pair):
+    pair.view(1, "A", ["B"])
+    assert (pair.nodes["A"].role, pair.nodes["B"].role) == ("primary", "backup")
+    write = result(pair.buy("r1"))
+    assert write.seq == 1 and write.row["stock"] == 999
+    assert pair.status("B") == pair.status("A")
+    assert pair.status("B")[:2] == (1, 1)
+    assert pair.nodes["B"].applied_seq == 1
+    assert stock(pair.stores["B"]) == 999
+    assert pair.nodes["A"].replicator.links["B"].acked == 1
+
+
+def test_backup_refuses_an_older_view_and_the_write_waits(pair):
+    pair.view(1, "A", ["B"])
+    pair.view(2, "A", ["B"], to="B")
+    with pytest.raises(StaleView):
+        result(pair.nodes["B"].apply(1, []))
+    with pytest.raises(StaleView):
+        result(pair.routes["A"].remotes["B"].post("/replication/apply", {"view": 1, "entries": []}))
+    pending = pair.buy("r1")
+    pair.reactor.advance(1.0)
+    assert not pending.called
+    assert pair.status("B")[0] == 0
+    pair.view(2, "A", ["B"], to="A")
+    pair.reactor.advance(0.25)
+    assert result(pending).seq == 1
+    assert pair.status("B") == pair.status("A")
+
+
+def test_missed_writes_are_caught_up_from_the_log_then_joined(pair):
+    pair.view(1, "A", [], to="A")
+    for i in range(3):
+        result(pair.buy(f"r{i}"))
+    assert pair.status("B")[0] == 0
+    pair.view(1, "A", [], to="B")
+    node_b, replicator = pair.nodes["B"], pair.nodes["A"].replicator
+    assert node_b.role == "recovering"
+    assert node_b.applied_seq == 3
+    assert pair.status("B") == pair.status("A")
+    assert replicator.links["B"].joining
+    assert pair.heartbeat.synced() == [b"SYNCED catalog B 3"]
+    # A write while B waits to enter the view still reaches it.
+    assert result(pair.buy("r3")).seq == 4
+    assert pair.status("B") == pair.status("A")
+    pair.view(2, "A", ["B"])
+    assert node_b.role == "backup" and not replicator.links["B"].joining
+    pair.reactor.advance(2.0)
+    assert not node_b._catching_up
+    assert pair.reactor.getDelayedCalls() == []
+    result(pair.buy("r4"))
+    assert pair.status("B") == pair.status("A")
+    assert pair.status("B")[0] == 5 and stock(pair.stores["B"]) == 995
+
+
+def test_compacted_log_is_caught_up_with_a_snapshot(pair):
+    pair.view(1, "A", [], to="A")
+    for i in range(5):
+        result(pair.buy(f"r{i}"))
+    assert result(pair.stores["A"].compact(1, 5)) == 4
+    pair.view(1, "A", [], to="B")
+    assert pair.nodes["B"].applied_seq == 5
+    assert pair.status("B") == pair.status("A")
+    assert result(pair.stores["B"].read_log(0, 10)) == []
+    assert pair.heartbeat.synced() == [b"SYNCED catalog B 5"]
+
+
+def test_diverged_log_is_replaced_with_a_snapshot(pair):
+    # B wrote two entries in view 1 that were never acknowledged; A went on
+    # in view 2 without them.
+    written(pair.stores["B"], 2, view=1, start=100)
+    pair.nodes["B"].advanced(2, 1)
+    pair.view(2, "A", [], to="A")
+    for i in range(3):
+        result(pair.buy(f"r{i}"))
+    pair.view(2, "A", [], to="B")
+    assert pair.nodes["B"].applied_seq == 3 and pair.nodes["B"].last_view == 2
+    assert pair.status("B") == pair.status("A")
+    assert pair.heartbeat.synced() == [b"SYNCED catalog B 3"]
+
+
+def test_backup_holding_an_unacknowledged_entry_does_not_ack_another(pair):
+    # With three replicas: C, primary of view 1, wrote seq 3 and reached only
+    # B before dying; the front end (on beats a little stale) made A primary
+    # of view 2 with B as a backup.  A's seq 3 is not B's seq 3.
+    for i in range(2):
+        result(pair.stores["A"].apply(written(pair.stores["B"], 1, view=1, start=i)))
+    lost = result(Catalog(pair.stores["B"]).decrement(3, "lost")).entry
+    pair.nodes["A"].advanced(2, 1)
+    pair.nodes["B"].advanced(3, 1)
+    pair.view(2, "A", ["B"])
+    write = pair.buy("r1")
+    assert write.called, "the backup neither took the write nor left the view"
+    mine = result(pair.stores["A"].read_log(2, 1))
+    assert mine[0]["seq"] == 3 and mine[0] != lost
+    # Acknowledged means every backup holds this very entry.
+    assert result(pair.stores["B"].read_log(2, 1)) == mine
+    assert pair.status("B") == pair.status("A")
