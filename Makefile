@@ -1,13 +1,14 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - a virtualenv, the install, then the whole cluster in one process
 #   make test  - the same set-up, then the full test suite
+#   make bench - the benchmarks (by hand: they take a while and load the machine)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install clean
+.PHONY: run test bench install clean
 
 install: $(STAMP)
 
@@ -23,6 +24,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/failover.py
 
 clean:
 	rm -rf $(VENV) var _trial_temp *.egg-info .pytest_cache
