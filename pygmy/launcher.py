@@ -214,11 +214,12 @@ def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> i
     Start ``process`` as a daemonised twistd and wait until it answers.
 
     @return: its pid.
-    @raise LaunchError: if twistd fails, or it does not answer in time (it
-        is then killed).
+    @raise LaunchError: if twistd fails, or the process does not answer in
+        time (it is then killed and its pid file removed).
     """
     process.data_dir.mkdir(parents=True, exist_ok=True)
     clear_stale(process)
+    log_start = process.logfile.stat().st_size if process.logfile.exists() else 0
     try:
         done = subprocess.run(
             command(config, process),
@@ -236,7 +237,13 @@ def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> i
     pid = read_pid(process)
     if pid is None:
         raise LaunchError(f"{process.name}: twistd wrote no pid file at {process.pidfile}")
-    wait_ready(process, pid, timeout)
+    try:
+        wait_ready(process, pid, log_start, timeout)
+    except LaunchError:
+        kill(pid)
+        wait_gone(pid, 5.0)
+        process.pidfile.unlink(missing_ok=True)
+        raise
     return pid
 
 
@@ -249,21 +256,41 @@ def answers(url: str) -> bool:
         return False
 
 
-def wait_ready(process: Process, pid: int, timeout: float = START_TIMEOUT) -> None:
+def listen_failure(process: Process, offset: int) -> str | None:
+    """
+    The "Couldn't listen" line ``process`` logged after byte ``offset`` of
+    its log, if any: twistd logs a port it cannot bind and keeps running.
+    """
+    try:
+        with open(process.logfile, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if "CannotListenError:" in line:
+            return line.partition("CannotListenError:")[2].strip()
+    return None
+
+
+def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = START_TIMEOUT) -> None:
     """
     Wait until ``process`` (running as ``pid``) answers its ready URL.
 
-    @raise LaunchError: if it exits first, or is silent for ``timeout``
-        seconds (it is then killed).
+    @param log_start: where this start's lines begin in its log.
+    @raise LaunchError: if it exits first, logs that it cannot listen, or
+        is silent for ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
             raise LaunchError(f"{process.name} (pid {pid}) exited while starting")
+        failure = listen_failure(process, log_start)
+        if failure:
+            raise LaunchError(f"{process.name} failed to start: {failure}")
         if answers(process.ready_url):
             return
         time.sleep(POLL)
-    kill(pid)
     raise LaunchError(f"{process.name} did not answer {process.ready_url} within {timeout:.0f}s")
 
 
@@ -290,6 +317,8 @@ def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
             for done in reversed(started):
                 stop(done)
             e.details = f"--- last lines of {process.logfile} ---\n{log_tail(process)}"
+            if started:
+                e.details += "\nstopped again: " + ", ".join(p.name for p in started)
             raise
         started.append(process)
         echo(f"{process.name:<12} pid {pid:<7} {process.url:<24} log {process.logfile}")

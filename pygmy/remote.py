@@ -19,13 +19,15 @@ import json
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import CancelledError
-from twisted.web._newclient import (
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
     RequestNotSent,
     RequestTransmissionFailed,
     ResponseFailed,
     ResponseNeverReceived,
+    _HTTP11ClientFactory,
 )
-from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 from treq.client import HTTPClient
 
 from pygmy.config import ReplicaConfig
