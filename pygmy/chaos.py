@@ -393,7 +393,7 @@ class Run:
             if target is not None and target != item["stock"]:
                 if not await self.update_stock(item_id, target - item["stock"]):
                     raise Abort(f"could not set the stock of item {item_id} to {target}")
-                self.say(f"set-up: item {item_id} stock {item['stock']} -> {target}")
+                self.say(f"item {item_id} stock {item['stock']} -> {target}")
         self.obs.start_stock = {i: item["stock"] for i, item in (await self.listing()).items()}
         self.obs.orders_before = await self.order_table()
         self.say(f"snapshot: stock {self.obs.start_stock}, {len(self.obs.orders_before)} orders")
@@ -666,10 +666,11 @@ class Run:
                 self.obs.unretrievable[order] = "not checked: out of time"
                 return
             status, body = await call(self.http, "GET", f"{self.url}/orders/{order}")
+            found = body.get("order", {}).get("item_id") if isinstance(body, dict) else None
             if status != 200:
                 self.obs.unretrievable[order] = _said(status, body)
-            elif body["order"]["item_id"] != item:
-                self.obs.unretrievable[order] = f"item {body['order']['item_id']}, bought {item}"
+            elif found != item:
+                self.obs.unretrievable[order] = f"item {found}, bought {item}"
 
         gate = DeferredSemaphore(max(self.clients, 16))
         await DeferredList(

@@ -236,6 +236,9 @@ def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> i
         raise LaunchError(f"{process.name} failed to start: {first}")
     pid = read_pid(process)
     if pid is None:
+        failure = listen_failure(process, log_start)
+        if failure:
+            raise LaunchError(f"{process.name} failed to start: {failure}")
         raise LaunchError(f"{process.name}: twistd wrote no pid file at {process.pidfile}")
     try:
         wait_ready(process, pid, log_start, timeout)
@@ -258,8 +261,9 @@ def answers(url: str) -> bool:
 
 def listen_failure(process: Process, offset: int) -> str | None:
     """
-    The "Couldn't listen" line ``process`` logged after byte ``offset`` of
-    its log, if any: twistd logs a port it cannot bind and keeps running.
+    The "cannot listen" line ``process`` logged after byte ``offset`` of
+    its log, if any (see L{pygmy.listener.Listener}: the process then
+    stops, possibly before its pid can be checked).
     """
     try:
         with open(process.logfile, "rb") as log:
@@ -268,8 +272,8 @@ def listen_failure(process: Process, offset: int) -> str | None:
     except OSError:
         return None
     for line in text.splitlines():
-        if "CannotListenError:" in line:
-            return line.partition("CannotListenError:")[2].strip()
+        if ": cannot listen on " in line:
+            return line.partition("#critical] ")[2].strip() or line.strip()
     return None
 
 
@@ -283,11 +287,11 @@ def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = 
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            raise LaunchError(f"{process.name} (pid {pid}) exited while starting")
         failure = listen_failure(process, log_start)
         if failure:
             raise LaunchError(f"{process.name} failed to start: {failure}")
+        if not pid_alive(pid):
+            raise LaunchError(f"{process.name} (pid {pid}) exited while starting")
         if answers(process.ready_url):
             return
         time.sleep(POLL)

@@ -25,20 +25,17 @@ listener.
 from __future__ import annotations
 
 from klein import Klein
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
-
-from twisted.internet.endpoints import serverFromString
 
 from pygmy.config import SERVICES, Config, ReplicaConfig
 from pygmy.errors import BadRequest
 from pygmy.heartbeat import BeatFactory
+from pygmy.listener import Listener
 from pygmy.node import Node, NodeService
 from pygmy.remote import HTTPClientService
 from pygmy.routing import routes_for
 from pygmy.validate import parse_request_id
 from pygmy.web import (
-    endpoint_description,
     install_error_handlers,
     json_response,
     make_site,
@@ -197,6 +194,6 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
 
     NodeService(parts.node, connect).setServiceParent(top)
     app = ReplicaApp(replica, parts.node, cluster.secret, service_app)
-    endpoint = serverFromString(reactor, endpoint_description(replica.port, replica.bind))
-    StreamServerEndpointService(endpoint, make_site(app.app.resource())).setServiceParent(top)
+    site = make_site(app.app.resource())
+    Listener(reactor, replica.port, replica.bind, site, f"{replica.label} HTTP").setServiceParent(top)
     return top

@@ -191,8 +191,3 @@ def make_site(resource) -> server.Site:
     site = server.Site(resource, requestFactory=JSONRequest)
     site.displayTracebacks = False
     return site
-
-
-def endpoint_description(port: int, bind: str) -> str:
-    """The server endpoint string for a TCP ``port`` on address ``bind``."""
-    return f"tcp:{port}:interface=" + bind.replace(":", r"\:")

@@ -4,18 +4,18 @@ The twistd service of the front end.
 
 from __future__ import annotations
 
-from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from pygmy.config import SERVICES, Config
 from pygmy.frontend.app import FrontendApp
 from pygmy.frontend.monitor import Monitor
 from pygmy.heartbeat import MonitorFactory
+from pygmy.listener import Listener
 from pygmy.remote import HTTPClientService
 from pygmy.routing import routes_for
-from pygmy.web import endpoint_description, make_site
+from pygmy.web import make_site
 
 
 class FrontendService(MultiService):
@@ -50,16 +50,11 @@ def frontend_service(config: Config, reactor) -> MultiService:
         routes[service] = routes_for(config, service, http, alive=lambda s=service: monitor.alive(s))
 
     heartbeats = MonitorFactory(monitor, cluster.secret, reactor, hello_timeout=cluster.heartbeat_timeout)
-    StreamServerEndpointService(
-        serverFromString(reactor, endpoint_description(front.heartbeat_port, front.bind)), heartbeats
-    ).setServiceParent(top)
+    Listener(reactor, front.heartbeat_port, front.bind, heartbeats, "front end heartbeats").setServiceParent(top)
     checks = TimerService(cluster.heartbeat_interval / 2, monitor.check)
     checks.clock = reactor
     checks.setServiceParent(top)
 
     app = FrontendApp(config, routes, monitor)
-    StreamServerEndpointService(
-        serverFromString(reactor, endpoint_description(front.port, front.bind)),
-        make_site(app.app.resource()),
-    ).setServiceParent(top)
+    Listener(reactor, front.port, front.bind, make_site(app.app.resource()), "front end HTTP").setServiceParent(top)
     return top

@@ -1,0 +1,124 @@
+"""
+``pygmy up``, ``pygmy chaos`` and ``pygmy down`` end to end: a cluster of
+daemonised twistd processes on free ports, crashed and restarted under load,
+with the invariants checked; then stopped, with every pid gone.
+
+Every process is stopped by its pid even if a step fails: ``pygmy down``
+first, then SIGKILL for any pid still alive that any pid file ever named.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pygmy import launcher
+from pygmy.config import load
+from tests.integration.harness import write_config
+
+pytestmark = pytest.mark.integration
+LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")
+
+
+def pygmy(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run the ``pygmy`` command with this Python."""
+    return subprocess.run(
+        [sys.executable, "-m", "pygmy.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+class Started:
+    """The processes a test's ``pygmy up`` started, for a certain stop."""
+
+    def __init__(self, config_path: Path):
+        self.path = config_path
+        self.config = load(config_path)
+        self.pids: dict[int, launcher.Process] = {}
+
+    def note(self) -> dict[str, int]:
+        """Remember the pid in every pid file; return them by process name."""
+        found = {}
+        for process in launcher.processes(self.config):
+            pid = launcher.read_pid(process)
+            if pid is not None:
+                self.pids[pid] = process
+                found[process.name] = pid
+        return found
+
+    def stop_everything(self) -> None:
+        """``pygmy down``, then SIGKILL whatever pid is still ours and alive."""
+        self.note()
+        try:
+            pygmy("down", "--config", str(self.path))
+        finally:
+            for pid, process in self.pids.items():
+                if launcher.runs(process, pid):
+                    launcher.kill(pid)
+
+
+@pytest.fixture
+def started(tmp_path):
+    """A config.ini on free ports, and a guaranteed stop of what runs from it."""
+    started = Started(write_config(tmp_path))
+    try:
+        yield started
+    finally:
+        started.stop_everything()
+
+
+def test_up_chaos_down(started):
+    config = str(started.path)
+    done = pygmy("up", "--config", config)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [LINE.match(line) for line in done.stdout.splitlines()]
+    assert all(lines) and [m[1] for m in lines] == ["catalog:A", "catalog:B", "order:A", "order:B", "frontend"]
+    pids = started.note()
+    for match, process in zip(lines, launcher.processes(started.config)):
+        assert int(match[2]) == pids[process.name] and match[3] == process.url
+        assert Path(match[4]) == process.logfile and process.logfile.exists()
+        assert process.pidfile.parent == started.config.cluster.data_dir
+        assert launcher.runs(process, pids[process.name])
+        assert launcher.answers(process.ready_url)
+
+    again = pygmy("up", "--config", config)
+    assert again.returncode != 0 and "already running" in again.stderr
+
+    done = pygmy("chaos", "--config", config, "--duration", "6", "--clients", "6", "--seed", "7", timeout=120)
+    started.note()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: all invariants hold" in done.stdout
+    assert done.stdout.count("kill -9 ") >= 6  # progress line and report line per kill
+
+    before = started.note()
+    done = pygmy("down", "--config", config)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[0] for line in done.stdout.splitlines()] == [
+        "frontend", "order:B", "order:A", "catalog:B", "catalog:A"
+    ]
+    for pid, process in started.pids.items():
+        assert not launcher.runs(process, pid), f"{process.name} (pid {pid}) still runs"
+    assert before and not list(started.config.cluster.data_dir.glob("*.pid"))
+
+
+def test_up_fails_cleanly_when_a_port_is_taken(started):
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    taken.bind(("127.0.0.1", started.config.frontend.port))
+    taken.listen()
+    try:
+        done = pygmy("up", "--config", str(started.path))
+    finally:
+        taken.close()
+    started.note()
+    assert done.returncode == 1
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("pygmy up: frontend failed to start: front end HTTP: cannot listen on"), done.stderr
+    assert "stopped again: catalog:A, catalog:B, order:A, order:B" in done.stderr
+    assert not list(started.config.cluster.data_dir.glob("*.pid"))
+    for pid, process in started.pids.items():
+        assert not launcher.runs(process, pid)
