@@ -5,22 +5,14 @@ them, and check the invariants of DESIGN.md section 6.
 Against a cluster started by ``pygmy up`` (same ``config.ini``), concurrent
 clients buy and read through the front end (treq, one reactor, no threads)
 while a restocker adds copies of one scarce item, so that buys of the last
-copies and ``409`` answers happen too.  Meanwhile, one after the other, the
-catalog primary, a catalog backup and the order primary are killed with
-``kill -9`` (pid from the pid file), left down for a while, and restarted
-with the command ``pygmy up`` uses.  Then the load stops and the run checks:
-
-1. no stock below zero (every lookup seen, the end, every replica's table);
-2. per item: starting stock + restocks = current stock + orders placed;
-3. every buy answered 200 has its order in the order table and is
-   retrievable through ``GET /orders/<id>``;
-4. within 5 s all replicas of a service report the same ``applied_seq`` and
-   ``checksum``;
-5. no read failed, and no request got a 5xx other than 503 (or no answer);
-6. every killed replica came back and rejoined its service's view.
-
-The checks are plain functions of an :class:`Observations`, so they can be
-tested on synthetic data.
+copies and ``409`` answers happen too.  Before the load, the run sets that
+item's stock to :data:`SCARCE_STOCK`, tops every other item below
+:data:`TOP_UP_BELOW` up to :data:`TOP_UP`, and only then takes its
+snapshot.  Meanwhile, one after the other, the catalog primary, a catalog
+backup and the order primary are killed with ``kill -9`` (pid from the pid
+file), left down for a while, and restarted with the command ``pygmy up``
+uses.  Then the load stops, the run reads back the stock, the replicas'
+tables and every order, and :mod:`pygmy.invariants` checks and reports.
 """
 
 from __future__ import annotations
@@ -29,224 +21,42 @@ import json
 import os
 import random
 import signal
-from collections import Counter
-from dataclasses import dataclass, field
 from uuid import uuid4
 
 from pygmy import launcher
+from pygmy.invariants import CONVERGE_WITHIN, Fault, Observations, check_all, describe_answer, report
+from pygmy.invariants import describe_states, order_items, replicas_agree, row_stock, stock_levels
 
 #: What is killed, in order: (service, role).
 FAULTS = (("catalog", "primary"), ("catalog", "backup"), ("order", "primary"))
-#: Invariant 4: seconds within which the replicas must agree once quiet.
-CONVERGE_WITHIN = 5.0
 #: Seconds to wait for the cluster to settle, a restart to answer, a rejoin.
 SETTLE_TIMEOUT = 30.0
 #: Seconds one client request may take.
 REQUEST_TIMEOUT = 30.0
-#: Stock the scarce item starts with; other items are topped up to TOP_UP.
+#: Stock the scarce item starts with; other items below TOP_UP_BELOW are topped up to TOP_UP.
 SCARCE_STOCK = 10
 TOP_UP_BELOW, TOP_UP = 200, 1000
 #: Bounds of the loops: operations per client, tries per restock.
 MAX_OPS = 1_000_000
 RESTOCK_TRIES = 100
-#: At most this many problems are kept per kind.
-KEEP = 20
 
 
 class Abort(Exception):
     """The run cannot start or go on (cluster not up, set-up failed)."""
 
 
-# What a run sees
-
-
-@dataclass
-class Fault:
-    """One kill and restart; times are seconds since the load began."""
-
-    service: str
-    role: str
-    target: str = ""
-    pid: int = 0
-    killed: float | None = None
-    failover: float | None = None
-    restarted: float | None = None
-    ready: float | None = None
-    rejoined: float | None = None
-    error: str = ""
-
-
-@dataclass
-class Observations:
-    """Everything a chaos run saw: the input of the checks and the report."""
-
-    start_stock: dict[int, int] = field(default_factory=dict)
-    end_stock: dict[int, int] = field(default_factory=dict)
-    replica_stock: dict[str, dict[int, int]] = field(default_factory=dict)
-    restocks: Counter = field(default_factory=Counter)
-    unresolved_restocks: list[str] = field(default_factory=list)
-    orders_before: dict[int, int] = field(default_factory=dict)
-    orders_after: dict[int, int] = field(default_factory=dict)
-    bought: dict[int, int] = field(default_factory=dict)
-    duplicate_orders: list[int] = field(default_factory=list)
-    unretrievable: dict[int, str] = field(default_factory=dict)
-    buys: Counter = field(default_factory=Counter)
-    reads: Counter = field(default_factory=Counter)
-    failures: list[str] = field(default_factory=list)
-    failure_count: int = 0
-    negative_seen: list[str] = field(default_factory=list)
-    divergence: dict[str, str] = field(default_factory=dict)
-    faults: list[Fault] = field(default_factory=list)
-
-    def fail(self, what: str) -> None:
-        """Record a failed read or an unexpected answer."""
-        self.failure_count += 1
-        if len(self.failures) < KEEP:
-            self.failures.append(what)
-
-
-# The checks
-
-
-@dataclass(frozen=True)
-class Check:
-    """The verdict on one invariant: ok when it lists no problem."""
-
-    number: int
-    title: str
-    problems: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """Whether the invariant held."""
-        return not self.problems
-
-
-def check_stock_never_negative(obs: Observations) -> Check:
-    """Invariant 1: no stock below zero, seen anywhere."""
-    problems = list(obs.negative_seen)
-    problems += [f"item {i}: stock {s} at the end" for i, s in sorted(obs.end_stock.items()) if s < 0]
-    for label, stock in sorted(obs.replica_stock.items()):
-        problems += [f"{label}: item {i} stock {s}" for i, s in sorted(stock.items()) if s < 0]
-    return Check(1, "no stock below zero", tuple(problems))
-
-
-def check_stock_balance(obs: Observations) -> Check:
-    """Invariant 2: per item, start + restocks = now + orders placed in the run."""
-    problems = [f"restock of unknown outcome: {what}" for what in obs.unresolved_restocks]
-    lost = sorted(set(obs.orders_before) - set(obs.orders_after))
-    if lost:
-        problems.append(f"orders that existed before the run are gone: {lost[:KEEP]}")
-    placed = Counter(
-        item for order, item in obs.orders_after.items() if order not in obs.orders_before
-    )
-    for item in sorted(set(obs.start_stock) | set(obs.end_stock) | set(placed)):
-        start, end = obs.start_stock.get(item), obs.end_stock.get(item)
-        if start is None or end is None:
-            problems.append(f"item {item}: no {'starting' if start is None else 'current'} stock")
-            continue
-        added, sold = obs.restocks[item], placed[item]
-        if start + added != end + sold:
-            problems.append(
-                f"item {item}: start {start} + restocks {added} = {start + added}, "
-                f"but stock {end} + orders {sold} = {end + sold}"
-            )
-    return Check(2, "starting stock + restocks = current stock + orders, per item", tuple(problems))
-
-
-def check_orders_retrievable(obs: Observations) -> Check:
-    """Invariant 3: every buy answered 200 is in the order table and retrievable."""
-    problems = [f"order id {o} was answered to two different buys" for o in obs.duplicate_orders]
-    for order, item in sorted(obs.bought.items()):
-        if order not in obs.orders_after:
-            problems.append(f"order {order} (item {item}) answered 200 but is not in the order table")
-        elif obs.orders_after[order] != item:
-            problems.append(f"order {order}: bought item {item}, table says {obs.orders_after[order]}")
-    for order, why in sorted(obs.unretrievable.items()):
-        problems.append(f"GET /orders/{order}: {why}")
-    return Check(3, "every buy answered 200 is retrievable", tuple(problems))
-
-
-def check_converged(obs: Observations) -> Check:
-    """Invariant 4: the replicas of each service agree within 5 s."""
-    problems = [f"{service}: {why}" for service, why in sorted(obs.divergence.items()) if why]
-    return Check(
-        4, f"replicas agree on applied_seq and checksum within {CONVERGE_WITHIN:.0f} s", tuple(problems)
-    )
-
-
-def check_no_failures(obs: Observations) -> Check:
-    """Invariant 5: no failed read, no 5xx but 503, no request left unanswered."""
-    problems = list(obs.failures)
-    if obs.failure_count > len(obs.failures):
-        problems.append(f"... and {obs.failure_count - len(obs.failures)} more")
-    return Check(5, "no read failed; no 5xx other than 503", tuple(problems))
-
-
-def check_recovered(obs: Observations) -> Check:
-    """Every killed replica was restarted and rejoined its view."""
-    problems = [f"{f.target or f.service + ' ' + f.role}: {f.error}" for f in obs.faults if f.error]
-    return Check(6, "every killed replica restarted and rejoined", tuple(problems))
-
-
-CHECKS = (
-    check_stock_never_negative,
-    check_stock_balance,
-    check_orders_retrievable,
-    check_converged,
-    check_no_failures,
-    check_recovered,
-)
-
-
-def check_all(obs: Observations) -> list[Check]:
-    """Every check, in order."""
-    return [check(obs) for check in CHECKS]
-
-
-# The report
-
-
-def _at(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.2f}s"
-
-
-def describe_fault(fault: Fault) -> str:
-    """One line on a kill and its recovery."""
-    line = f"kill -9 {fault.target or '?'} ({fault.service} {fault.role}, pid {fault.pid}) at {_at(fault.killed)}"
-    if fault.failover is not None:
-        line += f"; new primary at {_at(fault.failover)} (+{fault.failover - fault.killed:.2f}s)"
-    line += f"; restarted at {_at(fault.restarted)}; answering at {_at(fault.ready)}"
-    line += f"; back in the view at {_at(fault.rejoined)}"
-    if fault.rejoined is not None and fault.killed is not None:
-        line += f" ({fault.rejoined - fault.killed:.2f}s after the kill)"
-    return line + (f"; ERROR: {fault.error}" if fault.error else "")
-
-
-def report(obs: Observations, checks: list[Check]) -> list[str]:
-    """The final report, as lines of text."""
-    buys, reads = obs.buys, obs.reads
-    other = sum(n for status, n in buys.items() if status not in ("200", "409", "503"))
-    lines = ["faults (seconds since the load began):"]
-    lines += [f"  {describe_fault(f)}" for f in obs.faults] or ["  none"]
-    lines += [
-        f"buys: {buys['200']} ok, {buys['409']} out of stock (409), "
-        f"{buys['503']} unavailable (503), {other} other",
-        f"reads: {reads['ok']} ok, {reads['failed']} failed",
-        f"restocks: {sum(obs.restocks.values())} copies added"
-        + (f", {len(obs.unresolved_restocks)} of unknown outcome" if obs.unresolved_restocks else ""),
-        "invariants:",
-    ]
-    for check in checks:
-        lines.append(f"  [{'ok' if check.ok else 'FAIL'}] {check.number}. {check.title}")
-        lines += [f"         {problem}" for problem in check.problems]
-    failed = [c for c in checks if not c.ok]
-    lines.append(
-        "result: all invariants hold"
-        if not failed
-        else f"result: VIOLATED: {', '.join(str(c.number) for c in failed)}"
-    )
-    return lines
+def stock_targets(stock: dict[int, int], scarce: int) -> dict[int, int]:
+    """
+    The stock the run sets before its snapshot, by item id:
+    :data:`SCARCE_STOCK` for ``scarce``, :data:`TOP_UP` for any other item
+    below :data:`TOP_UP_BELOW`; items already there are left out.
+    """
+    targets = {}
+    for item, now in sorted(stock.items()):
+        target = SCARCE_STOCK if item == scarce else TOP_UP if now < TOP_UP_BELOW else None
+        if target is not None and target != now:
+            targets[item] = target
+    return targets
 
 
 # Talking to the cluster
@@ -295,14 +105,6 @@ async def restart(reactor, config, process: launcher.Process) -> str:
         said = (err or out).decode(errors="replace").strip().splitlines()
         return f"twistd exited with {code}: {said[0] if said else ''}"
     return ""
-
-
-def _said(status, body) -> str:
-    """A short description of an answer, for a problem line."""
-    if status is None:
-        return f"no answer ({body})"
-    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    return f"{status}" + (f" {code}" if code else "")
 
 
 # The run
@@ -388,46 +190,48 @@ class Run:
         self.items = sorted(items)
         self.topics = sorted({item["topic"] for item in items.values()})
         self.scarce = self.rng.choice(self.items)
-        for item_id, item in sorted(items.items()):
-            target = SCARCE_STOCK if item_id == self.scarce else TOP_UP if item["stock"] < TOP_UP_BELOW else None
-            if target is not None and target != item["stock"]:
-                if not await self.update_stock(item_id, target - item["stock"]):
-                    raise Abort(f"could not set the stock of item {item_id} to {target}")
-                self.say(f"item {item_id} stock {item['stock']} -> {target}")
-        self.obs.start_stock = {i: item["stock"] for i, item in (await self.listing()).items()}
+        stock = stock_levels(items)
+        for item_id, target in stock_targets(stock, self.scarce).items():
+            if not await self.update_stock(item_id, target - stock[item_id]):
+                raise Abort(f"could not set the stock of item {item_id} to {target}")
+            self.say(f"item {item_id} stock {stock[item_id]} -> {target}")
+        self.obs.start_stock = stock_levels(await self.listing())
         self.obs.orders_before = await self.order_table()
         self.say(f"snapshot: stock {self.obs.start_stock}, {len(self.obs.orders_before)} orders")
 
+    async def fetch(self, url: str, what: str, **kwargs) -> dict:
+        """``GET url``; its JSON body, or L{Abort} naming ``what`` if it is not a 200."""
+        status, body = await call(self.http, "GET", url, **kwargs)
+        if status != 200:
+            raise Abort(f"{what}: {describe_answer(status, body)}")
+        return body
+
     async def listing(self) -> dict[int, dict]:
         """``GET /list`` through the front end, by item id."""
-        status, body = await call(self.http, "GET", self.url + "/list")
-        if status != 200:
-            raise Abort(f"GET /list: {_said(status, body)}")
+        body = await self.fetch(self.url + "/list", "GET /list")
         return {item["id"]: item for item in body["items"]}
 
     async def view(self, service: str) -> dict:
         """The front end's view of ``service`` (``GET /status``)."""
-        status, body = await call(self.http, "GET", self.url + "/status", timeout=5)
-        if status != 200:
-            raise Abort(f"GET /status of the front end: {_said(status, body)}")
+        body = await self.fetch(self.url + "/status", "GET /status of the front end", timeout=5)
         return body["services"][service]
 
     async def settled(self, service: str) -> dict:
-        """Wait until ``service`` has a primary and every replica in its view."""
+        """Wait until ``service`` has a primary and every replica in its view; return the view."""
+        failure = f"{service} did not settle (all replicas in the view)"
+        return await self.poll(SETTLE_TIMEOUT, failure, self.full_view, service)
+
+    async def full_view(self, service: str) -> dict | None:
+        """A probe: the view of ``service`` if it has a primary and every replica."""
+        view = await self.view(service)
         names = {r.name for r in self.config.replicas[service]}
+        return view if view["primary"] and {view["primary"], *view["backups"]} == names else None
 
-        async def probe():
-            view = await self.view(service)
-            members = {view["primary"], *view["backups"]}
-            return view if view["primary"] and members == names else None
-
-        return await self.poll(probe, SETTLE_TIMEOUT, f"{service} did not settle (all replicas in the view)")
-
-    async def poll(self, probe, timeout: float, failure: str):
-        """Call ``probe`` every 0.1 s until it returns something true; bounded."""
+    async def poll(self, timeout: float, failure: str, probe, *args):
+        """Await ``probe(*args)`` every 0.1 s until it returns something true; bounded."""
         deadline = self.reactor.seconds() + timeout
         while True:
-            result = await probe()
+            result = await probe(*args)
             if result:
                 return result
             if self.reactor.seconds() >= deadline:
@@ -462,42 +266,26 @@ class Run:
             await self.buy(self.rng.choice(self.items))
         elif dice < 0.70 or (dice >= 0.85 and not self.orders):
             book = await self.read(f"/lookup/{self.rng.choice(self.items)}")
-            if book is not None and book.get("stock", 0) < 0:
-                self.obs.negative_seen.append(f"lookup at {self.now():.2f}s: item {book['id']} stock {book['stock']}")
+            self.obs.record_lookup(book, self.now())
         elif dice < 0.80:
             await self.read(f"/search/{self.rng.choice(self.topics)}")
         elif dice < 0.85:
             await self.read("/list")
         else:
             order, item = self.rng.choice(self.orders)
-            body = await self.read(f"/orders/{order}")
-            if body is not None and body.get("order", {}).get("item_id") != item:
-                self.obs.fail(f"GET /orders/{order}: item {body.get('order')} is not {item}")
+            self.obs.record_order_read(order, item, await self.read(f"/orders/{order}"))
 
     async def buy(self, item: int) -> None:
         """``POST /buy/<item>``; record the order of a 200."""
         status, body = await call(self.http, "POST", f"{self.url}/buy/{item}")
-        self.obs.buys[str(status)] += 1
-        if status in (409, 503):
-            return
-        if status != 200 or not isinstance(body, dict) or "order" not in body:
-            self.obs.fail(f"POST /buy/{item}: {_said(status, body)}")
-            return
-        order = body["order"]["id"]
-        if order in self.obs.bought:
-            self.obs.duplicate_orders.append(order)
-        self.obs.bought[order] = item
-        self.orders.append((order, item))
+        order = self.obs.record_buy(item, status, body)
+        if order is not None:
+            self.orders.append((order, item))
 
     async def read(self, path: str):
         """A GET through the front end; return its body, or C{None} if it failed."""
         status, body = await call(self.http, "GET", self.url + path)
-        if status == 200:
-            self.obs.reads["ok"] += 1
-            return body
-        self.obs.reads["failed"] += 1
-        self.obs.fail(f"GET {path} at {self.now():.2f}s: {_said(status, body)}")
-        return None
+        return self.obs.record_read(path, self.now(), status, body)
 
     async def restocker(self) -> None:
         """Add a few copies of the scarce item every 0.5 s, until the load stops."""
@@ -524,7 +312,7 @@ class Run:
             if status == 200:
                 return True
             if status not in (None, 503):
-                self.obs.fail(f"POST {path} at {self.now():.2f}s: {_said(status, body)}")
+                self.obs.fail(f"POST {path} at {self.now():.2f}s: {describe_answer(status, body)}")
                 if status < 500:
                     return False
             if self.reactor.seconds() >= deadline:
@@ -562,9 +350,9 @@ class Run:
         os.kill(pid, signal.SIGKILL)
         fault.killed = self.now()
         self.say(f"kill -9 {process.name} ({fault.role}, pid {pid})")
-        await self.poll(self.gone(pid), 10.0, f"pid {pid} did not exit")
+        await self.poll(10.0, f"pid {pid} did not exit", self.gone, pid)
         if fault.role == "primary":
-            await self.poll(self.new_primary(fault.service, name), SETTLE_TIMEOUT, "no new primary")
+            await self.poll(SETTLE_TIMEOUT, "no new primary", self.new_primary, fault.service, name)
             fault.failover = self.now()
             self.say(f"{fault.service}: new primary after {fault.failover - fault.killed:.2f}s")
         await self.until(fault.killed + down)
@@ -573,36 +361,24 @@ class Run:
         error = await restart(self.reactor, self.config, process)
         if error:
             raise Abort(f"restart failed: {error}\n{launcher.log_tail(process, 10)}")
-        await self.poll(self.answers(process.ready_url), SETTLE_TIMEOUT, f"{process.ready_url} did not answer")
+        await self.poll(SETTLE_TIMEOUT, f"{process.ready_url} did not answer", self.answers, process.ready_url)
         fault.ready = self.now()
         await self.settled(fault.service)
         fault.rejoined = self.now()
         self.say(f"{process.name} is back in the {fault.service} view ({fault.rejoined - fault.killed:.2f}s after the kill)")
 
-    def gone(self, pid: int):
+    async def gone(self, pid: int) -> bool:
         """A probe: has ``pid`` exited?"""
+        return not launcher.pid_alive(pid)
 
-        async def probe():
-            return not launcher.pid_alive(pid)
-
-        return probe
-
-    def new_primary(self, service: str, old: str):
+    async def new_primary(self, service: str, old: str) -> bool:
         """A probe: has the front end chosen a primary other than ``old``?"""
+        primary = (await self.view(service))["primary"]
+        return primary is not None and primary != old
 
-        async def probe():
-            primary = (await self.view(service))["primary"]
-            return primary is not None and primary != old
-
-        return probe
-
-    def answers(self, url: str):
+    async def answers(self, url: str) -> bool:
         """A probe: does ``url`` answer 200?"""
-
-        async def probe():
-            return (await call(self.http, "GET", url, timeout=2))[0] == 200
-
-        return probe
+        return (await call(self.http, "GET", url, timeout=2))[0] == 200
 
     # Checks
 
@@ -612,10 +388,9 @@ class Run:
 
         await gatherResults([ensureDeferred(self.converge(s)) for s in ("catalog", "order")])
         try:
-            self.obs.end_stock = {i: item["stock"] for i, item in (await self.listing()).items()}
+            self.obs.end_stock = stock_levels(await self.listing())
             for replica in self.config.replicas["catalog"]:
-                rows = await self.dump(replica)
-                self.obs.replica_stock[replica.label] = {row["id"]: row["stock"] for row in rows}
+                self.obs.replica_stock[replica.label] = row_stock(await self.dump(replica))
             self.obs.orders_after = await self.order_table()
         except Abort as e:
             self.obs.fail(f"after the load: {e}")
@@ -630,30 +405,23 @@ class Run:
             for replica in replicas:
                 status, body = await call(self.http, "GET", replica.url + "/status", timeout=2)
                 seen[replica.name] = (body["applied_seq"], body["checksum"]) if status == 200 else None
-            if None not in seen.values() and len(set(seen.values())) == 1:
+            if replicas_agree(seen):
                 self.say(f"{service}: replicas agree at seq {seen[replicas[0].name][0]}")
                 return
             if self.reactor.seconds() >= deadline:
-                states = ", ".join(
-                    f"{name} " + ("no answer" if s is None else f"seq {s[0]} checksum {s[1][:12]}")
-                    for name, s in seen.items()
-                )
-                self.obs.divergence[service] = f"after {CONVERGE_WITHIN:.0f} s: {states}"
+                self.obs.divergence[service] = f"after {CONVERGE_WITHIN:.0f} s: {describe_states(seen)}"
                 return
             await sleep(self.reactor, 0.1)
 
     async def dump(self, replica) -> list[dict]:
         """A replica's ``GET /admin/dump`` rows."""
-        status, body = await call(self.http, "GET", replica.url + "/admin/dump", headers=self.auth)
-        if status != 200:
-            raise Abort(f"GET {replica.url}/admin/dump ({replica.label}): {_said(status, body)}")
-        return body["rows"]
+        url = replica.url + "/admin/dump"
+        return (await self.fetch(url, f"GET {url} ({replica.label})", headers=self.auth))["rows"]
 
     async def order_table(self) -> dict[int, int]:
         """Every order (id -> item id), from the order primary's dump."""
         primary = (await self.view("order"))["primary"] or self.config.replicas["order"][0].name
-        rows = await self.dump(self.config.replica("order", primary))
-        return {row["id"]: row["item_id"] for row in rows}
+        return order_items(await self.dump(self.config.replica("order", primary)))
 
     async def retrieve_orders(self) -> None:
         """Invariant 3: ``GET /orders/<id>`` of every buy answered 200."""
@@ -666,11 +434,7 @@ class Run:
                 self.obs.unretrievable[order] = "not checked: out of time"
                 return
             status, body = await call(self.http, "GET", f"{self.url}/orders/{order}")
-            found = body.get("order", {}).get("item_id") if isinstance(body, dict) else None
-            if status != 200:
-                self.obs.unretrievable[order] = _said(status, body)
-            elif found != item:
-                self.obs.unretrievable[order] = f"item {found}, bought {item}"
+            self.obs.record_retrieval(order, item, status, body)
 
         gate = DeferredSemaphore(max(self.clients, 16))
         await DeferredList(

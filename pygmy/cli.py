@@ -8,7 +8,8 @@ The ``pygmy`` command: run a cluster of twistd processes and test it.
 ``up`` starts every replica and then the front end as daemonised twistd
 processes (pid file and log of each in ``data_dir``); ``down`` stops them;
 ``chaos`` kills replicas of a running cluster under load, restarts them and
-checks the invariants of DESIGN.md section 6.
+checks the invariants of DESIGN.md section 6 (the run is :mod:`pygmy.chaos`,
+the checks and the report :mod:`pygmy.invariants`).
 """
 
 from __future__ import annotations

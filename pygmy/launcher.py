@@ -10,7 +10,8 @@ recognises (the pid is gone, a zombie, or now some other program) and
 removes.
 
 This is blocking code for the command line, never for a reactor callback;
-:mod:`pygmy.chaos` only borrows :func:`command` and :func:`clear_stale`.
+:mod:`pygmy.chaos` borrows a few of its helpers (the command line, pid
+checks, the log tail).
 """
 
 from __future__ import annotations

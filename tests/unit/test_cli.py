@@ -1,7 +1,7 @@
 """
 Unit tests of the ``pygmy`` command: argument parsing, the launcher's view
-of processes and pid files, and the chaos run's invariant checks and report
-on synthetic observations (a violation must be caught).
+of processes and pid files, and the stock a chaos run sets before its
+snapshot.  The invariant checks are in ``test_invariants.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -185,116 +184,11 @@ def test_zombie_counts_as_gone(pretender):
     assert pretender.returncode is None  # not reaped: still a zombie
 
 
-# Chaos checks
+# Chaos set-up
 
 
-def healthy() -> chaos.Observations:
-    """A run in which everything went right."""
-    obs = chaos.Observations(
-        start_stock={1: 10, 2: 1000},
-        end_stock={1: 3, 2: 997},
-        replica_stock={"catalog:A": {1: 3, 2: 997}, "catalog:B": {1: 3, 2: 997}},
-        restocks=Counter({1: 4}),
-        orders_before={1: 2},
-        orders_after={1: 2, 2: 1, 3: 1, 4: 2, 5: 1, 6: 1, 7: 1, 8: 2, 9: 1, 10: 1, 11: 2, 12: 1, 13: 1, 14: 1, 15: 1},
-        bought={2: 1, 3: 1, 4: 2, 5: 1},
-        buys=Counter({"200": 4, "409": 3, "503": 1}),
-        reads=Counter({"ok": 50}),
-        divergence={"catalog": "", "order": ""},
-        faults=[chaos.Fault("catalog", "primary", "catalog:A", 123, 1.0, 1.2, 3.0, 4.0, 4.5)],
-    )
-    # 14 orders placed in the run: 11 of item 1 (10 + 4 = 3 + 11), 3 of item 2.
-    return obs
-
-
-def verdicts(obs) -> dict[int, tuple[str, ...]]:
-    return {check.number: check.problems for check in chaos.check_all(obs)}
-
-
-def test_a_healthy_run_holds_every_invariant():
-    checks = chaos.check_all(healthy())
-    assert [c.number for c in checks] == [1, 2, 3, 4, 5, 6]
-    assert all(c.ok for c in checks), [c.problems for c in checks]
-    lines = chaos.report(healthy(), checks)
-    assert lines[-1] == "result: all invariants hold"
-    assert "buys: 4 ok, 3 out of stock (409), 1 unavailable (503), 0 other" in lines
-    assert any("kill -9 catalog:A (catalog primary, pid 123) at 1.00s" in line for line in lines)
-
-
-def test_negative_stock_is_a_violation():
-    obs = healthy()
-    obs.replica_stock["catalog:B"][1] = -1
-    obs.negative_seen.append("lookup at 2.00s: item 1 stock -1")
-    problems = verdicts(obs)[1]
-    assert "catalog:B: item 1 stock -1" in problems and len(problems) == 2
-
-
-def test_unbalanced_stock_is_a_violation():
-    obs = healthy()
-    obs.end_stock[1] = 2  # a copy gone without an order
-    assert verdicts(obs)[2] == ("item 1: start 10 + restocks 4 = 14, but stock 2 + orders 11 = 13",)
-    obs = healthy()
-    obs.restocks[1] += 1  # a restock nobody sees in the stock
-    assert verdicts(obs)[2] == ("item 1: start 10 + restocks 5 = 15, but stock 3 + orders 11 = 14",)
-    obs = healthy()
-    del obs.end_stock[2]
-    assert verdicts(obs)[2] == ("item 2: no current stock",)
-
-
-def test_lost_old_orders_and_unresolved_restocks_are_violations():
-    obs = healthy()
-    del obs.orders_after[1]
-    obs.unresolved_restocks.append("+2 to item 1 (Idempotency-Key k)")
-    problems = verdicts(obs)[2]
-    assert "restock of unknown outcome: +2 to item 1 (Idempotency-Key k)" in problems
-    assert "orders that existed before the run are gone: [1]" in problems
-
-
-def test_acknowledged_buy_missing_or_unretrievable_is_a_violation():
-    obs = healthy()
-    obs.bought[99] = 2
-    obs.bought[4] = 1
-    obs.duplicate_orders.append(5)
-    obs.unretrievable[3] = "503 unavailable"
-    problems = verdicts(obs)[3]
-    assert problems == (
-        "order id 5 was answered to two different buys",
-        "order 4: bought item 1, table says 2",
-        "order 99 (item 2) answered 200 but is not in the order table",
-        "GET /orders/3: 503 unavailable",
-    )
-
-
-def test_divergent_replicas_are_a_violation():
-    obs = healthy()
-    obs.divergence["order"] = "after 5 s: A seq 10 checksum aa, B seq 9 checksum bb"
-    assert verdicts(obs)[4] == ("order: after 5 s: A seq 10 checksum aa, B seq 9 checksum bb",)
-
-
-def test_failed_reads_and_5xx_are_a_violation():
-    obs = healthy()
-    for n in range(chaos.KEEP + 3):
-        obs.fail(f"GET /lookup/1: 500 internal #{n}")
-    problems = verdicts(obs)[5]
-    assert problems[0] == "GET /lookup/1: 500 internal #0"
-    assert problems[-1] == "... and 3 more" and len(problems) == chaos.KEEP + 1
-
-
-def test_a_replica_that_never_came_back_is_a_violation():
-    obs = healthy()
-    obs.faults.append(chaos.Fault("order", "primary", "order:B", 7, 5.0, error="restart failed: boom"))
-    assert verdicts(obs)[6] == ("order:B: restart failed: boom",)
-    lines = chaos.report(obs, chaos.check_all(obs))
-    assert lines[-1] == "result: VIOLATED: 6"
-    assert "  [FAIL] 6. every killed replica restarted and rejoined" in lines
-    assert "         order:B: restart failed: boom" in lines
-
-
-def test_report_lists_every_violated_invariant():
-    obs = healthy()
-    obs.end_stock[2] = -1
-    obs.reads["failed"] += 1
-    obs.fail("GET /list: no answer (timeout)")
-    lines = chaos.report(obs, chaos.check_all(obs))
-    assert lines[-1] == "result: VIOLATED: 1, 2, 5"
-    assert "reads: 50 ok, 1 failed" in lines
+def test_stock_targets_set_the_scarce_item_and_top_up_the_rest():
+    stock = {1: 1000, 2: 3, 3: 199, 4: 200, 5: chaos.TOP_UP}
+    # 1 is the scarce one, 2 and 3 are below TOP_UP_BELOW, 4 and 5 are left alone.
+    assert chaos.stock_targets(stock, scarce=1) == {1: chaos.SCARCE_STOCK, 2: chaos.TOP_UP, 3: chaos.TOP_UP}
+    assert chaos.stock_targets({5: chaos.SCARCE_STOCK, 4: chaos.TOP_UP}, scarce=5) == {}
