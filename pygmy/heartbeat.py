@@ -10,6 +10,7 @@ space-separated words::
     replica -> front end  BEAT <service> <replica> <view> <applied_seq> <last_view> <state>
     front end -> replica  VIEW <service> <view> <primary|-> <backup,backup|->
     primary -> front end  SYNCED <service> <replica> <seq>
+    primary -> front end  INVALIDATE <item_id> <seq>
 
 - ``CHALLENGE`` is the first line of every connection: a fresh random nonce.
 - ``HELLO`` proves the shared secret without sending it:
@@ -23,6 +24,9 @@ space-separated words::
   changes and right after ``HELLO``.
 - ``SYNCED`` comes from a primary: a joining replica now holds every entry
   up to ``seq`` and receives every new one, so it can enter the view.
+- ``INVALIDATE`` comes from the catalog primary after a write to book
+  ``item_id`` was replicated and before it is acknowledged, so the front
+  end drops what it cached of that book.
 
 A replica is dead after ``heartbeat_timeout`` without a line, or at once when
 its connection drops.  A malformed, over-long or unauthenticated line closes
@@ -90,6 +94,7 @@ def parse(line: bytes) -> tuple:
         "BEAT": 6,
         "VIEW": 4,
         "SYNCED": 3,
+        "INVALIDATE": 2,
     }
     if verb not in shapes:
         raise ProtocolError(f"unknown verb {verb[:20]!r}")
@@ -107,6 +112,8 @@ def parse(line: bytes) -> tuple:
     if verb == "VIEW":
         primary = None if args[2] == "-" else _name(args[2])
         return verb, _name(args[0]), _number(args[1]), primary, _names(args[3])
+    if verb == "INVALIDATE":
+        return verb, _number(args[0]), _number(args[1])
     return verb, _name(args[0]), _name(args[1]), _number(args[2])
 
 
@@ -184,6 +191,11 @@ class MonitorProtocol(_LineProtocol):
             return self._hello(*args)
         if self.identity is None:
             raise ProtocolError(f"{verb} before HELLO")
+        if verb == "INVALIDATE":
+            if self.identity[0] != "catalog":
+                raise ProtocolError(f"INVALIDATE from {':'.join(self.identity)}")
+            self.monitor.invalidate(self.identity[1], *args)
+            return
         if verb not in ("BEAT", "SYNCED"):
             raise ProtocolError(f"{verb} is not for the front end")
         service, replica = args[0], args[1]

@@ -65,6 +65,9 @@ class Node:
         self._catching_up = False
         self._needs_resync = False
         self._fresh_connection = True
+        #: Tell the front end which rows each write changed (the catalog's
+        #: books are what it caches).
+        self.pushes_invalidations = self.service == "catalog"
 
     async def load(self) -> None:
         """Read where the log stands; call before connecting heartbeats."""
@@ -143,7 +146,11 @@ class Node:
         if self.role != "primary" or self.replicator is None:
             primary = self.primary or "none"
             raise NotPrimary(f"{self.label} is not the primary (primary: {primary}).")
-        return await self.replicator.write(request_id, mutate, *args)
+        write = await self.replicator.write(request_id, mutate, *args)
+        if self.pushes_invalidations and not write.replayed and self.heartbeat is not None:
+            for changed in write.entry["changes"]:
+                self.heartbeat.send(f"INVALIDATE {changed['row']['id']} {write.seq}".encode("ascii"))
+        return write
 
     async def join(self, name: str, after: int, view: int) -> bool:
         """A recovering replica asks to join (we must be primary)."""

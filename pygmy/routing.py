@@ -11,9 +11,10 @@ replica and the retries stay in this one place:
   is not the primary, the call waits for the view to change and tries
   again, until ``deadline`` seconds have passed; every write carries a
   request id, so trying again never applies it twice;
-- **reads** go to the view's live members in turn (round robin); a read
-  that fails on one is tried on the next within the same call.  With no
-  live member in the view, any live replica serves it.
+- **reads** go to the view's live members, in the order the balancer
+  (:mod:`pygmy.balancer`) prefers; a read that fails on one is tried on the
+  next within the same call.  With no live member in the view, any live
+  replica serves it; with none alive at all, the call fails at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from twisted.internet.task import deferLater
 
+from pygmy.balancer import Policy, RoundRobin, make_policy
 from pygmy.config import Config
 from pygmy.errors import NotPrimary, Unavailable
 from pygmy.remote import HTTPClientService, Remote, ReplicaDown
@@ -39,9 +41,18 @@ class ServiceRoutes:
 
     @param alive: where it is known (the front end), a function giving the
         names of the live replicas; elsewhere every replica counts as alive.
+    @param policy: the read balancer; round robin if not given.
     """
 
-    def __init__(self, service: str, remotes: list[Remote], clock, deadline: float, alive=None):
+    def __init__(
+        self,
+        service: str,
+        remotes: list[Remote],
+        clock,
+        deadline: float,
+        alive=None,
+        policy: Policy | None = None,
+    ):
         if not remotes:
             raise ValueError(f"no replicas for {service}")
         self.service = service
@@ -52,7 +63,7 @@ class ServiceRoutes:
         self._clock = clock
         self._deadline = deadline
         self._alive = alive
-        self._turn = 0
+        self.policy = RoundRobin() if policy is None else policy
 
     def update(self, view: int, primary: str | None, backups: list[str]) -> None:
         """Follow a new view of the service."""
@@ -75,9 +86,7 @@ class ServiceRoutes:
             members = [n for n in [self.primary_name, *self.backup_names] if n in alive]
         if not members:
             members = [name for name in self.remotes if name in alive]
-        self._turn = (self._turn + 1) % max(len(members), 1)
-        members = members[self._turn :] + members[: self._turn]
-        return [self.remotes[name] for name in members]
+        return [self.remotes[name] for name in self.policy.order(members)]
 
     async def write(self, call: Callable[[Remote], Awaitable[T]]) -> T:
         """
@@ -106,16 +115,29 @@ class ServiceRoutes:
         @raise Unavailable: if none answered.
         """
         reason = f"no {self.service} replica is alive"
+        policy, clock = self.policy, self._clock
         for remote in self.readers():
+            started = clock.seconds()
+            policy.started(remote.replica)
             try:
-                return await call(remote)
+                result = await call(remote)
             except ReplicaDown as e:
+                policy.finished(remote.replica, clock.seconds() - started, ok=False)
                 reason = e.message
+                continue
+            except BaseException:
+                policy.finished(remote.replica, clock.seconds() - started, ok=True)
+                raise
+            policy.finished(remote.replica, clock.seconds() - started, ok=True)
+            return result
         raise Unavailable(f"{self.service} cannot be read now: {reason}")
 
 
 def routes_for(config: Config, service: str, http: HTTPClientService, alive=None) -> ServiceRoutes:
-    """Build the L{ServiceRoutes} of ``service`` from ``config``."""
+    """
+    Build the L{ServiceRoutes} of ``service`` from ``config``, with the
+    balancer of ``[frontend] balancer``.
+    """
     cluster = config.cluster
     return ServiceRoutes(
         service,
@@ -123,4 +145,5 @@ def routes_for(config: Config, service: str, http: HTTPClientService, alive=None
         clock=http.reactor,
         deadline=cluster.heartbeat_timeout * 2 + 2.0,
         alive=alive,
+        policy=make_policy(config.frontend.balancer),
     )

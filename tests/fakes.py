@@ -73,6 +73,7 @@ class InMemoryCluster:
         from pygmy.catalog.app import CatalogApp
         from pygmy.catalog.books import BOOKS, Catalog, seed
         from pygmy.frontend.app import FrontendApp
+        from pygmy.frontend.cache import ReplyCache
         from pygmy.frontend.monitor import Monitor
         from pygmy.order.app import OrderApp
         from pygmy.order.orders import ORDERS, Orders
@@ -94,7 +95,8 @@ class InMemoryCluster:
         self.order = StubTreq(order_app.app.resource())
         routes = {"catalog": catalog_routes, "order": self.routes("order", order_app)}
         self.monitor = Monitor(self.config, self.reactor, {})
-        self.frontend = FrontendApp(self.config, routes, self.monitor)
+        self.cache = ReplyCache(100)
+        self.frontend = FrontendApp(self.config, routes, self.monitor, self.cache)
         self.front = StubTreq(self.frontend.app.resource())
 
     def primary_node(self, service: str, store):

@@ -12,9 +12,11 @@ from __future__ import annotations
 from uuid import uuid4
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 
 from pygmy.config import Config
 from pygmy.errors import BadRequest
+from pygmy.frontend.cache import ReplyCache
 from pygmy.routing import ServiceRoutes
 from pygmy.validate import (
     MAX_KEY,
@@ -25,6 +27,7 @@ from pygmy.validate import (
 )
 from pygmy.web import (
     install_error_handlers,
+    json_bytes,
     json_response,
     read_json_body,
     require_secret,
@@ -48,20 +51,22 @@ class FrontendApp:
 
     @param routes: the catalog's and the order service's L{ServiceRoutes}.
     @param monitor: the heartbeat monitor, for C{/status}.
+    @param cache: the reply cache of lookups, searches and the list.
     """
 
     app = Klein()
 
-    def __init__(self, config: Config, routes: dict[str, ServiceRoutes], monitor):
+    def __init__(self, config: Config, routes: dict[str, ServiceRoutes], monitor, cache: ReplyCache):
         self.config = config
         self.monitor = monitor
+        self.cache = cache
         self.catalog = routes["catalog"]
         self.orders = routes["order"]
         self.routes = routes
 
     @app.route("/search", methods=["GET"])
     @app.route("/search/", methods=["GET"])
-    async def search_query(self, request):
+    def search_query(self, request):
         """``GET /search?topic=T``."""
         topics = request.args.get(b"topic")
         if not topics:
@@ -70,37 +75,78 @@ class FrontendApp:
             topic = topics[0].decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("topic must be UTF-8.") from None
-        return await self._search(request, topic)
+        return self._search(request, topic)
 
     @app.route("/search/<path:topic>", methods=["GET"])
-    async def search(self, request, topic):
+    def search(self, request, topic):
         """``GET /search/<topic>``: the books of a topic, any case."""
-        return await self._search(request, topic)
+        return self._search(request, topic)
 
-    async def _search(self, request, topic):
+    def _search(self, request, topic):
         topic = parse_topic(topic)
-        reply = await self.catalog.read(lambda r: r.get("/books", {"topic": topic}))
-        return json_response(request, {"topic": topic, "items": reply["items"]})
+
+        async def fetch():
+            reply = await self.catalog.read(lambda r: r.get("/books", {"topic": topic}))
+            items = reply["items"]
+            return {"topic": topic, "items": items}, [item["id"] for item in items]
+
+        return self._cached(request, "search:" + topic, fetch)
 
     @app.route("/lookup/<item_id>", methods=["GET"])
-    async def lookup(self, request, item_id):
+    def lookup(self, request, item_id):
         """``GET /lookup/<id>``: one book with cost and stock."""
         item_id = parse_id(item_id)
-        book = await self.catalog.read(lambda r: r.get(f"/books/{item_id}"))
-        return json_response(request, book)
+
+        async def fetch():
+            return await self.catalog.read(lambda r: r.get(f"/books/{item_id}")), (item_id,)
+
+        return self._cached(request, f"lookup:{item_id}", fetch)
 
     @app.route("/list", methods=["GET"])
-    async def list(self, request):
+    def list(self, request):
         """``GET /list``: every book, by id."""
-        reply = await self.catalog.read(lambda r: r.get("/books"))
-        return json_response(request, {"items": reply["items"]})
+
+        async def fetch():
+            reply = await self.catalog.read(lambda r: r.get("/books"))
+            return {"items": reply["items"]}, None
+
+        return self._cached(request, "list", fetch)
+
+    def _cached(self, request, key: str, fetch):
+        """
+        The reply for ``key`` from the cache, or else from ``fetch()``
+        (which returns the body and the ids of the books it shows), stored
+        unless a write invalidated one of those books meanwhile.
+        ``Cache-Control: no-cache`` bypasses the cache both ways.
+        """
+        use_cache = b"no-cache" not in (request.getHeader(b"cache-control") or b"")
+        if use_cache:
+            body = self.cache.get(key)
+            if body is not None:
+                request.setHeader(b"content-type", b"application/json")
+                return body
+        ticket = self.cache.ticket()
+
+        async def fill():
+            reply, items = await fetch()
+            body = json_bytes(reply)
+            if use_cache:
+                self.cache.store(key, body, items, ticket)
+            request.setHeader(b"content-type", b"application/json")
+            return body
+
+        return Deferred.fromCoroutine(fill())
 
     @app.route("/buy/<item_id>", methods=["POST"])
     async def buy(self, request, item_id):
         """``POST /buy/<id>``: buy one copy; idempotent per ``Idempotency-Key``."""
         item_id = parse_id(item_id)
         body = {"item_id": item_id, "request_id": request_id_for(request, "buy")}
-        reply = await self.orders.write(lambda r: r.post("/orders", body))
+        try:
+            reply = await self.orders.write(lambda r: r.post("/orders", body))
+        finally:
+            # Whatever the outcome, the stock may have changed.
+            self.cache.invalidate(item_id)
         return json_response(request, {"order": reply["order"]})
 
     @app.route("/orders/<order_id>", methods=["GET"])
@@ -117,7 +163,10 @@ class FrontendApp:
         item_id = parse_id(item_id)
         body = parse_update(read_json_body(request))
         body["request_id"] = request_id_for(request, "update")
-        reply = await self.catalog.write(lambda r: r.post(f"/books/{item_id}/update", body))
+        try:
+            reply = await self.catalog.write(lambda r: r.post(f"/books/{item_id}/update", body))
+        finally:
+            self.cache.invalidate(item_id)
         return json_response(request, {"item": reply["item"]})
 
     @app.route("/status", methods=["GET"])
@@ -125,7 +174,11 @@ class FrontendApp:
         """``GET /status``: the cluster as the front end sees it."""
         return json_response(
             request,
-            {"services": self.monitor.status(), "balancer": self.config.frontend.balancer},
+            {
+                "services": self.monitor.status(),
+                "cache": self.cache.status(),
+                "balancer": self.config.frontend.balancer,
+            },
         )
 
     @app.route("/health", methods=["GET"])

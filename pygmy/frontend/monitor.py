@@ -29,6 +29,8 @@ class Monitor:
         self.timeout = config.cluster.heartbeat_timeout
         self.routes = routes
         self.connections: dict[tuple[str, str], object] = {}
+        #: Called with a book's id when the catalog primary changed it.
+        self.invalidated = lambda item: None
         started = clock.seconds()
         self.views = {
             service: ServiceView(
@@ -64,6 +66,10 @@ class Monitor:
 
     def synced(self, service, sender, replica, seq) -> None:
         self.views[service].synced(sender, replica, seq, self.clock.seconds())
+
+    def invalidate(self, sender: str, item: int, seq: int) -> None:
+        """The catalog primary ``sender`` changed book ``item`` at ``seq``."""
+        self.invalidated(item)
 
     def disconnected(self, service, replica, connection) -> None:
         if self.connections.get((service, replica)) is connection:

@@ -10,6 +10,7 @@ from twisted.logger import Logger
 
 from pygmy.config import SERVICES, Config
 from pygmy.frontend.app import FrontendApp
+from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
 from pygmy.heartbeat import MonitorFactory
 from pygmy.listener import Listener
@@ -55,6 +56,8 @@ def frontend_service(config: Config, reactor) -> MultiService:
     checks.clock = reactor
     checks.setServiceParent(top)
 
-    app = FrontendApp(config, routes, monitor)
+    cache = ReplyCache(front.cache_size)
+    monitor.invalidated = cache.invalidate
+    app = FrontendApp(config, routes, monitor, cache)
     Listener(reactor, front.port, front.bind, make_site(app.app.resource()), "front end HTTP").setServiceParent(top)
     return top
