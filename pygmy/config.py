@@ -82,6 +82,7 @@ class ClusterConfig:
     heartbeat_timeout: float
     request_timeout: float
     log_keep: int
+    access_log: bool
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,14 @@ class _Section:
         if not value:
             raise self.error(key, "empty")
         return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        raw = self.text(key, "true" if default else "false").lower()
+        if raw in ("true", "yes", "on", "1"):
+            return True
+        if raw in ("false", "no", "off", "0"):
+            return False
+        raise self.error(key, f"{raw!r} is not true or false")
 
     def port(self, key: str) -> int:
         value = self.number(key, int, None)
@@ -204,6 +213,7 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
         heartbeat_timeout=timeout,
         request_timeout=cluster.number("request_timeout", float, 5.0, minimum=0.01),
         log_keep=cluster.number("log_keep", int, 100_000, minimum=1),
+        access_log=cluster.boolean("access_log", False),
     )
 
     front = section("frontend")

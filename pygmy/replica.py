@@ -194,6 +194,6 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
 
     NodeService(parts.node, connect).setServiceParent(top)
     app = ReplicaApp(replica, parts.node, cluster.secret, service_app)
-    site = make_site(app.app.resource())
+    site = make_site(app.app.resource(), cluster.access_log)
     Listener(reactor, replica.port, replica.bind, site, f"{replica.label} HTTP").setServiceParent(top)
     return top

@@ -59,5 +59,5 @@ def frontend_service(config: Config, reactor) -> MultiService:
     cache = ReplyCache(front.cache_size)
     monitor.invalidated = cache.invalidate
     app = FrontendApp(config, routes, monitor, cache)
-    Listener(reactor, front.port, front.bind, make_site(app.app.resource()), "front end HTTP").setServiceParent(top)
+    Listener(reactor, front.port, front.bind, make_site(app.app.resource(), cluster.access_log), "front end HTTP").setServiceParent(top)
     return top

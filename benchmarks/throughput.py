@@ -1,0 +1,162 @@
+"""
+Read and write throughput of the front end, against a bare Klein route on
+the same machine in the same run.
+
+    .venv/bin/python benchmarks/throughput.py [--seconds 5] [--clients 10]
+
+Measures, with the same load generator (wrk if it is installed, else
+:mod:`pygmy.loadgen`), one after the other:
+
+1. a bare Klein route returning a small JSON body: the reference;
+2. a cached lookup through the front end (``GET /lookup/1``);
+3. an uncached lookup (``Cache-Control: no-cache``: front end -> replica);
+4. buys (``POST /buy/<id>``: front end -> order primary -> catalog primary,
+   each write replicated to its backup before it is acknowledged).
+
+It prints requests/s, p50 and p99 latency for each, and the ratios to the
+goals: cached/reference >= 0.9, >= 500 buys/s, cached p50 <= 2 ms at 10
+clients.  Everything it starts is stopped, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from failover import free_ports, settled, wait_for, write_config  # noqa: E402
+
+from pygmy import config as configuration  # noqa: E402
+from pygmy import launcher  # noqa: E402
+
+BUY_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/buy/" .. (counter % 7 + 1))
+end
+"""
+
+
+def wrk(url, seconds, clients, headers=(), script=None):
+    """Run wrk; return (requests/s, p50 ms, p99 ms, non-2xx count)."""
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        command += ["-H", header]
+    if script:
+        command += ["-s", script]
+    out = subprocess.run(command + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([0-9.]+\w+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, _ms(latency["50"]), _ms(latency["99"]), int(errors.group(1)) if errors else 0
+
+
+def _ms(text):
+    value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
+    """The same measurement with pygmy.loadgen, where wrk is missing."""
+    from twisted.internet import defer, task
+    from twisted.web.client import Agent, HTTPConnectionPool
+    from treq.client import HTTPClient
+
+    from pygmy.loadgen import Request, drive, summarise
+
+    result = {}
+    head = dict(h.split(": ", 1) for h in headers)
+
+    async def run(reactor):
+        pool = HTTPConnectionPool(reactor)
+        pool.maxPersistentPerHost = clients
+        http = HTTPClient(Agent(reactor, pool=pool))
+        plan = (lambda n: Request("x", method, urls(n) if urls else url, head))
+        samples = await drive(reactor, http, plan, clients, duration=seconds)
+        result.update(summarise(samples, seconds)["x"])
+        await pool.closeCachedConnections()
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(run(reactor)))
+    except SystemExit:
+        pass
+    return result["rps"], result["p50"] * 1000, result["p99"] * 1000, result["count"] - result["ok"]
+
+
+def measure(name, url, args, headers=(), buy=False):
+    if shutil.which("wrk"):
+        script = None
+        if buy:
+            script = os.path.join(tempfile.mkdtemp(), "buy.lua")
+            Path(script).write_text(BUY_SCRIPT)
+        return wrk(url, args.seconds, args.clients, headers, script)
+    if buy:
+        base = url.rsplit("/buy", 1)[0]
+        return own_generator(url, args.seconds, args.clients, headers, "POST", lambda n: f"{base}/buy/{n % 7 + 1}")
+    return own_generator(url, args.seconds, args.clients, headers)
+
+
+def restock(config):
+    for item in range(1, 8):
+        request = urllib.request.Request(
+            f"{config.frontend.url}/update/{item}",
+            data=json.dumps({"stock_delta": 1_000_000}).encode(),
+            headers={"Authorization": f"Bearer {config.cluster.secret}"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
+    parser.add_argument("--clients", type=int, default=10, help="concurrent connections")
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp(prefix="pygmy-bench-"))
+    config = configuration.load(write_config(directory))
+    port = free_ports(1)[0]
+    reference = subprocess.Popen([sys.executable, str(HERE / "reference.py"), str(port)])
+    try:
+        if launcher.up(config, echo=lambda line: None):
+            raise SystemExit("benchmark: pygmy up failed")
+        wait_for(lambda: settled(config), 30, "the views to settle")
+        restock(config)
+        front = config.frontend.url
+        generator = "wrk" if shutil.which("wrk") else "pygmy.loadgen"
+        print(f"{args.clients} clients, {args.seconds} s each, load by {generator}")
+        rows = [
+            ("1 bare Klein route (reference)", measure("ref", f"http://127.0.0.1:{port}/reference", args)),
+            ("2 cached lookup", measure("cached", f"{front}/lookup/1", args)),
+            ("3 uncached lookup", measure("uncached", f"{front}/lookup/1", args, ["Cache-Control: no-cache"])),
+            ("4 buy (replicated)", measure("buy", f"{front}/buy/1", args, buy=True)),
+        ]
+        print(f"  {'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for name, (rps, p50, p99, errors) in rows:
+            print(f"  {name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
+        ref, cached, buys = rows[0][1], rows[1][1], rows[3][1]
+        print("goals:")
+        print(f"  cached / reference throughput   {cached[0] / ref[0]:5.2f}   (goal >= 0.90)")
+        print(f"  buys per second                 {buys[0]:5.0f}   (goal >= 500: ratio {buys[0] / 500:4.2f})")
+        print(f"  cached lookup p50               {cached[1]:5.2f} ms (goal <= 2 ms)")
+    finally:
+        launcher.down(config, echo=lambda line: None)
+        reference.send_signal(signal.SIGTERM)
+        reference.wait(10)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
