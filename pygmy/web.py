@@ -33,11 +33,21 @@ def json_bytes(obj) -> bytes:
 
 def json_response(request, obj, code: int = 200) -> bytes:
     """
-    Set status and content type on ``request``; return ``obj`` as JSON bytes.
+    Set status and headers on ``request``; return ``obj`` as JSON bytes.
     """
     request.setResponseCode(code)
+    return json_body(request, json_bytes(obj))
+
+
+def json_body(request, body: bytes) -> bytes:
+    """
+    Set the content type and length of an already serialised JSON ``body``
+    and return it.  With a length, the reply goes out in one write instead
+    of chunks (whose last one would wait on Nagle's algorithm).
+    """
     request.setHeader(b"content-type", b"application/json")
-    return json_bytes(obj)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
 
 
 def error_response(request, error: PygmyError) -> bytes:
@@ -156,6 +166,17 @@ class JSONRequest(server.Request):
 
     defaultContentType = b"application/json"
     _too_large = False
+
+    def __init__(self, channel, *args, **kwargs):
+        super().__init__(channel, *args, **kwargs)
+        transport = getattr(channel, "transport", None)
+        if transport is not None and not getattr(channel, "_pygmy_nodelay", False):
+            # Replies are single writes; no reason to wait for ACKs.
+            channel._pygmy_nodelay = True
+            try:
+                transport.setTcpNoDelay(True)
+            except (AttributeError, OSError):
+                pass
 
     def gotLength(self, length):
         if length is not None and length > MAX_BODY:

@@ -27,6 +27,7 @@ from pygmy.validate import (
 )
 from pygmy.web import (
     install_error_handlers,
+    json_body,
     json_bytes,
     json_response,
     read_json_body,
@@ -119,12 +120,11 @@ class FrontendApp:
         unless a write invalidated one of those books meanwhile.
         ``Cache-Control: no-cache`` bypasses the cache both ways.
         """
-        use_cache = b"no-cache" not in (request.getHeader(b"cache-control") or b"")
+        use_cache = not _no_cache(request)
         if use_cache:
             body = self.cache.get(key)
             if body is not None:
-                request.setHeader(b"content-type", b"application/json")
-                return body
+                return json_body(request, body)
         ticket = self.cache.ticket()
 
         async def fill():
@@ -132,8 +132,7 @@ class FrontendApp:
             body = json_bytes(reply)
             if use_cache:
                 self.cache.store(key, body, items, ticket)
-            request.setHeader(b"content-type", b"application/json")
-            return body
+            return json_body(request, body)
 
         return Deferred.fromCoroutine(fill())
 
@@ -187,3 +186,11 @@ class FrontendApp:
         return json_response(request, {"status": "ok"})
 
     install_error_handlers(app)
+
+
+def _no_cache(request) -> bool:
+    """Whether the request says ``Cache-Control: no-cache`` (any case)."""
+    header = request.getHeader(b"cache-control")
+    if not header:
+        return False
+    return any(d.strip().lower() == b"no-cache" for d in header.split(b","))

@@ -1,0 +1,191 @@
+"""
+The front end's reply cache (DESIGN §7) on its own: the LRU bound and which
+entry goes first, per-book invalidation of lookup, search and list entries,
+the counters and ``status()``, and the rule that refuses a fill fetched
+before an invalidation of a book it shows.
+"""
+
+import pytest
+
+from pygmy.frontend.cache import ReplyCache
+
+
+def store(cache, key, items=(), body=None):
+    """Store ``key`` with a fresh ticket; return what store() said."""
+    return cache.store(key, body or key.encode(), items, cache.ticket())
+
+
+def keys(cache):
+    """The keys the cache holds now, read without touching counters or recency."""
+    return set(cache._entries)
+
+
+ALL = ["lookup:1", "lookup:2", "search:systems", "search:school", "list"]
+
+
+def filled():
+    """A cache holding a lookup, a search and the list entry of several books."""
+    cache = ReplyCache(10)
+    store(cache, "lookup:1", (1,))
+    store(cache, "lookup:2", (2,))
+    store(cache, "search:systems", [1, 3])
+    store(cache, "search:school", [2, 4])
+    store(cache, "list", None)
+    return cache
+
+
+# The bound and the order of eviction
+
+
+def test_bound_holds_and_oldest_goes_first():
+    cache = ReplyCache(2)
+    assert [store(cache, key, (i,)) for i, key in enumerate("abc")] == [True, True, True]
+    assert len(cache) == 2
+    assert keys(cache) == {"b", "c"}
+    assert cache.counters.evictions == 1
+
+
+def test_get_refreshes_recency():
+    cache = ReplyCache(2)
+    store(cache, "a", (1,))
+    store(cache, "b", (2,))
+    assert cache.get("a") == b"a"
+    store(cache, "c", (3,))
+    assert keys(cache) == {"a", "c"}
+    assert cache.get("b") is None
+    # "a" was last used before "c" was stored, so "a" is now the oldest.
+    store(cache, "d", (4,))
+    assert keys(cache) == {"c", "d"}
+    assert cache.counters.evictions == 2
+
+
+def test_storing_a_key_again_replaces_it_without_eviction():
+    cache = ReplyCache(2)
+    store(cache, "a", (1,))
+    store(cache, "b", (2,))
+    store(cache, "a", (1,), body=b"newer")
+    assert len(cache) == 2 and cache.counters.evictions == 0
+    store(cache, "c", (3,))
+    assert keys(cache) == {"a", "c"}
+    assert cache.get("a") == b"newer"
+
+
+def test_capacity_zero_stores_nothing():
+    cache = ReplyCache(0)
+    assert store(cache, "a", (1,)) is False
+    assert store(cache, "list", None) is False
+    assert len(cache) == 0
+    assert cache.get("a") is None
+    assert (cache.counters.evictions, cache.counters.refused_fills) == (0, 0)
+
+
+# Invalidation
+
+
+def test_invalidate_drops_every_entry_showing_the_book():
+    cache = filled()
+    cache.invalidate(1)
+    assert keys(cache) == {"lookup:2", "search:school"}
+    assert cache.counters.invalidations == 1
+
+
+def test_invalidate_a_book_shown_only_in_the_list():
+    cache = filled()
+    cache.invalidate(7)
+    assert keys(cache) == set(ALL) - {"list"}
+
+
+def test_evicted_entry_leaves_no_trace_in_the_index():
+    cache = ReplyCache(1)
+    store(cache, "search:systems", [1, 2])
+    store(cache, "lookup:3", (3,))
+    cache.invalidate(1)
+    assert keys(cache) == {"lookup:3"}
+    assert cache._by_item == {3: {"lookup:3"}}
+
+
+def test_replaced_entry_is_indexed_by_its_new_books_only():
+    cache = ReplyCache(5)
+    store(cache, "search:x", [1])
+    store(cache, "search:x", [2])
+    cache.invalidate(1)
+    assert "search:x" in cache._entries
+    cache.invalidate(2)
+    assert "search:x" not in cache._entries
+
+
+# Counters and status
+
+
+def test_counters_and_status():
+    cache = ReplyCache(2)
+    assert cache.get("a") is None
+    store(cache, "a", (1,))
+    assert cache.get("a") == b"a"
+    assert cache.get("a") == b"a"
+    store(cache, "b", (2,))
+    store(cache, "c", (3,))
+    ticket = cache.ticket()
+    cache.invalidate(3)
+    assert cache.store("lookup:3", b"old", (3,), ticket) is False
+    assert cache.status() == {
+        "size": 1,
+        "capacity": 2,
+        "hits": 2,
+        "misses": 1,
+        "invalidations": 1,
+        "evictions": 1,
+        "refused_fills": 1,
+    }
+
+
+# Fills that race with a write
+
+
+def test_fill_fetched_before_an_invalidation_is_refused():
+    cache = ReplyCache(10)
+    before = cache.ticket()
+    cache.invalidate(1)
+    assert cache.store("lookup:1", b"old", (1,), before) is False
+    assert cache.store("search:systems", b"old", [3, 1], before) is False
+    assert len(cache) == 0
+    assert cache.counters.refused_fills == 2
+
+
+def test_fill_fetched_after_the_invalidation_is_stored():
+    cache = ReplyCache(10)
+    cache.invalidate(1)
+    after = cache.ticket()
+    assert cache.store("lookup:1", b"new", (1,), after) is True
+    assert cache.get("lookup:1") == b"new"
+    assert cache.counters.refused_fills == 0
+
+
+def test_later_invalidation_refuses_even_a_ticket_taken_between_two():
+    cache = ReplyCache(10)
+    cache.invalidate(1)
+    between = cache.ticket()
+    cache.invalidate(1)
+    assert cache.store("lookup:1", b"old", (1,), between) is False
+
+
+def test_unrelated_invalidation_refuses_only_the_list():
+    cache = ReplyCache(10)
+    before = cache.ticket()
+    cache.invalidate(2)
+    assert cache.store("lookup:1", b"one", (1,), before) is True
+    assert cache.store("search:systems", b"s", [1, 3], before) is True
+    assert cache.store("list", b"all", None, before) is False
+    assert keys(cache) == {"lookup:1", "search:systems"}
+    assert cache.counters.refused_fills == 1
+
+
+@pytest.mark.parametrize("items", [(1,), None])
+def test_refused_fill_keeps_the_newer_entry(items):
+    """A late, stale fill must not displace what a fresher fill stored."""
+    cache = ReplyCache(10)
+    old = cache.ticket()
+    cache.invalidate(1)
+    assert cache.store("k", b"new", items, cache.ticket()) is True
+    assert cache.store("k", b"old", items, old) is False
+    assert cache.get("k") == b"new"

@@ -1,0 +1,262 @@
+"""
+The front end with its reply cache (DESIGN §7, invariant 6), through
+``StubTreq`` on :class:`FrontendApp`'s resource.
+
+Most tests use a fake catalog whose answers the test holds and fires by
+hand, to stage the race between a fill and a write; the last ones use the
+in-memory cluster of real apps for buys and updates.
+"""
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from treq.testing import StubTreq
+
+from pygmy import config as configuration
+from pygmy.frontend.app import FrontendApp
+from pygmy.frontend.cache import ReplyCache
+from pygmy.frontend.monitor import Monitor
+from pygmy.routing import ServiceRoutes
+from tests.fakes import InMemoryCluster
+
+URL = "http://front.invalid"
+SECRET = "s3cret"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeCatalog:
+    """
+    A catalog replica with the interface of L{pygmy.remote.Remote}.  Reads
+    answer at once from ``books``, or, while ``hold`` is set, wait until
+    the test calls L{release}.
+    """
+
+    def __init__(self):
+        self.name, self.replica = "catalog:A", "A"
+        self.books = {1: {"id": 1, "title": "One", "topic": "t", "cost": "1.00", "stock": 5},
+                      2: {"id": 2, "title": "Two", "topic": "t", "cost": "2.00", "stock": 7}}
+        self.hold = False
+        self.gets = []
+        self.held = []
+
+    async def get(self, path, params=None):
+        self.gets.append(path)
+        if path == "/books":
+            answer = {"items": [dict(book) for book in self.books.values()]}
+        else:
+            answer = dict(self.books[int(path.rsplit("/", 1)[1])])
+        if not self.hold:
+            return answer
+        waiting = Deferred()
+        self.held.append((waiting, answer))
+        return await waiting
+
+    def release(self):
+        """Answer every held read with what it read when it arrived."""
+        held, self.held = self.held, []
+        for waiting, answer in held:
+            waiting.callback(answer)
+
+    async def post(self, path, body):
+        item = self.books[int(path.split("/")[2])]
+        item["stock"] += body.get("stock_delta", 0)
+        return {"item": dict(item)}
+
+
+class FakeCatalogTests(SynchronousTestCase):
+    """The front end over a catalog whose answers the test controls."""
+
+    def setUp(self):
+        config = configuration.load(REPO / "config.ini", environ={"PYGMY_SECRET": SECRET})
+        clock = Clock()
+        self.catalog = FakeCatalog()
+        routes = {
+            "catalog": ServiceRoutes("catalog", [self.catalog], clock, deadline=1.0),
+            "order": ServiceRoutes("order", [FakeCatalog()], clock, deadline=1.0),
+        }
+        for service in routes.values():
+            service.update(1, "A", [])
+        self.monitor = Monitor(config, clock, {})
+        self.cache = ReplyCache(10)
+        self.monitor.invalidated = self.cache.invalidate  # as pygmy.frontend.service wires it
+        self.front = StubTreq(FrontendApp(config, routes, self.monitor, self.cache).app.resource())
+
+    def start(self, method, path, body=None, headers=None):
+        """Send a request; return the Deferred of its response."""
+        data = None if body is None else json.dumps(body).encode()
+        return self.front.request(method, URL + path, data=data, headers=headers or {})
+
+    def finish(self, pending):
+        """Let a started request complete; return (status, decoded body)."""
+        self.front.flush()
+        response = self.successResultOf(pending)
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def call(self, method, path, body=None, headers=None):
+        """One request that completes at once."""
+        return self.finish(self.start(method, path, body, headers))
+
+    # (a) hits and Cache-Control: no-cache
+
+    def test_second_lookup_is_a_hit(self):
+        first = self.call("GET", "/lookup/1")
+        second = self.call("GET", "/lookup/1")
+        self.assertEqual(first, (200, self.catalog.books[1]))
+        self.assertEqual(second, first)
+        self.assertEqual(self.catalog.gets, ["/books/1"])
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (1, 1))
+
+    def test_no_cache_always_asks_and_stores_nothing(self):
+        no_cache = {"Cache-Control": "no-cache"}
+        for _ in range(2):
+            self.assertEqual(self.call("GET", "/lookup/1", headers=no_cache), (200, self.catalog.books[1]))
+        self.assertEqual(len(self.cache), 0)
+        self.call("GET", "/lookup/1")
+        self.call("GET", "/lookup/1", headers=no_cache)
+        self.assertEqual(self.catalog.gets, ["/books/1"] * 4)
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (0, 1))
+
+    def test_no_cache_directive_is_case_insensitive(self):
+        """RFC 9111 §5.2: cache directives are compared case-insensitively."""
+        self.call("GET", "/lookup/1")
+        for spelling in ["No-Cache", "NO-CACHE", "max-age=0, No-Cache"]:
+            self.call("GET", "/lookup/1", headers={"Cache-Control": spelling})
+        self.assertEqual(self.catalog.gets, ["/books/1"] * 4)
+        self.assertEqual(self.cache.counters.hits, 0)
+
+    # (b) a fill racing with a write
+
+    def assertStaleFillRefused(self, path, invalidate):
+        """
+        A read of ``path`` held by the catalog, ``invalidate()`` while it
+        waits, then the old answer: the client gets it, the cache keeps
+        nothing, and the next read asks the catalog again.
+        """
+        self.catalog.hold = True
+        pending = self.start("GET", path)
+        self.assertNoResult(pending)
+        old_stock = self.catalog.books[1]["stock"]
+        invalidate()
+        self.catalog.release()
+        status, body = self.finish(pending)
+        self.assertEqual(status, 200)
+        self.assertIn(old_stock, [book["stock"] for book in body.get("items", [body])])
+        self.assertEqual(len(self.cache), 0)
+        self.assertEqual(self.cache.counters.refused_fills, 1)
+
+        self.catalog.hold = False
+        asked = len(self.catalog.gets)
+        status, body = self.call("GET", path)
+        self.assertEqual(len(self.catalog.gets), asked + 1)
+        self.assertIn(self.catalog.books[1]["stock"], [book["stock"] for book in body.get("items", [body])])
+        self.assertNotEqual(self.catalog.books[1]["stock"], old_stock)
+
+    def heartbeat_write(self):
+        """A write to book 1 made elsewhere, pushed as INVALIDATE 1 <seq>."""
+        self.catalog.books[1]["stock"] -= 1
+        self.monitor.invalidate("A", 1, 42)
+
+    def test_invalidate_during_lookup_fill(self):
+        self.assertStaleFillRefused("/lookup/1", self.heartbeat_write)
+
+    def test_invalidate_during_list_fill(self):
+        self.assertStaleFillRefused("/list", self.heartbeat_write)
+
+    def test_update_through_the_front_end_during_lookup_fill(self):
+        def update():
+            reply = self.call("POST", "/update/1", {"stock_delta": 3}, {"Authorization": f"Bearer {SECRET}"})
+            self.assertEqual(reply, (200, {"item": self.catalog.books[1]}))
+
+        self.assertStaleFillRefused("/lookup/1", update)
+
+    def test_unrelated_invalidation_does_not_refuse_a_lookup(self):
+        self.catalog.hold = True
+        pending = self.start("GET", "/lookup/1")
+        self.monitor.invalidate("A", 2, 42)
+        self.catalog.release()
+        self.assertEqual(self.finish(pending), (200, self.catalog.books[1]))
+        self.catalog.hold = False
+        self.call("GET", "/lookup/1")
+        self.assertEqual(self.catalog.gets, ["/books/1"])
+
+    def test_invalidation_drops_a_cached_lookup(self):
+        self.call("GET", "/lookup/1")
+        self.call("GET", "/lookup/2")
+        self.heartbeat_write()
+        self.assertEqual(self.call("GET", "/lookup/1")[1], self.catalog.books[1])
+        self.call("GET", "/lookup/2")
+        self.assertEqual(self.catalog.gets, ["/books/1", "/books/2", "/books/1"])
+
+    # (d) /status
+
+    def test_status_shows_the_cache(self):
+        self.call("GET", "/lookup/1")
+        self.call("GET", "/lookup/1")
+        self.heartbeat_write()
+        status, body = self.call("GET", "/status")
+        self.assertEqual(status, 200)
+        cache = body["cache"]
+        self.assertEqual(
+            {key: cache[key] for key in ["size", "capacity", "hits", "misses", "invalidations", "evictions"]},
+            {"size": 0, "capacity": 10, "hits": 1, "misses": 1, "invalidations": 1, "evictions": 0},
+        )
+
+
+class ClusterTests(SynchronousTestCase):
+    """(c) Buys and updates through the front end over the real apps."""
+
+    def setUp(self):
+        directory = Path(tempfile.mkdtemp(prefix="pygmy-test-"))
+        self.addCleanup(shutil.rmtree, directory)
+        self.cluster = InMemoryCluster(directory)
+        self.addCleanup(self.cluster.close)
+        self.cache = self.cluster.cache
+
+    def call(self, method, path, body=None, headers=None):
+        data = None if body is None else json.dumps(body).encode()
+        response = self.successResultOf(
+            self.cluster.front.request(method, URL + path, data=data, headers=headers or {})
+        )
+        return response.code, json.loads(self.successResultOf(response.content()))
+
+    def cached_lookup(self, item):
+        """Look ``item`` up twice, the second time from the cache."""
+        _, body = self.call("GET", f"/lookup/{item}")
+        hits = self.cache.counters.hits
+        self.assertEqual(self.call("GET", f"/lookup/{item}"), (200, body))
+        self.assertEqual(self.cache.counters.hits, hits + 1)
+        return body
+
+    def assertNextLookupAsks(self, item):
+        """The next lookup of ``item`` is a miss; return its body."""
+        misses = self.cache.counters.misses
+        status, body = self.call("GET", f"/lookup/{item}")
+        self.assertEqual((status, self.cache.counters.misses), (200, misses + 1))
+        return body
+
+    def test_buy_drops_the_cached_lookup(self):
+        before = self.cached_lookup(2)
+        self.assertEqual(self.call("POST", "/buy/2")[0], 200)
+        self.assertEqual(self.assertNextLookupAsks(2)["stock"], before["stock"] - 1)
+
+    def test_update_drops_the_cached_lookup(self):
+        before = self.cached_lookup(5)
+        auth = {"Authorization": f"Bearer {self.cluster.secret}"}
+        status, reply = self.call("POST", "/update/5", {"cost": "99.99", "stock_delta": 2}, auth)
+        self.assertEqual(status, 200)
+        after = self.assertNextLookupAsks(5)
+        self.assertEqual(after, reply["item"])
+        self.assertEqual((after["cost"], after["stock"]), ("99.99", before["stock"] + 2))
+
+    def test_failed_buy_still_invalidates(self):
+        auth = {"Authorization": f"Bearer {self.cluster.secret}"}
+        stock = self.cached_lookup(6)["stock"]
+        self.call("POST", "/update/6", {"stock_delta": -stock}, auth)
+        self.cached_lookup(6)
+        self.assertEqual(self.call("POST", "/buy/6")[0], 409)
+        self.assertEqual(self.assertNextLookupAsks(6)["stock"], 0)
