@@ -10,8 +10,8 @@ primary    takes writes through its :class:`~pygmy.replication.Replicator`
 backup     applies the primary's entries in ``seq`` order; serves reads
 recovering not in the view: fetches what it missed from the primary's log
            (or a snapshot if its log diverged or was compacted past), joins
-           under the primary's write lock, and waits to be taken into the
-           view (SYNCED)
+           (the primary forwards it every later entry), and waits to be
+           taken into the view (SYNCED)
 ========== =================================================================
 
 The front end's VIEW lines drive every change (:meth:`Node.view_received`);

@@ -18,7 +18,9 @@ import json
 
 from twisted.application.service import Service
 from twisted.internet import error
-from twisted.internet.defer import CancelledError
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import CancelledError, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
@@ -29,6 +31,8 @@ from twisted.web.client import (
     _HTTP11ClientFactory,
 )
 from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from zope.interface import implementer
 from treq.client import HTTPClient
 
 from pygmy.config import ReplicaConfig
@@ -79,6 +83,62 @@ class _QuietClientFactory(_HTTP11ClientFactory):
         return _NoDelayClientProtocol(self._quiescentCallback)
 
 
+@implementer(IAgentEndpointFactory)
+class _Endpoints:
+    """
+    One client endpoint per host and port, made once.
+
+    Agent's default makes a new ``HostnameEndpoint`` (with IDNA encoding of
+    the host) for every request, even when a pooled connection serves it;
+    replicas are addressed by IP in config.ini, so a plain TCP endpoint,
+    kept, does the same for much less.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self._endpoints = {}
+        self._fallback = Agent(reactor)._endpointFactory
+
+    def endpointForURI(self, uri):
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            host = uri.host.decode("ascii")
+            if uri.scheme == b"http" and isIPAddress(host):
+                endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
+            elif uri.scheme == b"http" and isIPv6Address(host):
+                endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
+            else:
+                endpoint = self._fallback.endpointForURI(uri)
+            self._endpoints[key] = endpoint
+        return endpoint
+
+
+@implementer(IBodyProducer)
+class _BytesProducer:
+    """
+    A request body written at once, in the same turn as the request head
+    (treq's own producer for bytes writes it a reactor turn later).
+    """
+
+    def __init__(self, body: bytes):
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer):
+        consumer.write(self.body)
+        return succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def resumeProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
 class HTTPClientService(Service):
     """
     A treq client over one persistent connection pool, closed on stop.
@@ -89,7 +149,13 @@ class HTTPClientService(Service):
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = size
         self.pool._factory = _QuietClientFactory
-        self.client = HTTPClient(Agent(reactor, pool=self.pool))
+        agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), pool=self.pool)
+        self.client = HTTPClient(agent)
+
+    @staticmethod
+    def body(data: bytes):
+        """What to hand treq as the request body ``data``."""
+        return _BytesProducer(data)
 
     def stopService(self):
         super().stopService()
@@ -127,7 +193,7 @@ class Remote:
 
     async def post(self, path: str, body: dict):
         """POST ``body`` as JSON to ``path`` and return the decoded JSON body."""
-        return await self._call("POST", path, data=json_bytes(body))
+        return await self._call("POST", path, data=self._http.body(json_bytes(body)))
 
     async def _call(self, method: str, path: str, **kwargs):
         http = self._http
@@ -138,6 +204,7 @@ class Remote:
                 headers=self._headers,
                 timeout=self._timeout,
                 reactor=http.reactor,
+                allow_redirects=False,
                 **kwargs,
             )
             raw = await response.content()

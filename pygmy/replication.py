@@ -2,11 +2,11 @@
 The primary's side of replication: serialised writes, forwarded to every
 backup, acknowledged only once they are applied.
 
-A :class:`Replicator` exists while its replica is primary.  It takes the
-write lock, runs the write (rows + log entry, one SQLite transaction), hands
-the new entry to one :class:`BackupLink` per backup, releases the lock, and
-waits until every link has the entry applied, or until the front end has
-taken that backup out of the view.
+A :class:`Replicator` exists while its replica is primary.  It runs the
+write (rows + log entry, atomic; the store commits writes in arrival order,
+several per transaction under load), hands the new entry to one
+:class:`BackupLink` per backup, and waits until every link has the entry
+applied, or until the front end has taken that backup out of the view.
 
 A :class:`BackupLink` sends a backup what it lacks, in ``seq`` order, in
 batches: whatever is past the backup's last acknowledged ``seq``, from the
@@ -14,13 +14,14 @@ recent entries in memory or else from the log.  It learns that position from
 the backup's own answer, so a backup that is behind (just promoted primary,
 just joined) is brought up to date by the same loop.
 
-A replica that catches up joins **under the write lock**: no write can slip
-between the entries it was given and the first one forwarded to it.
+A replica that catches up joins without stopping writes: its link starts
+at the position it reached and is owed every later entry, from memory or
+from the log, so no write slips between catch-up and membership.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, DeferredLock, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -161,7 +162,6 @@ class Replicator:
         self.peers = peers
         self.clock = clock
         self.retry_delay = retry_delay
-        self.lock = DeferredLock()
         self.links: dict[str, BackupLink] = {}
         self._recent: dict[int, dict] = {}
 
@@ -193,43 +193,42 @@ class Replicator:
 
     async def write(self, request_id, mutate, *args) -> Write:
         """
-        Write under the lock, then wait until every backup applied it.
+        Write (the store serialises writes and assigns their ``seq``), then
+        wait until every backup applied it.
 
         A replayed request id waits too: the first attempt may still be on
         its way to the backups.
         """
-        await self.lock.acquire()
-        try:
-            write = await self.store.write(request_id, mutate, *args)
-            if not write.replayed:
-                if self.links:
-                    self._recent[write.seq] = write.entry
-                self.node.advanced(write.seq, write.entry["view"])
-            waiters = [link.wait_for(write.seq) for link in self.links.values()]
-        finally:
-            self.lock.release()
+        write = await self.store.write(request_id, mutate, *args)
+        # Callbacks of writes run in seq order, so links see entries in order.
+        if not write.replayed:
+            if self.links:
+                self._recent[write.seq] = write.entry
+            self.node.advanced(write.seq, write.entry["view"])
+        waiters = [link.wait_for(write.seq) for link in self.links.values()]
         await gatherResults(waiters, consumeErrors=True).addErrback(_first_error)
         return write
 
     async def join(self, name: str, after: int, view: int) -> bool:
         """
-        Let ``name`` join: under the write lock, check that its log matches
-        ours up to ``after`` and start forwarding everything past it.
+        Let ``name`` join: check that its log matches ours up to ``after``,
+        and forward it everything past ``after``.
+
+        No write slips between the check and the first forwarded entry: the
+        link starts at ``after`` and is owed every entry up to the head the
+        check saw; a write committed after that check finds the link in
+        place when it completes, and adds its own entry.
 
         @return: C{False} if its log does not match (it needs a snapshot).
         """
-        await self.lock.acquire()
-        try:
-            entries, head = await self.store.entries_after(after, view, 1)
-            if entries is None:
-                return False
-            self.drop(name)
-            link = BackupLink(self, name, self.peers.remotes[name], acked=after, joining=True, join_head=head)
-            self.links[name] = link
-            link.want(head)
-            return True
-        finally:
-            self.lock.release()
+        entries, head = await self.store.entries_after(after, view, 1)
+        if entries is None:
+            return False
+        self.drop(name)
+        link = BackupLink(self, name, self.peers.remotes[name], acked=after, joining=True, join_head=head)
+        self.links[name] = link
+        link.want(max(head, self.node.applied_seq))
+        return True
 
     async def entries_after(self, seq: int) -> list[dict]:
         """Up to L{BATCH} entries after ``seq``: from memory, else the log."""

@@ -52,7 +52,11 @@ def sync_store(path: Path, tables, seed, reactor: SyncReactor) -> Store:
 
 def stub_remote(resource, service: str, name: str, reactor, secret: str = "s3cret"):
     """A L{Remote} that calls ``resource`` in memory instead of over TCP."""
-    http = SimpleNamespace(client=None if resource is None else StubTreq(resource), reactor=reactor)
+    http = SimpleNamespace(
+        client=None if resource is None else StubTreq(resource),
+        reactor=reactor,
+        body=lambda data: data,
+    )
     replica = ReplicaConfig(service, name, "127.0.0.1", 1, "127.0.0.1")
     return Remote(http, replica, secret, timeout=5)
 

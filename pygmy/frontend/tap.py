@@ -15,6 +15,9 @@ def makeService(options):
     """The front end of the cluster in ``--config``."""
     from twisted.internet import reactor
 
+    from pygmy.options import tune_process
+
     from pygmy.frontend.service import frontend_service
 
+    tune_process()
     return frontend_service(options.config, reactor)

@@ -79,15 +79,12 @@ class Orders:
         @raise OutOfStock: no copy left.
         @raise Conflict: ``request_id`` was used to buy another book.
         """
-        order = await self.store.read(_select, "request_id", request_id)
-        if order is None:
-            await self.catalog.write(
-                lambda catalog: catalog.post(
-                    f"/books/{item_id}/decrement", {"request_id": request_id}
-                )
-            )
-            write = await self.writer.write(request_id, _record, item_id, request_id)
-            order = write.row
+        # No look-up first: on a retry the catalog replays its decrement
+        # and our log replays the order, both by request id.
+        await self.catalog.write(
+            lambda catalog: catalog.post(f"/books/{item_id}/decrement", {"request_id": request_id})
+        )
+        order = (await self.writer.write(request_id, _record, item_id, request_id)).row
         if order["item_id"] != item_id:
             raise Conflict(
                 f"This idempotency key already bought book {order['item_id']}."

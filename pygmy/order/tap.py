@@ -16,6 +16,9 @@ def makeService(options):
     """Order replica ``--replica`` of the cluster in ``--config``."""
     from twisted.internet import reactor
 
+    from pygmy.options import tune_process
+
     from pygmy.order.service import order_service
 
+    tune_process()
     return order_service(options.config, options["replica"], reactor)
