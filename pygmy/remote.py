@@ -15,6 +15,7 @@ domain errors of :mod:`pygmy.errors`:
 from __future__ import annotations
 
 import json
+from http.cookiejar import CookieJar
 
 from twisted.application.service import Service
 from twisted.internet import error
@@ -114,6 +115,19 @@ class _Endpoints:
         return endpoint
 
 
+class _NoCookies(CookieJar):
+    """
+    A cookie jar that keeps nothing: replicas set no cookies, and treq
+    would otherwise parse headers for them on every call.
+    """
+
+    def add_cookie_header(self, request):
+        pass
+
+    def extract_cookies(self, response, request):
+        pass
+
+
 @implementer(IBodyProducer)
 class _BytesProducer:
     """
@@ -150,7 +164,7 @@ class HTTPClientService(Service):
         self.pool.maxPersistentPerHost = size
         self.pool._factory = _QuietClientFactory
         agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), pool=self.pool)
-        self.client = HTTPClient(agent)
+        self.client = HTTPClient(agent, cookiejar=_NoCookies())
 
     @staticmethod
     def body(data: bytes):
