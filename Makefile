@@ -26,6 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/failover.py
 
 clean:
