@@ -12,6 +12,7 @@ from twisted.internet import reactor
 
 from pygmy.cluster import cluster_service
 from pygmy.config import ConfigError, load
+from pygmy.options import prepare_process
 
 path = os.environ.get("PYGMY_CONFIG", "config.ini")
 try:
@@ -19,5 +20,6 @@ try:
 except ConfigError as e:
     raise SystemExit(f"pygmy.tac: {e}")
 
+prepare_process(config)
 application = Application("pygmy")
 cluster_service(config, reactor).setServiceParent(application)

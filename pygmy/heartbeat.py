@@ -133,8 +133,18 @@ class _LineProtocol(LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE
+    #: Lines a peer may send per second; a flood closes the connection.
+    MAX_RATE = 20_000
+    _window = (0.0, 0)
 
     def lineReceived(self, line: bytes):
+        start, count = self._window
+        now = self._clock.seconds()
+        if now - start >= 1.0:
+            start, count = now, 0
+        self._window = (start, count + 1)
+        if count + 1 > self.MAX_RATE:
+            return self.refuse(f"over {self.MAX_RATE} lines a second")
         try:
             self.handle(*parse(line.rstrip(b"\r")))
         except ProtocolError as e:

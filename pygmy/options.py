@@ -13,6 +13,7 @@ import sys
 from twisted.python import usage
 
 from pygmy import config as configuration
+from pygmy.logs import FORMATS, use_json, warn_about_defaults
 
 
 class ConfigOptions(usage.Options):
@@ -23,13 +24,19 @@ class ConfigOptions(usage.Options):
     tapname = "pygmy"
     optParameters = [
         ["config", "c", "config.ini", "Path of the cluster's config.ini."],
+        ["log-format", None, "text", "Log as 'text' or 'json' (one JSON object per line)."],
     ]
 
     def postOptions(self):
+        if self["log-format"] not in FORMATS:
+            raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}.")
         try:
             self.config = configuration.load(self["config"])
         except configuration.ConfigError as e:
             raise SystemExit(f"{self.tapname}: {e}")
+        twistd = getattr(self, "parent", None)
+        if self["log-format"] == "json" and twistd is not None:
+            twistd["logger"] = use_json(twistd)
 
 
 class ReplicaOptions(ConfigOptions):
@@ -52,9 +59,18 @@ class ReplicaOptions(ConfigOptions):
             raise SystemExit(f"{self.tapname}: {e}")
 
 
+def prepare_process(config) -> None:
+    """
+    What every Pygmy server does before it builds its services: process
+    settings, and warnings about the configuration.
+    """
+    tune_process()
+    warn_about_defaults(config)
+
+
 def tune_process() -> None:
     """
-    Process-wide settings for a Pygmy server, applied by every makeService.
+    Process-wide settings for a Pygmy server.
 
     Each database call hands work to a thread and back; with Python's
     default 5 ms GIL switch interval a busy reactor can keep that thread

@@ -28,9 +28,10 @@ from klein import Klein
 from twisted.application.service import MultiService
 
 from pygmy.config import SERVICES, Config, ReplicaConfig
-from pygmy.errors import BadRequest
+from pygmy.errors import BadRequest, NotFound
 from pygmy.heartbeat import BeatFactory
 from pygmy.listener import Listener
+from pygmy.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
 from pygmy.node import Node, NodeService
 from pygmy.remote import HTTPClientService
 from pygmy.routing import routes_for
@@ -76,9 +77,10 @@ class ReplicaApp:
 
     app = Klein()
 
-    def __init__(self, replica: ReplicaConfig, node: Node, secret: str, service_app):
+    def __init__(self, replica: ReplicaConfig, node: Node, secret: str, service_app, metrics=None):
         self.replica = replica
         self.node = node
+        self.metrics = metrics
         self.store = node.store
         self._secret = secret
         self._service = service_app.app.resource()
@@ -98,6 +100,15 @@ class ReplicaApp:
                 "checksum": checksum,
             },
         )
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_text(self, request):
+        """Prometheus text format (with the secret, like every internal route)."""
+        require_secret(request, self._secret)
+        if self.metrics is None:
+            raise NotFound("This replica keeps no metrics.")
+        request.setHeader(b"content-type", CONTENT_TYPE)
+        return self.metrics.render()
 
     @app.route("/admin/dump", methods=["GET"])
     async def dump(self, request):
@@ -193,7 +204,8 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
         return factory, reactor.connectTCP(front.host, front.heartbeat_port, factory)
 
     NodeService(parts.node, connect).setServiceParent(top)
-    app = ReplicaApp(replica, parts.node, cluster.secret, service_app)
-    site = make_site(app.app.resource(), cluster.access_log)
+    _, metrics = registry_with(ReplicaCollector(parts.node))
+    app = ReplicaApp(replica, parts.node, cluster.secret, service_app, metrics)
+    site = make_site(app.app.resource(), cluster.access_log, metrics)
     Listener(reactor, replica.port, replica.bind, site, f"{replica.label} HTTP").setServiceParent(top)
     return top

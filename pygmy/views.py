@@ -44,6 +44,7 @@ class Member:
     last_view: int = 0
     last_seen: float = 0.0
     connection: object = None
+    silences: int = 0
 
     @property
     def position(self) -> tuple[int, int]:
@@ -112,6 +113,7 @@ class ServiceView:
         for member in self.members.values():
             if member.alive and now - member.last_seen > timeout:
                 connection = member.connection
+                member.silences += 1
                 self._lost(member.name, f"silent for {now - member.last_seen:.2f}s")
                 if connection is not None:
                     connection.transport.loseConnection()

@@ -16,9 +16,9 @@ def makeService(options):
     """Catalog replica ``--replica`` of the cluster in ``--config``."""
     from twisted.internet import reactor
 
-    from pygmy.options import tune_process
+    from pygmy.options import prepare_process
 
     from pygmy.catalog.service import catalog_service
 
-    tune_process()
+    prepare_process(options.config)
     return catalog_service(options.config, options["replica"], reactor)

@@ -15,8 +15,9 @@ from klein import Klein
 from twisted.internet.defer import Deferred
 
 from pygmy.config import Config
-from pygmy.errors import BadRequest
+from pygmy.errors import BadRequest, NotFound
 from pygmy.frontend.cache import ReplyCache
+from pygmy.metrics import CONTENT_TYPE
 from pygmy.routing import ServiceRoutes
 from pygmy.validate import (
     MAX_KEY,
@@ -53,14 +54,16 @@ class FrontendApp:
     @param routes: the catalog's and the order service's L{ServiceRoutes}.
     @param monitor: the heartbeat monitor, for C{/status}.
     @param cache: the reply cache of lookups, searches and the list.
+    @param metrics: the L{pygmy.metrics.HTTPMetrics} served at C{/metrics}.
     """
 
     app = Klein()
 
-    def __init__(self, config: Config, routes: dict[str, ServiceRoutes], monitor, cache: ReplyCache):
+    def __init__(self, config: Config, routes: dict[str, ServiceRoutes], monitor, cache: ReplyCache, metrics=None):
         self.config = config
         self.monitor = monitor
         self.cache = cache
+        self.metrics = metrics
         self.catalog = routes["catalog"]
         self.orders = routes["order"]
         self.routes = routes
@@ -179,6 +182,14 @@ class FrontendApp:
                 "balancer": self.config.frontend.balancer,
             },
         )
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics_text(self, request):
+        """``GET /metrics``: Prometheus text format."""
+        if self.metrics is None:
+            raise NotFound("This front end keeps no metrics.")
+        request.setHeader(b"content-type", CONTENT_TYPE)
+        return self.metrics.render()
 
     @app.route("/health", methods=["GET"])
     def health(self, request):

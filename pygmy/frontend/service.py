@@ -14,6 +14,7 @@ from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
 from pygmy.heartbeat import MonitorFactory
 from pygmy.listener import Listener
+from pygmy.metrics import FrontendCollector, registry_with
 from pygmy.remote import HTTPClientService
 from pygmy.routing import routes_for
 from pygmy.web import make_site
@@ -58,6 +59,8 @@ def frontend_service(config: Config, reactor) -> MultiService:
 
     cache = ReplyCache(front.cache_size)
     monitor.invalidated = cache.invalidate
-    app = FrontendApp(config, routes, monitor, cache)
-    Listener(reactor, front.port, front.bind, make_site(app.app.resource(), cluster.access_log), "front end HTTP").setServiceParent(top)
+    _, metrics = registry_with(FrontendCollector(monitor, cache))
+    app = FrontendApp(config, routes, monitor, cache, metrics)
+    site = make_site(app.app.resource(), cluster.access_log, metrics)
+    Listener(reactor, front.port, front.bind, site, "front end HTTP").setServiceParent(top)
     return top

@@ -15,9 +15,9 @@ def makeService(options):
     """The front end of the cluster in ``--config``."""
     from twisted.internet import reactor
 
-    from pygmy.options import tune_process
+    from pygmy.options import prepare_process
 
     from pygmy.frontend.service import frontend_service
 
-    tune_process()
+    prepare_process(options.config)
     return frontend_service(options.config, reactor)
