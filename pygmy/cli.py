@@ -1,15 +1,24 @@
 """
-The ``pygmy`` command: run a cluster of twistd processes and test it.
+The ``pygmy`` command: use a book store, load it, run a cluster and test it.
 
+    pygmy search TOPIC | lookup ID | buy ID [--key K] | order ID | list | status
+                 [--url URL | --config config.ini] [--json] [--timeout S]
+    pygmy load   [--url URL | --config config.ini] [--clients N] [--duration S]
+                 [--count N] [--mix lookup=6,search=3,buy=1] [--no-cache]
+                 [--plot FILE.png] [--json [FILE]] [--crash catalog|order]
     pygmy up     [--config config.ini] [--only NAME ...]
     pygmy down   [--config config.ini] [--only NAME ...]
     pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N]
 
-``up`` starts every replica and then the front end as daemonised twistd
-processes (pid file and log of each in ``data_dir``); ``down`` stops them;
-``chaos`` kills replicas of a running cluster under load, restarts them and
-checks the invariants of DESIGN.md section 6 (the run is :mod:`pygmy.chaos`,
-the checks and the report :mod:`pygmy.invariants`).
+The client commands talk to the front end at ``--url``, or at the ``[frontend]``
+host and port of the config file (``./config.ini`` if it exists), or at
+http://127.0.0.1:8080 (:mod:`pygmy.client`); ``load`` runs concurrent clients
+and reports latency per operation (:mod:`pygmy.load`).  ``up`` starts every
+replica and then the front end as daemonised twistd processes (pid file and
+log of each in ``data_dir``); ``down`` stops them; ``chaos`` kills replicas
+of a running cluster under load, restarts them and checks the invariants of
+DESIGN.md section 6 (the run is :mod:`pygmy.chaos`, the checks and the
+report :mod:`pygmy.invariants`).
 """
 
 from __future__ import annotations
@@ -35,6 +44,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _mix(text: str) -> dict:
+    from pygmy.load import parse_mix
+
+    try:
+        return parse_mix(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", default="config.ini", help="the cluster's config.ini (default: %(default)s)"
@@ -51,13 +69,83 @@ def _add_only(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_frontend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", "-u", default=None,
+        help="the front end's base URL (default: [frontend] of the config file, else http://127.0.0.1:8080)",
+    )
+    parser.add_argument(
+        "--config", "-c", default=None,
+        help="config.ini whose [frontend] host and port to use (default: ./config.ini if it exists)",
+    )
+
+
+def _add_client_commands(commands) -> None:
+    """search, lookup, buy, order, list, status: one request each (:mod:`pygmy.client`)."""
+    from pygmy.client import DEFAULT_TIMEOUT
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help)
+        _add_frontend(parser)
+        parser.add_argument("--json", action="store_true", help="print the front end's JSON reply")
+        parser.add_argument(
+            "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, metavar="S",
+            help="seconds to wait for the answer (default: %(default)s)",
+        )
+        return parser
+
+    command("search", "the books of a topic").add_argument("topic", nargs="+", help="the topic (words are joined)")
+    command("lookup", "one book: title, topic, cost, stock").add_argument("id", help="the book's id")
+    buy = command("buy", "buy one copy of a book")
+    buy.add_argument("id", help="the book's id")
+    buy.add_argument("--key", "-k", default=None, help="Idempotency-Key: the same key again buys only once")
+    command("order", "one order").add_argument("id", help="the order's id")
+    command("list", "every book")
+    command("status", "the cluster as the front end sees it: views, replicas, cache")
+
+
+def _add_load(commands) -> None:
+    """The ``load`` sub-command (:mod:`pygmy.load`)."""
+    from pygmy.load import DEFAULT_MIX
+
+    load = commands.add_parser(
+        "load", help="concurrent clients: a progress bar, then latency per operation (needs pygmy[load])"
+    )
+    _add_frontend(load)
+    load.add_argument("--clients", "-n", type=_positive_int, default=10, metavar="N",
+                      help="concurrent clients (default: %(default)s)")
+    load.add_argument("--duration", "-d", type=_positive_float, default=None, metavar="S",
+                      help="seconds of load (default: 10, unless --count is given)")
+    load.add_argument("--count", type=_positive_int, default=None, metavar="N",
+                      help="stop after N requests (with --duration, whichever comes first)")
+    load.add_argument("--mix", type=_mix, default=DEFAULT_MIX, metavar="OP=W,...",
+                      help="weights of search, lookup, buy, list (default: %(default)s)")
+    load.add_argument("--no-cache", action="store_true",
+                      help="send Cache-Control: no-cache with every read (compare with a run without it)")
+    load.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: a new one, printed)")
+    load.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S",
+                      help="seconds a request may take before it counts as 'no answer' (default: %(default)s)")
+    load.add_argument("--plot", default=None, metavar="FILE.png",
+                      help="draw the latency distributions (and the --crash timeline) into this PNG")
+    load.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                      help="write the raw summary as JSON to FILE, or to stdout instead of the table")
+    load.add_argument("--crash", choices=("catalog", "order"), default=None,
+                      help="kill -9 this service's primary during the run and restart it (needs `pygmy up`)")
+    load.add_argument("--crash-at", type=_positive_float, default=None, metavar="S",
+                      help="when to kill, in seconds from the start (default: a third of --duration)")
+    load.add_argument("--down", type=_positive_float, default=2.0, metavar="S",
+                      help="seconds the killed primary stays down before its restart (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pygmy`` command and its sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="pygmy", description="Run and test a Pygmy book store cluster."
+        prog="pygmy", description="Use, load, run and test a Pygmy book store cluster."
     )
     parser.add_argument("--version", action="version", version=f"pygmy {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_client_commands(commands)
+    _add_load(commands)
 
     up = commands.add_parser("up", help="start every replica, then the front end, as twistd daemons")
     _add_config(up)
@@ -86,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The sub-commands that are one request to the front end.
+CLIENT_COMMANDS = ("search", "lookup", "buy", "order", "list", "status")
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -97,6 +189,14 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in CLIENT_COMMANDS:
+        from pygmy import client
+
+        return client.main(args)
+    if args.command == "load":
+        from pygmy import load
+
+        return load.main(args)
     try:
         config = configuration.load(args.config)
     except configuration.ConfigError as e:

@@ -10,6 +10,7 @@ space-separated words::
     replica -> front end  BEAT <service> <replica> <view> <applied_seq> <last_view> <state>
     front end -> replica  VIEW <service> <view> <primary|-> <backup,backup|->
     primary -> front end  SYNCED <service> <replica> <seq>
+    primary -> front end  UNREACHABLE <service> <replica>
     primary -> front end  INVALIDATE <item_id> <seq>
 
 - ``CHALLENGE`` is the first line of every connection: a fresh random nonce.
@@ -24,6 +25,9 @@ space-separated words::
   changes and right after ``HELLO``.
 - ``SYNCED`` comes from a primary: a joining replica now holds every entry
   up to ``seq`` and receives every new one, so it can enter the view.
+- ``UNREACHABLE`` comes from a primary that has not reached a backup for a
+  while although the backup still beats (a partial partition): the front
+  end takes it out of the view, so writes stop waiting for it.
 - ``INVALIDATE`` comes from the catalog primary after a write to book
   ``item_id`` was replicated and before it is acknowledged, so the front
   end drops what it cached of that book.
@@ -95,6 +99,7 @@ def parse(line: bytes) -> tuple:
         "VIEW": 4,
         "SYNCED": 3,
         "INVALIDATE": 2,
+        "UNREACHABLE": 2,
     }
     if verb not in shapes:
         raise ProtocolError(f"unknown verb {verb[:20]!r}")
@@ -114,6 +119,8 @@ def parse(line: bytes) -> tuple:
         return verb, _name(args[0]), _number(args[1]), primary, _names(args[3])
     if verb == "INVALIDATE":
         return verb, _number(args[0]), _number(args[1])
+    if verb == "UNREACHABLE":
+        return verb, _name(args[0]), _name(args[1])
     return verb, _name(args[0]), _name(args[1]), _number(args[2])
 
 
@@ -206,7 +213,7 @@ class MonitorProtocol(_LineProtocol):
                 raise ProtocolError(f"INVALIDATE from {':'.join(self.identity)}")
             self.monitor.invalidate(self.identity[1], *args)
             return
-        if verb not in ("BEAT", "SYNCED"):
+        if verb not in ("BEAT", "SYNCED", "UNREACHABLE"):
             raise ProtocolError(f"{verb} is not for the front end")
         service, replica = args[0], args[1]
         if verb == "BEAT":
@@ -217,6 +224,10 @@ class MonitorProtocol(_LineProtocol):
             if service != self.identity[0]:
                 raise ProtocolError(f"SYNCED for {service} from {':'.join(self.identity)}")
             self.monitor.synced(service, self.identity[1], replica, args[2])
+        elif verb == "UNREACHABLE":
+            if service != self.identity[0]:
+                raise ProtocolError(f"UNREACHABLE for {service} from {':'.join(self.identity)}")
+            self.monitor.unreachable(service, self.identity[1], replica)
 
     def _hello(self, service, replica, given):
         if self.identity is not None:

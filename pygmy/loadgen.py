@@ -5,7 +5,9 @@ A load generator on Twisted and treq: concurrent clients, no threads.
 ``plan`` gives them, for a duration or a number of requests, and records
 one :class:`Sample` per answer.  :func:`summarise` turns samples into
 counts, errors by status, requests per second and latency percentiles per
-operation.  ``pygmy load`` and the benchmarks build on these.
+operation; :func:`timeline` cuts the run into time slices (for the failover
+plot of ``pygmy load --crash``).  ``pygmy load`` (:mod:`pygmy.load`) and
+the benchmarks build on these.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ class Sample:
     status: int  # 0: no answer
     seconds: float
     at: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the answer was a 2xx."""
+        return 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,32 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
+def error_key(status: int) -> str:
+    """How :func:`summarise` names a failed answer: ``"503"``, or ``"no answer"``."""
+    return str(status) if status else "no answer"
+
+
+def _statistics(found: list[Sample], seconds: float) -> dict:
+    """The counts and latency figures of one group of samples."""
+    latencies = sorted(s.seconds for s in found)
+    errors: dict[str, int] = {}
+    for s in found:
+        if not s.ok:
+            key = error_key(s.status)
+            errors[key] = errors.get(key, 0) + 1
+    return {
+        "count": len(found),
+        "ok": len(found) - sum(errors.values()),
+        "errors": errors,
+        "rps": len(found) / seconds if seconds > 0 else 0.0,
+        "mean": sum(latencies) / len(latencies),
+        "p50": percentile(latencies, 50),
+        "p90": percentile(latencies, 90),
+        "p99": percentile(latencies, 99),
+        "max": latencies[-1],
+    }
+
+
 def summarise(samples: list[Sample], seconds: float) -> dict:
     """
     Per operation: ``count``, ``ok`` (2xx), ``errors`` by status, ``rps``
@@ -62,26 +95,43 @@ def summarise(samples: list[Sample], seconds: float) -> dict:
     by_operation: dict[str, list[Sample]] = {}
     for sample in samples:
         by_operation.setdefault(sample.operation, []).append(sample)
-    summary = {}
-    for operation, found in sorted(by_operation.items()):
+    return {operation: _statistics(found, seconds) for operation, found in sorted(by_operation.items())}
+
+
+def overall(samples: list[Sample], seconds: float) -> dict | None:
+    """The figures of :func:`summarise` for every sample together; C{None} if there are none."""
+    return _statistics(samples, seconds) if samples else None
+
+
+def timeline(samples: list[Sample], width: float, until: float | None = None) -> list[dict]:
+    """
+    The run cut into slices of ``width`` seconds (by when each request was
+    sent): per slice its ``start``, ``count``, ``errors``, ``rps`` and the
+    ``p50`` and ``max`` latency (C{None} in an empty slice).
+
+    @param until: the end of the last slice (default: the last sample's send time).
+    """
+    if width <= 0:
+        raise ValueError(f"slice width {width} is not above 0")
+    end = max((s.at for s in samples), default=0.0) if until is None else until
+    slices = [[] for _ in range(max(1, math.floor(end / width) + 1))]
+    for sample in samples:
+        index = min(max(0, math.floor(sample.at / width)), len(slices) - 1)
+        slices[index].append(sample)
+    rows = []
+    for number, found in enumerate(slices):
         latencies = sorted(s.seconds for s in found)
-        errors: dict[str, int] = {}
-        for s in found:
-            if not 200 <= s.status < 300:
-                key = str(s.status) if s.status else "no answer"
-                errors[key] = errors.get(key, 0) + 1
-        summary[operation] = {
-            "count": len(found),
-            "ok": len(found) - sum(errors.values()),
-            "errors": errors,
-            "rps": len(found) / seconds if seconds > 0 else 0.0,
-            "mean": sum(latencies) / len(latencies),
-            "p50": percentile(latencies, 50),
-            "p90": percentile(latencies, 90),
-            "p99": percentile(latencies, 99),
-            "max": latencies[-1],
-        }
-    return summary
+        rows.append(
+            {
+                "start": number * width,
+                "count": len(found),
+                "errors": sum(1 for s in found if not s.ok),
+                "rps": len(found) / width,
+                "p50": percentile(latencies, 50) if latencies else None,
+                "max": latencies[-1] if latencies else None,
+            }
+        )
+    return rows
 
 
 async def drive(
@@ -92,11 +142,17 @@ async def drive(
     duration: float | None = None,
     count: int | None = None,
     on_sample: Callable[[Sample], None] | None = None,
+    timeout: float | None = None,
 ) -> list[Sample]:
     """
     Run ``clients`` concurrent clients until ``duration`` seconds have
     passed or ``count`` requests were sent (whichever is given; both bound
-    the run).  ``plan(n)`` gives the ``n``-th request.
+    the run).  ``plan(n)`` gives the ``n``-th request (its ``headers`` are
+    sent with it).
+
+    @param on_sample: called with each L{Sample} as it is recorded.
+    @param timeout: seconds one request may take before it counts as
+        "no answer" (status 0); C{None}: no limit of its own.
     """
     if duration is None and count is None:
         raise ValueError("give a duration or a count")
@@ -104,6 +160,7 @@ async def drive(
     started = reactor.seconds()
     until = math.inf if duration is None else started + duration
     numbers = iter(range(count if count is not None else 2**62))
+    limit = {} if timeout is None else {"timeout": timeout}
 
     async def client():
         for n in numbers:
@@ -112,7 +169,7 @@ async def drive(
             request = plan(n)
             sent = reactor.seconds()
             try:
-                response = await http.request(request.method, request.url, headers=request.headers)
+                response = await http.request(request.method, request.url, headers=request.headers, **limit)
                 await response.content()
                 status = response.code
             except Exception:

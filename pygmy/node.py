@@ -101,6 +101,13 @@ class Node:
         self.heartbeat.send(f"SYNCED {self.service} {name} {seq}".encode("ascii"))
         return True
 
+    def report_unreachable(self, name: str) -> bool:
+        """Ask the front end to take backup ``name``, which we cannot reach, out of the view."""
+        if self.heartbeat is None:
+            return False
+        self.heartbeat.send(f"UNREACHABLE {self.service} {name}".encode("ascii"))
+        return True
+
     # Views
 
     def view_received(self, service: str, view: int, primary, backups) -> None:
@@ -123,7 +130,9 @@ class Node:
         self.primary = primary
         if primary == self.name:
             if self.replicator is None:
-                self.replicator = Replicator(self, self.store, self.peers, self.clock, self.interval / 2)
+                self.replicator = Replicator(
+                    self, self.store, self.peers, self.clock, self.interval / 2, patience=self.interval * 3
+                )
             self.role = "primary"
             self.replicator.set_backups(backups)
         else:

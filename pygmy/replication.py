@@ -53,6 +53,8 @@ class BackupLink:
         self.synced_sent = False
         self.closed = False
         self._sending = False
+        self._failing_since = None
+        self._reported = False
         self._waiters: list[tuple[int, Deferred]] = []
 
     def want(self, seq: int) -> None:
@@ -125,9 +127,26 @@ class BackupLink:
                     log.info("Joining {name} dropped: {why}", name=self.name, why=e.message)
                     replicator.drop(self.name)
                     return
+                self._failing(e)
                 await deferLater(replicator.clock, replicator.retry_delay, lambda: None)
                 continue
+            self._failing_since = None
             self._acknowledged(reply["applied_seq"])
+
+    def _failing(self, error: PygmyError) -> None:
+        """
+        A call to the backup failed.  Writes wait for it until the front end
+        takes it out of the view; if it stays unreachable from here while
+        its heartbeats go on (a partial partition), ask the front end to.
+        """
+        now = self.replicator.clock.seconds()
+        if self._failing_since is None:
+            self._failing_since = now
+            self._reported = False
+        elif not self._reported and now - self._failing_since >= self.replicator.patience:
+            log.warn("Backup {name} unreachable for {s:.1f}s ({why}); reporting it",
+                     name=self.name, s=now - self._failing_since, why=error.message)
+            self._reported = self.replicator.node.report_unreachable(self.name)
 
     def _post(self, entries: list, resync: bool = False):
         node = self.replicator.node
@@ -154,14 +173,18 @@ class Replicator:
 
     @param node: the primary's L{pygmy.node.Node}.
     @param peers: the L{ServiceRoutes} of the primary's own service.
+    @param patience: seconds a backup may not answer before the primary
+        asks the front end to take it out of the view.
     """
 
-    def __init__(self, node, store: Store, peers, clock, retry_delay: float):
+    def __init__(self, node, store: Store, peers, clock, retry_delay: float, patience: float):
         self.node = node
         self.store = store
         self.peers = peers
         self.clock = clock
         self.retry_delay = retry_delay
+        #: Seconds a backup may fail to answer before it is reported.
+        self.patience = patience
         self.links: dict[str, BackupLink] = {}
         self._recent: dict[int, dict] = {}
 

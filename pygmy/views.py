@@ -130,6 +130,11 @@ class ServiceView:
         self.in_sync.add(name)
         self._new_view(f"{name} caught up to seq {seq}")
 
+    def unreachable(self, sender: str, name: str) -> None:
+        """The primary ``sender`` cannot reach its backup ``name``."""
+        if sender == self.primary and name in self.backups:
+            self._drop_backup(name, f"primary {sender} cannot reach it")
+
     # Decisions
 
     def elect(self, now: float) -> None:

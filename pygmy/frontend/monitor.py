@@ -67,6 +67,9 @@ class Monitor:
     def synced(self, service, sender, replica, seq) -> None:
         self.views[service].synced(sender, replica, seq, self.clock.seconds())
 
+    def unreachable(self, service, sender, replica) -> None:
+        self.views[service].unreachable(sender, replica)
+
     def invalidate(self, sender: str, item: int, seq: int) -> None:
         """The catalog primary ``sender`` changed book ``item`` at ``seq``."""
         self.invalidated(item)

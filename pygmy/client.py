@@ -1,0 +1,379 @@
+"""
+The everyday client commands of ``pygmy``: search, lookup, buy, order,
+list and status against a front end's public API (DESIGN.md section 3).
+
+Each command is one small coroutine that makes one request and returns the
+decoded reply (:func:`search`, :func:`lookup` ...), and one function that
+turns that reply into readable text (:data:`FORMATS`); :func:`run` ties
+them together with the error handling, and :func:`main` runs it under
+``react`` with a treq client of its own.  Only Twisted and treq are needed
+(the tables here are plain text, so the optional ``load`` extra is not).
+
+Exit status: 0 done, 1 the front end answered with an error (its message
+is printed), 2 bad usage or config file, 3 the front end cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+#: The front end a command talks to when there is neither --url nor a config file.
+DEFAULT_URL = "http://127.0.0.1:8080"
+#: The config file read when --config is not given (if it exists).
+DEFAULT_CONFIG = "config.ini"
+#: Seconds one request may take (--timeout).
+DEFAULT_TIMEOUT = 10.0
+
+OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+
+class ClientError(Exception):
+    """A command could not be done; ``str()`` is the line to print, ``status`` the exit status."""
+
+    status = FAILED
+
+
+class ServerError(ClientError):
+    """
+    The front end answered with an error.
+
+    @ivar code: the HTTP status; @ivar body: the decoded reply, if it was JSON.
+    """
+
+    status = FAILED
+
+    def __init__(self, code: int, body):
+        self.code = code
+        self.body = body
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            text = f"{code} {error.get('code', 'error')}"
+            if error.get("message"):
+                text += f": {error['message']}"
+        else:
+            text = f"HTTP {code} from the front end, and not a Pygmy JSON reply"
+        super().__init__(text)
+
+
+class Unreachable(ClientError):
+    """No answer from the front end (refused, reset, timed out, no such host)."""
+
+    status = UNREACHABLE
+
+
+class UsageError(ClientError):
+    """Bad arguments or config file."""
+
+    status = USAGE
+
+
+# Where the front end is
+
+
+def base_url(url: str) -> str:
+    """``url`` without trailing slashes, with ``http://`` if it has no scheme."""
+    url = url.strip().rstrip("/")
+    if not url:
+        raise UsageError("--url is empty")
+    return url if "://" in url else f"http://{url}"
+
+
+def resolve_url(url: str | None, config_path: str | None) -> str:
+    """
+    The front end's base URL: ``url`` if given; else ``[frontend] host`` and
+    ``port`` of ``config_path`` (default ``./config.ini``, skipped if it does
+    not exist); else :data:`DEFAULT_URL`.
+
+    @raise UsageError: if a config file named by ``--config`` is missing or
+        a config file is invalid.
+    """
+    if url is not None:
+        return base_url(url)
+    if config_path is None:
+        if not Path(DEFAULT_CONFIG).is_file():
+            return DEFAULT_URL
+        config_path = DEFAULT_CONFIG
+    from pygmy import config as configuration
+
+    try:
+        return configuration.load(config_path).frontend.url
+    except configuration.ConfigError as e:
+        raise UsageError(str(e)) from None
+
+
+# Talking to the front end
+
+
+@dataclass
+class Frontend:
+    """
+    The public API of one front end, through a treq ``HTTPClient``.
+
+    @ivar timeout: seconds per request, or C{None}.
+    """
+
+    http: object
+    url: str
+    timeout: float | None = DEFAULT_TIMEOUT
+
+    async def call(self, method: str, path: str, headers=None, params=None) -> dict:
+        """
+        One request; the decoded JSON of a 2xx reply.
+
+        @raise ServerError: on any other status.
+        @raise Unreachable: if no answer came.
+        """
+        limit = {} if self.timeout is None else {"timeout": self.timeout}
+        try:
+            response = await self.http.request(
+                method, self.url + path, headers=headers or {}, params=params, **limit
+            )
+            content = await response.content()
+        except Exception as e:  # any transport failure means "no answer"
+            raise Unreachable(f"cannot reach the front end at {self.url} ({describe_failure(e)})") from None
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        if not 200 <= response.code < 300:
+            raise ServerError(response.code, body)
+        if body is None:
+            raise ServerError(response.code, None)
+        return body
+
+
+def describe_failure(error: Exception) -> str:
+    """A few words for a transport failure: ``connection refused``, ``timed out`` ..."""
+    from twisted.internet import error as errors
+    from twisted.internet.defer import CancelledError
+    from twisted.web._newclient import ResponseNeverReceived
+
+    if isinstance(error, ResponseNeverReceived) and error.reasons:
+        error = error.reasons[0].value
+    if isinstance(error, errors.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, (CancelledError, errors.TimeoutError)):
+        return "timed out"
+    if isinstance(error, errors.DNSLookupError):
+        return "unknown host"
+    if isinstance(error, (errors.ConnectionLost, errors.ConnectionDone)):
+        return "connection closed before an answer"
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _segment(value: str) -> str:
+    """``value`` quoted as one path segment."""
+    return quote(str(value), safe="")
+
+
+async def search(api: Frontend, topic: str) -> dict:
+    """``GET /search?topic=``: ``{"topic", "items": [{"id", "title"}]}``."""
+    return await api.call("GET", "/search", params={"topic": topic})
+
+
+async def lookup(api: Frontend, item_id: str) -> dict:
+    """``GET /lookup/<id>``: one book."""
+    return await api.call("GET", f"/lookup/{_segment(item_id)}")
+
+
+async def buy(api: Frontend, item_id: str, key: str | None = None) -> dict:
+    """``POST /buy/<id>``, with ``Idempotency-Key: key`` if given: ``{"order"}``."""
+    headers = {} if key is None else {"Idempotency-Key": key}
+    return await api.call("POST", f"/buy/{_segment(item_id)}", headers=headers)
+
+
+async def order(api: Frontend, order_id: str) -> dict:
+    """``GET /orders/<order_id>``: ``{"order"}``."""
+    return await api.call("GET", f"/orders/{_segment(order_id)}")
+
+
+async def listing(api: Frontend) -> dict:
+    """``GET /list``: ``{"items": [book, ...]}``."""
+    return await api.call("GET", "/list")
+
+
+async def status(api: Frontend) -> dict:
+    """``GET /status``: the cluster as the front end sees it."""
+    return await api.call("GET", "/status")
+
+
+# Readable output
+
+
+def table(headers: list[str], rows: list[list], right: tuple[int, ...] = ()) -> str:
+    """
+    A plain-text table: a header line, a rule, one line per row; the
+    columns whose index is in ``right`` are right-aligned.
+    """
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row):
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
+
+
+def fields(pairs: list[tuple[str, object]]) -> str:
+    """``key  value`` lines, the values aligned."""
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
+
+
+def format_search(body: dict) -> str:
+    """The books of a search, or a line saying there are none."""
+    items = body.get("items", [])
+    if not items:
+        return f'no books on "{body.get("topic")}"'
+    found = table(["id", "title"], [[i["id"], i["title"]] for i in items], right=(0,))
+    noun = "book" if len(items) == 1 else "books"
+    return f'{found}\n{len(items)} {noun} on "{body.get("topic")}"'
+
+
+def format_book(body: dict) -> str:
+    """One book, a field per line."""
+    return fields([(k, body.get(k)) for k in ("id", "title", "topic", "cost", "stock")])
+
+
+def format_order(body: dict) -> str:
+    """One order, a field per line."""
+    placed = body["order"]
+    return fields([("order", placed["id"]), ("book", placed["item_id"]), ("created", placed["created"])])
+
+
+def format_list(body: dict) -> str:
+    """Every book as a table."""
+    rows = [[i["id"], i["title"], i["topic"], i["cost"], i["stock"]] for i in body.get("items", [])]
+    return table(["id", "title", "topic", "cost", "stock"], rows, right=(0, 3, 4))
+
+
+def _names(names) -> str:
+    return ", ".join(names) if names else "-"
+
+
+def format_status(body: dict) -> str:
+    """The views, the replicas, the cache and the balancer."""
+    services = body.get("services", {})
+    views = [
+        [name, view.get("view"), view.get("primary") or "-", _names(view.get("backups")), _names(view.get("in_sync"))]
+        for name, view in services.items()
+    ]
+    replicas = [
+        [f"{name}:{replica}", "yes" if state.get("alive") else "no", state.get("state"), state.get("applied_seq")]
+        for name, view in services.items()
+        for replica, state in sorted(view.get("replicas", {}).items())
+    ]
+    parts = [
+        table(["service", "view", "primary", "backups", "in sync"], views, right=(1,)),
+        table(["replica", "alive", "state", "applied_seq"], replicas, right=(3,)),
+    ]
+    cache = body.get("cache")
+    lines = []
+    if cache:
+        size = f"{cache.get('size')} of {cache.get('capacity')} entries"
+        counters = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in cache.items() if k not in ("size", "capacity"))
+        lines.append(("cache", f"{size}; {counters}" if counters else size))
+    if "balancer" in body:
+        lines.append(("balancer", body["balancer"]))
+    if lines:
+        parts.append(fields(lines))
+    return "\n\n".join(parts)
+
+
+#: Per command: what it asks (api, args) -> body, and how its reply is shown.
+COMMANDS: dict[str, tuple[Callable, Callable[[dict], str]]] = {
+    "search": (lambda api, a: search(api, " ".join(a.topic)), format_search),
+    "lookup": (lambda api, a: lookup(api, a.id), format_book),
+    "buy": (lambda api, a: buy(api, a.id, a.key), format_order),
+    "order": (lambda api, a: order(api, a.id), format_order),
+    "list": (lambda api, a: listing(api), format_list),
+    "status": (lambda api, a: status(api), format_status),
+}
+
+
+def dump_json(body) -> str:
+    """The reply as indented JSON, for ``--json``."""
+    return json.dumps(body, indent=2, sort_keys=False)
+
+
+async def run(api: Frontend, args, out=None, err=None) -> int:
+    """
+    Do ``args.command`` against ``api``; print its reply (as a table, or
+    JSON with ``args.json``) on ``out``, or one error line on ``err``.
+
+    @return: the exit status.
+    """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    ask, show = COMMANDS[args.command]
+    try:
+        body = await ask(api, args)
+    except ServerError as e:
+        if args.json and e.body is not None:
+            print(dump_json(e.body), file=out)
+        print(f"pygmy {args.command}: {e}", file=err)
+        return e.status
+    except ClientError as e:
+        print(f"pygmy {args.command}: {e}", file=err)
+        return e.status
+    print(dump_json(body) if args.json else show(body), file=out)
+    return OK
+
+
+def main(args, out=None, err=None) -> int:
+    """
+    Run one client command (``args`` from :mod:`pygmy.cli`) under
+    ``react``, with a treq client whose pool is closed at the end.
+
+    @return: the exit status.
+    """
+    err = sys.stderr if err is None else err
+    try:
+        url = resolve_url(args.url, args.config)
+    except ClientError as e:
+        print(f"pygmy {args.command}: {e}", file=err)
+        return e.status
+
+    async def command(reactor) -> int:
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        pool = HTTPConnectionPool(reactor)
+        pool.maxPersistentPerHost = 1
+        http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=args.timeout))
+        try:
+            return await run(Frontend(http, url, args.timeout), args, out, err)
+        finally:
+            await pool.closeCachedConnections()
+
+    return react_for_status(command)
+
+
+def react_for_status(command) -> int:
+    """
+    Run the coroutine function ``command(reactor)`` under ``react`` and
+    return the exit status it returns (``react`` itself ends with
+    C{SystemExit}).
+    """
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.task import react
+
+    outcome: list[int] = []
+
+    def start(reactor):
+        return ensureDeferred(command(reactor)).addCallback(outcome.append)
+
+    try:
+        react(start)
+    except SystemExit as e:
+        if not outcome:
+            return e.code if isinstance(e.code, int) and e.code else 1
+    return outcome[0] if outcome else 1
