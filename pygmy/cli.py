@@ -130,7 +130,7 @@ def _add_load(commands) -> None:
     load.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                       help="write the raw summary as JSON to FILE, or to stdout instead of the table")
     load.add_argument("--crash", choices=("catalog", "order"), default=None,
-                      help="kill -9 this service's primary during the run and restart it (needs `pygmy up`)")
+                      help="kill -9 this service's primary during the run and restart it (a cluster of `pygmy up --config`)")
     load.add_argument("--crash-at", type=_positive_float, default=None, metavar="S",
                       help="when to kill, in seconds from the start (default: a third of --duration)")
     load.add_argument("--down", type=_positive_float, default=2.0, metavar="S",

@@ -368,8 +368,14 @@ def react_for_status(command) -> int:
 
     outcome: list[int] = []
 
+    async def guarded(reactor) -> int:
+        try:
+            return await command(reactor)
+        except BrokenPipeError:  # the reader went away (``| head``): nothing more to say
+            return FAILED
+
     def start(reactor):
-        return ensureDeferred(command(reactor)).addCallback(outcome.append)
+        return ensureDeferred(guarded(reactor)).addCallback(outcome.append)
 
     try:
         react(start)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pygmy.client import ClientError, Frontend, UsageError, react_for_status, resolve_url
-from pygmy.loadgen import Request, Sample, drive, error_key, overall, summarise, timeline
+from pygmy.loadgen import Request, Sample, drive, overall, summarise, timeline
 
 #: What a client can do, and the default weights of --mix.
 OPERATIONS = ("search", "lookup", "buy", "list")
@@ -46,6 +46,8 @@ SLICE = 0.25
 #: Bounds of the crash's waits, in seconds.
 GONE_TIMEOUT, FAILOVER_TIMEOUT, REJOIN_TIMEOUT = 10.0, 30.0, 30.0
 EXTRA = "pip install 'pygmy[load]'"
+#: The line under the table.
+NOTE = "latency in ms; errors by status (no answer: refused, reset or timed out)"
 
 
 class LoadError(ClientError):
@@ -247,7 +249,7 @@ class ProgressBar:
         self.progress.console.print(line, highlight=False, markup=False)
 
     def stop(self) -> None:
-        """Draw the final state and stop."""
+        """Draw the final state and stop (again: nothing)."""
         self.tick()
         self.progress.stop()
 
@@ -378,14 +380,17 @@ def error_columns(summary: dict) -> list[str]:
 
 
 def summary_table(summary: dict, total: dict | None):
-    """A rich ``Table``: per operation (and in all) requests, errors by status, req/s, latency in ms."""
+    """
+    A rich ``Table``: per operation (and for all of them) the requests, the
+    2xx answers, the errors by status, requests/s and latency in ms.
+    """
     from rich import box
     from rich.table import Table
 
     errors = error_columns(summary)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("operation")
-    for name in ["requests", "ok", *(errors or ["errors"]), "req/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms"]:
+    for name in ["requests", "ok", *(errors or ["errors"]), "req/s", "mean", "p50", "p90", "p99", "max"]:
         table.add_column(name, justify="right")
 
     def add(name: str, figures: dict) -> None:
@@ -406,7 +411,7 @@ def headline(settings: Settings, seconds: float) -> str:
     cache = "cache bypassed (Cache-Control: no-cache)" if settings.no_cache else "cache used"
     limit = f"{seconds:.1f} s" + (f", at most {settings.count} requests" if settings.count else "")
     return (
-        f"pygmy load: {settings.url}, {settings.clients} clients, {limit}, "
+        f"pygmy load: {settings.url}, {settings.clients} client{'s' if settings.clients > 1 else ''}, {limit}, "
         f"mix {describe_mix(settings.mix)}, {cache}, seed {settings.seed}"
     )
 
@@ -443,6 +448,7 @@ def report(console, settings: Settings, seconds: float, samples: list[Sample], e
         console.print("no request was sent", highlight=False)
         return
     console.print(summary_table(summarise(samples, seconds), overall(samples, seconds)))
+    console.print(NOTE, highlight=False, markup=False, soft_wrap=True)
     if events:
         console.print("failover timeline:", highlight=False)
         for event in events:
@@ -466,61 +472,71 @@ async def catalog(api: Frontend) -> tuple[list[int], list[str]]:
 
 async def run(reactor, settings: Settings, config=None, out=None, err=None) -> int:
     """
-    One run of ``pygmy load`` on ``reactor``; return the exit status (0, or
-    1 if the crash failed; 3 if the front end cannot be reached first).
+    One run of ``pygmy load`` on ``reactor``: read the catalog, load (and
+    crash), report.  Return the exit status: 0, or 1 if the crash failed.
+
+    @raise ClientError: if the front end cannot be reached or answers with
+        an error before the load, or ``--crash`` has no primary to kill.
     """
     from rich.console import Console
     from treq.client import HTTPClient
-    from twisted.internet.task import LoopingCall
     from twisted.web.client import Agent, HTTPConnectionPool
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    console = Console(file=err, highlight=False)
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = settings.clients + 2  # + the crash's status polls
     http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=settings.timeout))
-    api = Frontend(http, settings.url, min(settings.timeout, 5.0))
-    tally = Tally()
-    bar = None
-    ticker = LoopingCall(lambda: bar.tick())
-    ticker.clock = reactor
     try:
+        api = Frontend(http, settings.url, min(settings.timeout, 5.0))
         items, topics = await catalog(api)
         crash = None
         if settings.crash:
-            crash = Crash(reactor, api, config, settings.crash, console.print)
+            crash = Crash(reactor, api, config, settings.crash, lambda line: print(line, file=err))
             await crash.target()
         plan = Plan(settings.url, settings.mix, items, topics, random.Random(settings.seed), settings.no_cache)
-        bar = ProgressBar(console, settings, tally, reactor)
-        if crash is not None:
-            crash.note = bar.note
-        bar.start()
-        started = bar.started = reactor.seconds()
-        ticker.start(REFRESH)
-        crashing = None
-        if crash is not None:
-            from twisted.internet.defer import ensureDeferred
+        samples, seconds = await under_load(reactor, settings, http, plan, crash, Console(file=err, highlight=False))
+    finally:
+        await pool.closeCachedConnections()
+    events, error = (crash.events, crash.error) if crash else ([], None)
+    finish(settings, seconds, samples, events, error, out)
+    if error:
+        print(f"pygmy load: --crash {settings.crash}: {error}", file=err)
+    return 1 if error else 0
 
-            crash.started = started
-            crashing = ensureDeferred(crash.run(settings.crash_at, settings.down))
+
+async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash | None, console):
+    """
+    Drive the clients (and the crash, if any) with the progress bar on
+    ``console``; return the samples and the seconds the load took.
+    """
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.task import LoopingCall
+
+    tally = Tally()
+    bar = ProgressBar(console, settings, tally, reactor)
+    ticker = LoopingCall(bar.tick)
+    ticker.clock = reactor
+    # Ctrl-C stops the reactor: give the terminal its cursor back first.
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", bar.stop)
+    bar.start()
+    started = bar.started = reactor.seconds()
+    ticker.start(REFRESH)
+    crashing = None
+    if crash is not None:
+        crash.started, crash.note = started, bar.note
+        crashing = ensureDeferred(crash.run(settings.crash_at, settings.down))
+    try:
         samples = await drive(reactor, http, plan, settings.clients, settings.duration, settings.count,
                               on_sample=tally, timeout=settings.timeout)
         seconds = reactor.seconds() - started
         if crashing is not None:
             await crashing
     finally:
-        if ticker.running:
-            ticker.stop()
-        if bar is not None:
-            bar.stop()
-        await pool.closeCachedConnections()
-    events = crash.events if crash else []
-    error = crash.error if crash else None
-    finish(settings, seconds, samples, events, error, out)
-    if error:
-        print(f"pygmy load: --crash {settings.crash}: {error}", file=err)
-    return 1 if error else 0
+        ticker.stop()
+        bar.stop()
+        reactor.removeSystemEventTrigger(trigger)
+    return samples, seconds
 
 
 def finish(settings: Settings, seconds: float, samples, events, error, out) -> None:
@@ -555,7 +571,7 @@ def main(args, out=None, err=None) -> int:
         config = None
         if args.crash:
             config = load_config(args.config)
-        url = resolve_url(args.url, args.config) if config is None or args.url else config.frontend.url
+        url = resolve_url(args.url, args.config)
         chosen = settings(args, url)
     except ClientError as e:
         print(f"pygmy load: {e}", file=err)

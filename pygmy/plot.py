@@ -55,7 +55,7 @@ def draw(path, samples: list[Sample], title: str, events=(), seconds: float | No
     _percentile_curves(curve, groups)
     if events:
         end = seconds if seconds is not None else max((s.at for s in samples), default=0.0)
-        _latency_timeline(latency, groups, events)
+        _latency_timeline(latency, groups, events, end)
         _rate_timeline(rate, samples, events, end)
     figure.savefig(path, format="png")
 
@@ -114,17 +114,19 @@ def _percentile_curves(axes, groups: dict[str, list[Sample]]) -> None:
         axes.legend(fontsize=8)
 
 
-def _mark_events(axes, events, labels: bool) -> None:
-    """A vertical line at each event, labelled in the upper panel."""
+def _mark_events(axes, events, end: float, labels: bool) -> None:
+    """A vertical line at each event, labelled in the upper panel (to its left near the right edge)."""
     for number, (at, what) in enumerate(events):
         axes.axvline(at, color="black", linestyle="--", linewidth=0.8)
         if labels:
-            axes.annotate(what, (at, 1 - 0.09 * (number % 4) - 0.03), xycoords=("data", "axes fraction"),
-                          fontsize=7, ha="left", va="top", xytext=(3, 0), textcoords="offset points",
+            left = at > 0.7 * end
+            axes.annotate(what, (at, 1 - 0.08 * (number % 4) - 0.03), xycoords=("data", "axes fraction"),
+                          fontsize=7, ha="right" if left else "left", va="top", xytext=(-3 if left else 3, 0),
+                          textcoords="offset points",
                           bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0})
 
 
-def _latency_timeline(axes, groups: dict[str, list[Sample]], events) -> None:
+def _latency_timeline(axes, groups: dict[str, list[Sample]], events, end: float) -> None:
     """Each request's latency at the time it was sent; failures as red crosses."""
     for operation, found in groups.items():
         answered = [s for s in found if s.ok]
@@ -138,7 +140,7 @@ def _latency_timeline(axes, groups: dict[str, list[Sample]], events) -> None:
     axes.set_ylabel("latency (ms)")
     axes.set_title("each request: latency when sent, around the kill -9 and restart", fontsize=10)
     axes.grid(alpha=0.3)
-    _mark_events(axes, events, labels=True)
+    _mark_events(axes, events, end, labels=True)
     axes.legend(fontsize=8, loc="lower right", markerscale=3)
 
 
@@ -154,5 +156,5 @@ def _rate_timeline(axes, samples: list[Sample], events, end: float) -> None:
     axes.set_ylabel("requests / s")
     axes.set_xlim(0, max(end, SLICE))
     axes.grid(alpha=0.3, axis="y")
-    _mark_events(axes, events, labels=False)
+    _mark_events(axes, events, end, labels=False)
     axes.legend(fontsize=8, loc="lower right")
