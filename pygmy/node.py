@@ -150,12 +150,12 @@ class Node:
 
     # Writes (primary)
 
-    async def write(self, request_id, mutate, *args):
+    async def write(self, request_id, mutate, *args, fingerprint=None):
         """A write to this service: only the primary takes it."""
         if self.role != "primary" or self.replicator is None:
             primary = self.primary or "none"
             raise NotPrimary(f"{self.label} is not the primary (primary: {primary}).")
-        write = await self.replicator.write(request_id, mutate, *args)
+        write = await self.replicator.write(request_id, mutate, *args, fingerprint=fingerprint)
         if self.pushes_invalidations and not write.replayed and self.heartbeat is not None:
             for changed in write.entry["changes"]:
                 self.heartbeat.send(f"INVALIDATE {changed['row']['id']} {write.seq}".encode("ascii"))

@@ -214,7 +214,7 @@ class Replicator:
         self.links.clear()
         self._recent.clear()
 
-    async def write(self, request_id, mutate, *args) -> Write:
+    async def write(self, request_id, mutate, *args, fingerprint=None) -> Write:
         """
         Write (the store serialises writes and assigns their ``seq``), then
         wait until every backup applied it.
@@ -222,7 +222,7 @@ class Replicator:
         A replayed request id waits too: the first attempt may still be on
         its way to the backups.
         """
-        write = await self.store.write(request_id, mutate, *args)
+        write = await self.store.write(request_id, mutate, *args, fingerprint=fingerprint)
         # Callbacks of writes run in seq order, so links see entries in order.
         if not write.replayed:
             if self.links:

@@ -38,9 +38,14 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.logger import Logger
 
-from pygmy.errors import Diverged
+from pygmy.errors import Conflict, Diverged
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Statements that take a database from version N to N + 1.
+MIGRATIONS = {
+    1: ["ALTER TABLE log ADD COLUMN fingerprint TEXT"],
+}
 
 LOG_SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -48,7 +53,8 @@ CREATE TABLE IF NOT EXISTS log (
     view       INTEGER NOT NULL,
     request_id TEXT UNIQUE,
     changes    TEXT NOT NULL,
-    created    TEXT NOT NULL
+    created    TEXT NOT NULL,
+    fingerprint TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -101,6 +107,12 @@ def utc_timestamp(seconds: float) -> str:
     """Format a POSIX time as ISO-8601 UTC with milliseconds and a ``Z``."""
     moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fingerprint_of(*request) -> str:
+    """A short digest of what a write asks for, to tell a replay from a reuse."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
 def change(table: Table, row: dict) -> dict:
@@ -173,9 +185,17 @@ class Store(Service):
                 )
                 if self._seed is not None:
                     self._seed(cursor)
-            elif found[0] != SCHEMA_VERSION:
+            elif found[0] > SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.path}: schema version {found[0]}, expected {SCHEMA_VERSION}"
+                    f"{self.path}: schema version {found[0]} is newer than this "
+                    f"Pygmy's ({SCHEMA_VERSION})"
+                )
+            else:
+                for version in range(found[0], SCHEMA_VERSION):
+                    for statement in MIGRATIONS[version]:
+                        cursor.execute(statement)
+                cursor.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
                 )
             cursor.execute("COMMIT")
         except BaseException:
@@ -243,7 +263,7 @@ class Store(Service):
 
     # Writes
 
-    def write(self, request_id: str | None, mutate: Callable, *args):
+    def write(self, request_id: str | None, mutate: Callable, *args, fingerprint: str | None = None):
         """
         Run ``mutate(cursor, seq, created, *args)`` and log its result, as
         one atomic write.
@@ -251,7 +271,9 @@ class Store(Service):
         ``mutate`` changes rows and returns the ``changes`` list of the log
         entry (see :func:`change`); raising undoes the write.  If
         ``request_id`` is already in the log, nothing runs and the logged
-        result is returned with ``replayed=True``.
+        result is returned with ``replayed=True`` -- unless the logged write
+        had another ``fingerprint`` (a digest of what was asked), which
+        fails with L{Conflict}: the id was reused for a different request.
 
         Writes that arrive while others are being committed are committed
         together, in arrival order, in one transaction with a savepoint
@@ -262,7 +284,7 @@ class Store(Service):
         """
         d = Deferred()
         created = utc_timestamp(self._clock.seconds())
-        self._queued.append((request_id, created, self.view, mutate, args, d))
+        self._queued.append((request_id, fingerprint, created, self.view, mutate, args, d))
         if not self._committing:
             self._commit_queued()
         return d
@@ -289,10 +311,10 @@ class Store(Service):
     def _write_batch(self, txn, work) -> list:
         txn.execute("BEGIN IMMEDIATE")
         outcomes = []
-        for request_id, created, view, mutate, args in work:
+        for request_id, fingerprint, created, view, mutate, args in work:
             txn.execute("SAVEPOINT write")
             try:
-                outcome = (True, self._write(txn, request_id, created, view, mutate, args))
+                outcome = (True, self._write(txn, request_id, fingerprint, created, view, mutate, args))
             except Exception:
                 txn.execute("ROLLBACK TO write")
                 outcome = (False, Failure())
@@ -300,13 +322,16 @@ class Store(Service):
             outcomes.append(outcome)
         return outcomes
 
-    def _write(self, txn, request_id, created, view, mutate, args) -> Write:
+    def _write(self, txn, request_id, fingerprint, created, view, mutate, args) -> Write:
         if request_id is not None:
             found = txn.execute(
                 f"SELECT {_ENTRY} FROM log WHERE request_id = ?", (request_id,)
             ).fetchone()
             if found is not None:
-                return Write(_entry(found), replayed=True)
+                entry = _entry(found)
+                if fingerprint != entry["fingerprint"]:
+                    raise Conflict("This request id was already used for a different request.")
+                return Write(entry, replayed=True)
         seq = _meta(txn, "applied_seq") + 1
         changes = mutate(txn, seq, created, *args)
         entry = {
@@ -315,6 +340,7 @@ class Store(Service):
             "request_id": request_id,
             "changes": changes,
             "created": created,
+            "fingerprint": fingerprint,
         }
         _append(txn, entry)
         return Write(entry)
@@ -455,30 +481,32 @@ class Store(Service):
         return txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
 
 
-_ENTRY = "seq, view, request_id, changes, created"
+_ENTRY = "seq, view, request_id, changes, created, fingerprint"
 
 
 def _entry(row) -> dict:
-    seq, view, request_id, changes, created = row
+    seq, view, request_id, changes, created, fingerprint = row
     return {
         "seq": seq,
         "view": view,
         "request_id": request_id,
         "changes": json.loads(changes),
         "created": created,
+        "fingerprint": fingerprint,
     }
 
 
 def _append(txn, entry: dict) -> None:
     """Add ``entry`` to the log and move the applied position to it."""
     txn.execute(
-        f"INSERT INTO log ({_ENTRY}) VALUES (?, ?, ?, ?, ?)",
+        f"INSERT INTO log ({_ENTRY}) VALUES (?, ?, ?, ?, ?, ?)",
         (
             entry["seq"],
             entry["view"],
             entry["request_id"],
             json.dumps(entry["changes"]),
             entry["created"],
+            entry.get("fingerprint"),
         ),
     )
     _set_meta(txn, "applied_seq", entry["seq"])

@@ -14,10 +14,12 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
 from twisted.web import server
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from pygmy.errors import BadRequest, PayloadTooLarge, PygmyError, Unauthorized, Unavailable
 
@@ -66,14 +68,15 @@ def _on_http_exception(instance, request, failure):
     error: HTTPException = failure.value
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         request.setHeader(b"allow", ", ".join(sorted(error.valid_methods)).encode())
-    for name, value in error.get_headers():
-        if name.lower() == "location":
-            request.setHeader(b"location", value.encode("utf-8"))
+    message = error.description or error.name
+    if isinstance(error, RequestRedirect):
+        request.setHeader(b"location", error.new_url.encode("utf-8"))
+        message = f"This resource is at {error.new_url}."
     codes = {404: "not_found", 405: "method_not_allowed"}
     body = {
         "error": {
             "code": codes.get(error.code, error.name.lower().replace(" ", "_")),
-            "message": error.description or error.name,
+            "message": message,
         }
     }
     return json_response(request, body, error.code or 500)
@@ -200,11 +203,19 @@ class JSONRequest(server.Request):
         self._started = time.perf_counter()
         if self._too_large:
             self.setHeader(b"connection", b"close")
-            error = PayloadTooLarge(f"Request body is over {MAX_BODY} bytes.")
-            self.write(error_response(self, error))
-            self.finish()
-            return
+            return self._answer_early(PayloadTooLarge(f"Request body is over {MAX_BODY} bytes."))
+        try:
+            unquote_to_bytes(self.path).decode("utf-8")
+        except UnicodeDecodeError:
+            # Klein would answer this in plain text and log an error.
+            return self._answer_early(BadRequest("The URL is not valid UTF-8."))
         super().process()
+
+    def _answer_early(self, error: PygmyError) -> None:
+        """Answer ``error`` without routing the request."""
+        self.site = self.channel.site
+        self.write(error_response(self, error))
+        self.finish()
 
     def finish(self):
         metrics = getattr(self.channel.site, "metrics", None) if self.channel else None

@@ -18,7 +18,6 @@ from __future__ import annotations
 from klein import Klein
 
 from pygmy.catalog.books import Catalog
-from pygmy.errors import Conflict
 from pygmy.validate import parse_id, parse_request_id, parse_topic, parse_update
 from pygmy.web import install_error_handlers, json_response, read_json_body
 
@@ -54,7 +53,7 @@ class CatalogApp:
         body = read_json_body(request)
         request_id = parse_request_id(body.pop("request_id", None))
         write = await self.catalog.update(item_id, parse_update(body), request_id)
-        return _written(request, write, item_id)
+        return _written(request, write)
 
     @app.route("/books/<item_id>/decrement", methods=["POST"])
     async def decrement(self, request, item_id):
@@ -63,13 +62,11 @@ class CatalogApp:
         body = read_json_body(request)
         request_id = parse_request_id(body.get("request_id"))
         write = await self.catalog.decrement(item_id, request_id)
-        return _written(request, write, item_id)
+        return _written(request, write)
 
     install_error_handlers(app)
 
 
-def _written(request, write, item_id: int) -> bytes:
-    """The reply to a write of book ``item_id``, refusing a reused request id."""
-    if write.row["id"] != item_id:
-        raise Conflict(f"request_id was already used for book {write.row['id']}.")
+def _written(request, write) -> bytes:
+    """The reply to a write of a book."""
     return json_response(request, {"item": write.row, "seq": write.seq})

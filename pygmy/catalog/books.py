@@ -8,7 +8,7 @@ in the database, in the write log and in an HTTP reply is the same dict.
 from __future__ import annotations
 
 from pygmy.errors import BadRequest, NotFound, OutOfStock
-from pygmy.storage import Store, Table, change
+from pygmy.storage import Store, Table, change, fingerprint_of
 
 BOOKS = Table(
     name="books",
@@ -95,9 +95,11 @@ class Catalog:
         Set the cost and/or add ``stock_delta`` to the stock.
 
         @return: Deferred of a L{Write} whose row is the updated book; fails
-            with L{NotFound}, or L{BadRequest} if stock would go negative.
+            with L{NotFound}, L{BadRequest} if stock would go negative, or
+            L{Conflict} if ``request_id`` was used for another request.
         """
-        return self.writer.write(request_id, self._update, item_id, update)
+        fingerprint = fingerprint_of("update", item_id, update)
+        return self.writer.write(request_id, self._update, item_id, update, fingerprint=fingerprint)
 
     @staticmethod
     def _update(txn, seq, created, item_id, update):
@@ -122,7 +124,8 @@ class Catalog:
         @return: Deferred of a L{Write} whose row is the book after the
             decrement; fails with L{NotFound} or L{OutOfStock}.
         """
-        return self.writer.write(request_id, self._decrement, item_id)
+        fingerprint = fingerprint_of("decrement", item_id)
+        return self.writer.write(request_id, self._decrement, item_id, fingerprint=fingerprint)
 
     @staticmethod
     def _decrement(txn, seq, created, item_id):

@@ -7,9 +7,9 @@ are unique and increasing on every replica, across failovers too.
 
 from __future__ import annotations
 
-from pygmy.errors import Conflict, NotFound
+from pygmy.errors import NotFound
 from pygmy.routing import ServiceRoutes
-from pygmy.storage import Store, Table, change
+from pygmy.storage import Store, Table, change, fingerprint_of
 
 ORDERS = Table(
     name="orders",
@@ -80,13 +80,12 @@ class Orders:
         @raise Conflict: ``request_id`` was used to buy another book.
         """
         # No look-up first: on a retry the catalog replays its decrement
-        # and our log replays the order, both by request id.
+        # and our log replays the order, both by request id; a request id
+        # reused for another book is refused by the catalog (Conflict).
         await self.catalog.write(
             lambda catalog: catalog.post(f"/books/{item_id}/decrement", {"request_id": request_id})
         )
-        order = (await self.writer.write(request_id, _record, item_id, request_id)).row
-        if order["item_id"] != item_id:
-            raise Conflict(
-                f"This idempotency key already bought book {order['item_id']}."
-            )
-        return order
+        write = await self.writer.write(
+            request_id, _record, item_id, request_id, fingerprint=fingerprint_of("buy", item_id)
+        )
+        return write.row

@@ -114,3 +114,38 @@ def test_dump_lists_rows_by_id(tmp_path, reactor):
     store = sync_store(tmp_path / "order.sqlite", (ORDERS,), None, reactor)
     assert result(store.dump()) == {"applied_seq": 0, "rows": []}
     store.pool.close()
+
+
+def test_version_1_database_is_migrated(tmp_path, reactor):
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        BOOKS.schema
+        + """
+        CREATE TABLE log (seq INTEGER PRIMARY KEY, view INTEGER NOT NULL, request_id TEXT UNIQUE,
+                          changes TEXT NOT NULL, created TEXT NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', 1), ('applied_seq', 0), ('last_view', 0);
+        """
+    )
+    old.executemany("INSERT INTO books VALUES (?, ?, ?, ?, ?)", SEED)
+    old.commit()
+    old.close()
+    store = sync_store(path, (BOOKS,), seed, reactor)
+    write = result(Catalog(store).decrement(1, "after-migration"))
+    assert write.seq == 1 and write.entry["fingerprint"]
+    store.pool.close()
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (2,)
+
+
+def test_request_id_reused_for_another_request_is_a_conflict(catalog):
+    from pygmy.errors import Conflict
+
+    result(catalog.update(1, {"cost": "1.00"}, "key"))
+    assert result(catalog.update(1, {"cost": "1.00"}, "key")).replayed
+    with pytest.raises(Conflict):
+        result(catalog.update(1, {"cost": "2.00"}, "key"))
+    with pytest.raises(Conflict):
+        result(catalog.decrement(2, "key"))
+    assert result(catalog.lookup(1))["cost"] == "1.00"
