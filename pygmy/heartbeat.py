@@ -208,6 +208,8 @@ class MonitorProtocol(_LineProtocol):
             return self._hello(*args)
         if self.identity is None:
             raise ProtocolError(f"{verb} before HELLO")
+        if not self.monitor.is_current(*self.identity, self):
+            raise ProtocolError(f"{':'.join(self.identity)} said HELLO on a newer connection")
         if verb == "INVALIDATE":
             if self.identity[0] != "catalog":
                 raise ProtocolError(f"INVALIDATE from {':'.join(self.identity)}")

@@ -47,6 +47,13 @@ class Monitor:
         """Whether ``service:replica`` is in config.ini."""
         return service in self.views and replica in self.views[service].members
 
+    def is_current(self, service: str, replica: str, connection) -> bool:
+        """
+        Whether ``connection`` is the replica's latest: lines on an older one
+        (superseded by a newer HELLO) are not believed.
+        """
+        return self.connections.get((service, replica)) is connection
+
     def alive(self, service: str) -> list[str]:
         """The live replicas of ``service``."""
         return self.views[service].alive_names()

@@ -40,6 +40,10 @@ class FakeMonitor:
 
     def connected(self, service, replica, connection):
         self.calls.append(("connected", service, replica, connection))
+        self.current = {**getattr(self, "current", {}), (service, replica): connection}
+
+    def is_current(self, service, replica, connection):
+        return getattr(self, "current", {}).get((service, replica)) is connection
 
     def beat(self, *args):
         self.calls.append(("beat", *args))
@@ -309,3 +313,24 @@ def test_view_line_round_trip(view):
     assert parse(view_line(*view)) == ("VIEW", *view)
     assert view_line("catalog", 7, None, []) == b"VIEW catalog 7 - -"
     assert view_line("catalog", 7, "A", ("B", "C")) == b"VIEW catalog 7 A B,C"
+
+
+def test_lines_on_a_superseded_connection_close_it():
+    """A newer HELLO for the same replica makes the older connection's lines untrusted."""
+    from pygmy.heartbeat import MonitorProtocol, proof
+
+    clock, monitor = Clock(), FakeMonitor()
+    old, new = MonitorProtocol(monitor, SECRET, clock, 1.0), MonitorProtocol(monitor, SECRET, clock, 1.0)
+    for protocol in (old, new):
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(f"HELLO catalog A {proof(SECRET, 'catalog', 'A', protocol.nonce)}\n".encode())
+    old.dataReceived(b"BEAT catalog A 1 2 1 backup\n")
+    assert old.transport.disconnecting
+    assert [c for c in monitor.calls if c[0] == "beat"] == []
+    new.dataReceived(b"BEAT catalog A 1 2 1 backup\n")
+    assert not new.transport.disconnecting
+    assert [c[0] for c in monitor.calls].count("beat") == 1
+    for protocol in (old, new):
+        protocol.connectionLost(None)
+    assert clock.getDelayedCalls() == []
