@@ -29,12 +29,12 @@ import json
 import math
 import os
 import random
-import signal
 import sys
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pygmy.client import ClientError, Frontend, UsageError, react_for_status, resolve_url
+from pygmy.crash import Crash, Event, LoadError
 from pygmy.loadgen import Request, Sample, drive, overall, summarise, timeline
 
 #: What a client can do, and the default weights of --mix.
@@ -43,15 +43,9 @@ DEFAULT_MIX = "lookup=6,search=3,buy=1"
 #: How often the progress bar is redrawn, and the width of a timeline slice.
 REFRESH = 0.1
 SLICE = 0.25
-#: Bounds of the crash's waits, in seconds.
-GONE_TIMEOUT, FAILOVER_TIMEOUT, REJOIN_TIMEOUT = 10.0, 30.0, 30.0
 EXTRA = "pip install 'pygmy[load]'"
 #: The line under the table.
 NOTE = "latency in ms; errors by status (no answer: refused, reset or timed out)"
-
-
-class LoadError(ClientError):
-    """The run cannot start, or its crash failed; ``str()`` is the line to print."""
 
 
 def require(module: str, what: str):
@@ -252,122 +246,6 @@ class ProgressBar:
         """Draw the final state and stop (again: nothing)."""
         self.tick()
         self.progress.stop()
-
-
-# The crash
-
-
-@dataclass
-class Event:
-    """Something that happened during the run, ``at`` seconds after the load began."""
-
-    at: float
-    what: str
-
-
-class Crash:
-    """
-    ``kill -9`` of ``service``'s primary during the run, its restart, and
-    the events around them (the failover timeline).
-    """
-
-    def __init__(self, reactor, api: Frontend, config, service: str, note):
-        self.reactor, self.api, self.config, self.service = reactor, api, config, service
-        self.note = note
-        self.events: list[Event] = []
-        self.error: str | None = None
-        self.started = 0.0
-
-    def now(self) -> float:
-        """Seconds since the load began."""
-        return self.reactor.seconds() - self.started
-
-    def event(self, what: str) -> None:
-        """Record and show an event."""
-        self.events.append(Event(round(self.now(), 3), what))
-        self.note(f"[{self.now():6.2f}s] {what}")
-
-    async def view(self) -> dict | None:
-        """The front end's view of the service, or C{None} if it did not answer."""
-        try:
-            return (await self.api.call("GET", "/status"))["services"][self.service]
-        except (ClientError, KeyError, TypeError):
-            return None
-
-    async def target(self):
-        """
-        The primary's launcher process and its pid, checked before the run.
-
-        @raise LoadError: if there is no primary or it has no live pid file.
-        """
-        from pygmy import launcher
-
-        view = await self.view()
-        if not view or not view.get("primary"):
-            raise LoadError(f"--crash {self.service}: the front end names no primary of {self.service}")
-        process = launcher.processes(self.config, [f"{self.service}:{view['primary']}"])[0]
-        pid = launcher.running_pid(process)
-        if pid is None:
-            raise LoadError(
-                f"--crash {self.service}: {process.name} (the primary) has no live pid file in "
-                f"{process.data_dir}; --crash needs a cluster started by `pygmy up --config {self.config.path}`"
-            )
-        return process, pid
-
-    async def run(self, at: float, down: float) -> None:
-        """Wait until ``at``, kill, wait ``down`` s, restart, wait for the rejoin; never raises."""
-        try:
-            await self._run(at, down)
-        except LoadError as e:
-            self.error = str(e)
-            self.event(f"ERROR: {e}")
-        except Exception as e:  # a failed crash must not lose the run's figures
-            self.error = f"{type(e).__name__}: {e}"
-            self.event(f"ERROR: {self.error}")
-
-    async def _run(self, at: float, down: float) -> None:
-        from pygmy import launcher
-        from pygmy.chaos import restart, sleep
-
-        await sleep(self.reactor, at - self.now())
-        process, pid = await self.target()
-        name = process.replica
-        os.kill(pid, signal.SIGKILL)
-        killed = self.now()
-        self.event(f"kill -9 {process.name} (primary, pid {pid})")
-        await self.poll(GONE_TIMEOUT, f"pid {pid} did not exit", lambda: not launcher.pid_alive(pid))
-        view = await self.poll_view(FAILOVER_TIMEOUT, "no new primary", lambda v: v["primary"] not in (None, name))
-        self.event(f"{self.service}: new primary {view['primary']}")
-        await sleep(self.reactor, killed + down - self.now())
-        self.event(f"restart {process.name}")
-        error = await restart(self.reactor, self.config, process)
-        if error:
-            raise LoadError(f"restart of {process.name} failed: {error}")
-        view = await self.poll_view(REJOIN_TIMEOUT, f"{process.name} did not rejoin", lambda v: name in v["backups"])
-        self.event(f"{process.name} back in the view (backup of {view['primary']})")
-
-    async def poll(self, timeout: float, failure: str, probe) -> None:
-        """Check ``probe()`` every 0.05 s until it is true; bounded by ``timeout``."""
-        from pygmy.chaos import sleep
-
-        deadline = self.reactor.seconds() + timeout
-        while not probe():
-            if self.reactor.seconds() >= deadline:
-                raise LoadError(f"{failure} within {timeout:g}s")
-            await sleep(self.reactor, 0.05)
-
-    async def poll_view(self, timeout: float, failure: str, wanted) -> dict:
-        """The service's view once ``wanted(view)`` holds; bounded by ``timeout``."""
-        from pygmy.chaos import sleep
-
-        deadline = self.reactor.seconds() + timeout
-        while True:
-            view = await self.view()
-            if view is not None and wanted(view):
-                return view
-            if self.reactor.seconds() >= deadline:
-                raise LoadError(f"{failure} within {timeout:g}s")
-            await sleep(self.reactor, 0.05)
 
 
 # The report
