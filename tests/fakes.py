@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from treq.testing import StubTreq
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
@@ -41,6 +42,18 @@ class SyncReactor(MemoryReactorClock):
 
     def callFromThread(self, f, *args, **kwargs):
         f(*args, **kwargs)
+
+
+def result(d):
+    """The result of a Deferred (or coroutine) that has already fired; re-raise a failure."""
+    if not isinstance(d, Deferred):
+        d = Deferred.fromCoroutine(d)
+    outcome = []
+    d.addBoth(outcome.append)
+    assert outcome, "Deferred has not fired"
+    if hasattr(outcome[0], "raiseException"):
+        outcome[0].raiseException()
+    return outcome[0]
 
 
 def sync_store(path: Path, tables, seed, reactor: SyncReactor) -> Store:

@@ -19,22 +19,11 @@ from pygmy.errors import Diverged, StaleView
 from pygmy.node import Node
 from pygmy.replica import ReplicaApp
 from pygmy.routing import ServiceRoutes
-from tests.fakes import SyncReactor, stub_remote, sync_store
+from tests.fakes import result, SyncReactor, stub_remote, sync_store
 
 SECRET = "s3cret"
 REPO = Path(__file__).resolve().parents[2]
 
-
-def result(d):
-    """The result of a Deferred (or coroutine) that has already fired."""
-    if not isinstance(d, Deferred):
-        d = Deferred.fromCoroutine(d)
-    outcome = []
-    d.addBoth(outcome.append)
-    assert outcome, "Deferred has not fired"
-    if hasattr(outcome[0], "raiseException"):
-        outcome[0].raiseException()
-    return outcome[0]
 
 
 @pytest.fixture

@@ -6,22 +6,12 @@ checksums and dumps.  Real SQLite, no threads.
 import sqlite3
 
 import pytest
-from twisted.internet.defer import Deferred
 
 from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
 from pygmy.errors import BadRequest, NotFound, OutOfStock
 from pygmy.order.orders import ORDERS
-from tests.fakes import SyncReactor, sync_store
+from tests.fakes import result, SyncReactor, sync_store
 
-
-def result(d: Deferred):
-    """The result of a Deferred that has already fired; re-raise a failure."""
-    outcome = []
-    d.addBoth(outcome.append)
-    assert outcome, "Deferred has not fired"
-    if hasattr(outcome[0], "raiseException"):
-        outcome[0].raiseException()
-    return outcome[0]
 
 
 @pytest.fixture
