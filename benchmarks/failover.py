@@ -26,7 +26,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -40,37 +39,18 @@ from treq.client import HTTPClient
 from pygmy import config as configuration
 from pygmy import launcher
 
-SECRET = "benchmark-secret"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+# The integration tests' helper for a cluster config on free local ports.
+from tests.integration import harness  # noqa: E402
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+free_ports = harness.free_ports
 
 
 def write_config(directory: Path) -> Path:
-    ports = iter(free_ports(6))
-    text = [
-        "[cluster]",
-        f"secret = {SECRET}",
-        "data_dir = var",
-        "",
-        "[frontend]",
-        "host = 127.0.0.1",
-        f"port = {next(ports)}",
-        f"heartbeat_port = {next(ports)}",
-    ]
-    for service in ("catalog", "order"):
-        for name in ("A", "B"):
-            text += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(ports)}"]
-    path = directory / "config.ini"
-    path.write_text("\n".join(text) + "\n")
-    return path
+    """A config.ini on free local ports, with the default heartbeat settings."""
+    return harness.write_config(directory, heartbeat_interval="0.5", heartbeat_timeout="1.5")
 
 
 def get(url):
@@ -127,7 +107,7 @@ async def first_buy_after(http, url, reactor):
 
 async def many_writes(http, url, count, clients=32):
     pending = iter(range(count))
-    headers = {"Authorization": f"Bearer {SECRET}"}
+    headers = {"Authorization": f"Bearer {harness.SECRET}"}
 
     async def writer():
         for n in pending:

@@ -463,19 +463,7 @@ async def run_chaos(reactor, config, duration: float, clients: int, seed: int, e
 
 def main(config, duration: float, clients: int, seed: int | None, echo=print) -> int:
     """``pygmy chaos``: run :func:`run_chaos` under ``react``; return the exit status."""
-    from twisted.internet.defer import ensureDeferred
-    from twisted.internet.task import react
+    from pygmy.client import react_for_status
 
     seed = random.randrange(1, 2**31) if seed is None else seed
-    outcome: list[int] = []
-
-    def start(reactor):
-        done = ensureDeferred(run_chaos(reactor, config, duration, clients, seed, echo))
-        return done.addCallback(outcome.append)
-
-    try:
-        react(start)
-    except SystemExit as e:
-        if not outcome:
-            return e.code if isinstance(e.code, int) and e.code else 1
-    return outcome[0] if outcome else 1
+    return react_for_status(lambda reactor: run_chaos(reactor, config, duration, clients, seed, echo))

@@ -21,6 +21,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pygmy import launcher
+from pygmy.config import load
+
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 SECRET = "integration-secret"
 START_TIMEOUT = 20.0
@@ -67,8 +70,6 @@ class Cluster:
     """
 
     def __init__(self, directory: Path, replicas=("A", "B"), **cluster):
-        from pygmy.config import load
-
         self.directory = directory
         self.path = write_config(directory, replicas, **cluster)
         self.config = load(self.path)
@@ -157,3 +158,88 @@ def get_json(url: str, headers=None, method="GET", body=None):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+# Waits (in the reactor, for pytest-twisted tests)
+
+
+async def settled(cluster, within=10.0):
+    """Wait until every replica of every service is in its service's view."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    while True:
+        services = get_json(cluster.url + "/status")[1]["services"]
+        if all(
+            view["primary"] is not None and len(view["backups"]) == len(view["replicas"]) - 1
+            for view in services.values()
+        ):
+            return services
+        assert reactor.seconds() < deadline, services
+        await deferLater(reactor, 0.1, lambda: None)
+
+
+async def converged(cluster, service, within=5.0):
+    """Wait until every replica of ``service`` reports the same seq and checksum."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    while True:
+        statuses = [
+            get_json(cluster.replica_url(service, r.name) + "/status")[1]
+            for r in cluster.config.replicas[service]
+        ]
+        if len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1:
+            return statuses
+        assert reactor.seconds() < deadline, statuses
+        await deferLater(reactor, 0.1, lambda: None)
+
+
+# Clusters started with ``pygmy up`` (daemonised, pid files in data_dir)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_pygmy(*args: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run the ``pygmy`` command with this Python; its exit status and output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "pygmy.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+    )
+
+
+class UpCluster:
+    """The processes ``pygmy up`` started from one config file, for a certain stop."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.config = load(path)
+        self.url = self.config.frontend.url
+        self.pids: dict[int, launcher.Process] = {}
+
+    def note(self) -> dict[str, int]:
+        """Remember the pid in every pid file; return them by process name."""
+        found = {}
+        for process in launcher.processes(self.config):
+            pid = launcher.read_pid(process)
+            if pid is not None:
+                self.pids[pid] = process
+                found[process.name] = pid
+        return found
+
+    def stop_everything(self) -> None:
+        """``pygmy down``, then SIGKILL whatever noted pid is still ours and alive."""
+        self.note()
+        try:
+            run_pygmy("down", "--config", str(self.path))
+        finally:
+            for pid, process in self.pids.items():
+                if launcher.runs(process, pid):
+                    launcher.kill(pid)
+                    launcher.wait_gone(pid, 5.0)
+
+    def client(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        """A client command against this cluster's front end (through ``--config``)."""
+        return run_pygmy(*args, "--config", str(self.path), **kwargs)

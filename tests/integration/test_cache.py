@@ -13,9 +13,8 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from tests.integration.harness import Cluster, get_json
+from tests.integration.harness import Cluster, get_json, settled
 from tests.integration.load import AUTH, request
-from tests.integration.test_cluster import settled
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,8 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from tests.integration.harness import Cluster, get_json
+from tests.integration.harness import Cluster, converged, get_json, settled
 from tests.integration.load import AUTH
-from tests.integration.test_cluster import converged, settled
 
 pytestmark = pytest.mark.integration
 WRITES = 10_000

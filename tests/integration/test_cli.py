@@ -11,60 +11,21 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pygmy import launcher
-from pygmy.config import load
-from tests.integration.harness import write_config
+from tests.integration.harness import UpCluster, run_pygmy, write_config
 
 pytestmark = pytest.mark.integration
 LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")
 
 
-def pygmy(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """Run the ``pygmy`` command with this Python."""
-    return subprocess.run(
-        [sys.executable, "-m", "pygmy.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-class Started:
-    """The processes a test's ``pygmy up`` started, for a certain stop."""
-
-    def __init__(self, config_path: Path):
-        self.path = config_path
-        self.config = load(config_path)
-        self.pids: dict[int, launcher.Process] = {}
-
-    def note(self) -> dict[str, int]:
-        """Remember the pid in every pid file; return them by process name."""
-        found = {}
-        for process in launcher.processes(self.config):
-            pid = launcher.read_pid(process)
-            if pid is not None:
-                self.pids[pid] = process
-                found[process.name] = pid
-        return found
-
-    def stop_everything(self) -> None:
-        """``pygmy down``, then SIGKILL whatever pid is still ours and alive."""
-        self.note()
-        try:
-            pygmy("down", "--config", str(self.path))
-        finally:
-            for pid, process in self.pids.items():
-                if launcher.runs(process, pid):
-                    launcher.kill(pid)
-
-
 @pytest.fixture
 def started(tmp_path):
     """A config.ini on free ports, and a guaranteed stop of what runs from it."""
-    started = Started(write_config(tmp_path))
+    started = UpCluster(write_config(tmp_path))
     try:
         yield started
     finally:
@@ -73,7 +34,7 @@ def started(tmp_path):
 
 def test_up_chaos_down(started):
     config = str(started.path)
-    done = pygmy("up", "--config", config)
+    done = run_pygmy("up", "--config", config)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [LINE.match(line) for line in done.stdout.splitlines()]
     assert all(lines) and [m[1] for m in lines] == ["catalog:A", "catalog:B", "order:A", "order:B", "frontend"]
@@ -85,17 +46,17 @@ def test_up_chaos_down(started):
         assert launcher.runs(process, pids[process.name])
         assert launcher.answers(process.ready_url)
 
-    again = pygmy("up", "--config", config)
+    again = run_pygmy("up", "--config", config)
     assert again.returncode != 0 and "already running" in again.stderr
 
-    done = pygmy("chaos", "--config", config, "--duration", "6", "--clients", "6", "--seed", "7", timeout=120)
+    done = run_pygmy("chaos", "--config", config, "--duration", "6", "--clients", "6", "--seed", "7", timeout=120)
     started.note()
     assert done.returncode == 0, done.stdout + done.stderr
     assert "result: all invariants hold" in done.stdout
     assert done.stdout.count("kill -9 ") >= 6  # progress line and report line per kill
 
     before = started.note()
-    done = pygmy("down", "--config", config)
+    done = run_pygmy("down", "--config", config)
     assert done.returncode == 0, done.stderr
     assert [line.split()[0] for line in done.stdout.splitlines()] == [
         "frontend", "order:B", "order:A", "catalog:B", "catalog:A"
@@ -111,7 +72,7 @@ def test_up_fails_cleanly_when_a_port_is_taken(started):
     taken.bind(("127.0.0.1", started.config.frontend.port))
     taken.listen()
     try:
-        done = pygmy("up", "--config", str(started.path))
+        done = run_pygmy("up", "--config", str(started.path))
     finally:
         taken.close()
     started.note()

@@ -12,68 +12,21 @@ primary that ``--crash`` restarts gets a new one).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from pygmy import launcher
-from pygmy.config import load
-from tests.integration.harness import free_ports, get_json, write_config
+from tests.integration.harness import UpCluster, free_ports, get_json, run_pygmy, write_config
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def pygmy(*args: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """Run the ``pygmy`` command with this Python; its exit status and output."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "pygmy.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
-    )
-
-
-class Started:
-    """The processes ``pygmy up`` started from one config file, for a certain stop."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.config = load(path)
-        self.url = self.config.frontend.url
-        self.pids: dict[int, launcher.Process] = {}
-
-    def note(self) -> None:
-        """Remember the pid in every pid file."""
-        for process in launcher.processes(self.config):
-            pid = launcher.read_pid(process)
-            if pid is not None:
-                self.pids[pid] = process
-
-    def stop_everything(self) -> None:
-        """``pygmy down``, then SIGKILL whatever noted pid is still ours and alive."""
-        self.note()
-        try:
-            pygmy("down", "--config", str(self.path))
-        finally:
-            for pid, process in self.pids.items():
-                if launcher.runs(process, pid):
-                    launcher.kill(pid)
-                    launcher.wait_gone(pid, 5.0)
-
-    def client(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        """A client command against this cluster's front end (through ``--config``)."""
-        return pygmy(*args, "--config", str(self.path), **kwargs)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One cluster for the module, started with ``pygmy up``; always stopped."""
-    started = Started(write_config(tmp_path_factory.mktemp("client")))
+    started = UpCluster(write_config(tmp_path_factory.mktemp("client")))
     try:
-        done = pygmy("up", "--config", str(started.path))
+        done = run_pygmy("up", "--config", str(started.path))
         started.note()
         assert done.returncode == 0, done.stdout + done.stderr
         yield started
@@ -166,7 +119,7 @@ def test_server_errors_exit_1_with_the_message(cluster):
 def test_unreachable_front_end_is_one_line(cluster):
     (port,) = free_ports(1)
     for args in (("status",), ("buy", "1"), ("load", "--duration", "1")):
-        done = pygmy(*args, "--url", f"http://127.0.0.1:{port}")
+        done = run_pygmy(*args, "--url", f"http://127.0.0.1:{port}")
         assert done.returncode == 3, done.stderr
         assert lines(done.stderr) == [f"pygmy {args[0]}: cannot reach the front end at http://127.0.0.1:{port} (connection refused)"]
         assert "Traceback" not in done.stdout + done.stderr
@@ -174,10 +127,10 @@ def test_unreachable_front_end_is_one_line(cluster):
 
 def test_url_comes_from_config_ini_in_the_current_directory(cluster, tmp_path):
     (tmp_path / "config.ini").write_text(cluster.path.read_text())
-    done = pygmy("lookup", "1", cwd=tmp_path)
+    done = run_pygmy("lookup", "1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout)[0] == "id     1"
-    done = pygmy("lookup", "1", "--config", str(tmp_path / "nope.ini"), cwd=tmp_path)
+    done = run_pygmy("lookup", "1", "--config", str(tmp_path / "nope.ini"), cwd=tmp_path)
     assert done.returncode == 2 and "nope.ini: cannot read" in done.stderr
 
 

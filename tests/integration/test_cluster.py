@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from tests.integration.harness import SECRET, TWISTD, get_json
+from tests.integration.harness import SECRET, TWISTD, converged, get_json
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -111,40 +111,6 @@ async def test_catalog_restart_keeps_data(cluster, http, sig):
     row = dump["rows"][2]
     assert row["cost"] == "3.33" and row["stock"] == updated["item"]["stock"] - 2
     assert (await call(http, "GET", f"{url}/orders/{second['order']['id']}"))[0] == 200
-
-
-async def settled(cluster, within=10.0):
-    """Wait until every replica of every service is in its service's view."""
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + within
-    while True:
-        services = get_json(cluster.url + "/status")[1]["services"]
-        if all(
-            view["primary"] is not None and len(view["backups"]) == len(view["replicas"]) - 1
-            for view in services.values()
-        ):
-            return services
-        assert reactor.seconds() < deadline, services
-        await deferLater(reactor, 0.1, lambda: None)
-
-
-async def converged(cluster, service, within=5.0):
-    """Wait until every replica of ``service`` reports the same seq and checksum."""
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + within
-    while True:
-        statuses = [
-            get_json(cluster.replica_url(service, r.name) + "/status")[1]
-            for r in cluster.config.replicas[service]
-        ]
-        if len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1:
-            return statuses
-        assert reactor.seconds() < deadline, statuses
-        await deferLater(reactor, 0.1, lambda: None)
 
 
 def test_oversized_body_is_413(cluster):

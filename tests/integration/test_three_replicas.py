@@ -11,9 +11,8 @@ import signal
 import pytest
 import pytest_twisted
 
-from tests.integration.harness import Cluster, get_json
+from tests.integration.harness import Cluster, converged, get_json, settled
 from tests.integration.load import check_invariants, ledger, run_load
-from tests.integration.test_cluster import converged, settled
 
 pytestmark = pytest.mark.integration
 REPLICAS = ("A", "B", "C")
