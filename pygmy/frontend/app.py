@@ -66,7 +66,6 @@ class FrontendApp:
         self.metrics = metrics
         self.catalog = routes["catalog"]
         self.orders = routes["order"]
-        self.routes = routes
 
     @app.route("/search", methods=["GET"])
     @app.route("/search/", methods=["GET"])
