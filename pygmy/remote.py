@@ -10,6 +10,10 @@ domain errors of :mod:`pygmy.errors`:
 - an error body from the replica raises the same error here;
 - no answer at all (refused, reset, timed out) raises :class:`ReplicaDown`,
   which callers may retry on another replica.
+
+Calls on the hot path of a buy go through :meth:`Remote.batched`, which lets
+concurrent calls to the same route share one request
+(:mod:`pygmy.batching`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 from treq.client import HTTPClient
 
+from pygmy.batching import Batcher
 from pygmy.config import ReplicaConfig
 from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
 from pygmy.web import json_bytes
@@ -197,6 +202,7 @@ class Remote:
             b"content-type": [b"application/json"],
         }
         self._timeout = timeout
+        self._batchers: dict[str, Batcher] = {}
 
     def __repr__(self):
         return f"<Remote {self.name} {self.url}>"
@@ -208,6 +214,30 @@ class Remote:
     async def post(self, path: str, body: dict):
         """POST ``body`` as JSON to ``path`` and return the decoded JSON body."""
         return await self._call("POST", path, data=self._http.body(json_bytes(body)))
+
+    def batched(self, path: str, body: dict):
+        """
+        POST ``body`` to the batch route ``path`` together with the other
+        calls made to it meanwhile; a Deferred of this call's own answer,
+        or of its own error.
+        """
+        batcher = self._batchers.get(path)
+        if batcher is None:
+            batcher = self._batchers[path] = Batcher(lambda bodies: self._post_batch(path, bodies), self._http.reactor)
+        return batcher.call(body)
+
+    async def _post_batch(self, path: str, bodies: list) -> list:
+        reply = await self.post(path, {"requests": bodies})
+        results = reply.get("results") if isinstance(reply, dict) else None
+        if not isinstance(results, list):
+            raise ReplicaDown(f"{self.name} answered a batch without results.")
+        return [self._outcome(result) for result in results]
+
+    def _outcome(self, result):
+        """One call's answer in a batch, or its error."""
+        if isinstance(result, dict) and "ok" in result:
+            return result["ok"]
+        return _error_from(self.name, None, result)
 
     async def _call(self, method: str, path: str, **kwargs):
         http = self._http
@@ -237,17 +267,21 @@ class Remote:
         return body
 
 
-def _error_from(name: str, status: int, body) -> PygmyError:
-    """The domain error a replica's error body stands for."""
+def _error_from(name: str, status: int | None, body) -> PygmyError:
+    """
+    The domain error a replica's error body stands for (``status`` is
+    C{None} for one call's error in a batch).
+    """
+    answered = "answered" if status is None else f"answered {status}"
     try:
         code, message = body["error"]["code"], body["error"]["message"]
     except (TypeError, KeyError):
-        return ReplicaDown(f"{name} answered {status} with an unexpected body.")
+        return ReplicaDown(f"{name} {answered} with an unexpected body.")
     cls = ERRORS_BY_CODE.get(code)
     if cls is Unauthorized:
         # Our own secret was refused: a misconfigured cluster, not the
         # client's fault, so the client must not see a 401.
         return ReplicaDown(f"{name} refused the cluster secret.")
     if cls is None:
-        return ReplicaDown(f"{name} failed with {status}: {message}")
+        return ReplicaDown(f"{name} failed ({code}): {message}")
     return cls(message)

@@ -53,14 +53,21 @@ class BackupLink:
         self.synced_sent = False
         self.closed = False
         self._sending = False
+        self._pump_scheduled = False
         self._failing_since = None
         self._reported = False
         self._waiters: list[tuple[int, Deferred]] = []
 
     def want(self, seq: int) -> None:
-        """The backup must get everything up to ``seq``."""
+        """
+        The backup must get everything up to ``seq``.  Sending starts at the
+        end of this reactor turn, so that the entries of writes committed
+        together go together.
+        """
         self.target = max(self.target, seq)
-        self._pump()
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.replicator.clock.callLater(0, self._pump)
 
     def wait_for(self, seq: int) -> Deferred:
         """A Deferred that fires once the backup holds ``seq``, or is out."""
@@ -86,6 +93,7 @@ class BackupLink:
                 d.errback(error)
 
     def _pump(self) -> None:
+        self._pump_scheduled = False
         if self._sending or self.closed:
             return
         if self.acked is not None and self.acked >= self.target and not self._wants_sync():

@@ -143,6 +143,7 @@ class Store(Service):
         self.view = 0
         self._queued: list = []
         self._committing = False
+        self._scheduled = False
         self.path = Path(path)
         self.tables = tables
         self._seed = seed
@@ -285,11 +286,21 @@ class Store(Service):
         d = Deferred()
         created = utc_timestamp(self._clock.seconds())
         self._queued.append((request_id, fingerprint, created, self.view, mutate, args, d))
-        if not self._committing:
-            self._commit_queued()
+        self._schedule_commit()
         return d
 
+    def _schedule_commit(self) -> None:
+        """
+        Commit what is queued at the end of this reactor turn, so that
+        writes started together (a batch of calls) share a transaction.
+        """
+        if self._committing or self._scheduled or not self._queued:
+            return
+        self._scheduled = True
+        self._clock.callLater(0, self._commit_queued)
+
     def _commit_queued(self) -> None:
+        self._scheduled = False
         batch, self._queued = self._queued, []
         self._committing = True
         work = [item[:-1] for item in batch]
@@ -299,14 +310,13 @@ class Store(Service):
         self._committing = False
         if isinstance(outcomes, Failure):
             outcomes = [(False, outcomes)] * len(batch)
-        if self._queued:
-            self._commit_queued()
         for (ok, result), item in zip(outcomes, batch):
             d = item[-1]
             if ok:
                 d.callback(result)
             else:
                 d.errback(result)
+        self._schedule_commit()
 
     def _write_batch(self, txn, work) -> list:
         txn.execute("BEGIN IMMEDIATE")

@@ -38,10 +38,19 @@ class SyncThreadPool:
 
 
 class SyncReactor(MemoryReactorClock):
-    """A memory reactor and clock whose ``callFromThread`` runs at once."""
+    """
+    A memory reactor and clock whose ``callFromThread``, and ``callLater``
+    with no delay ("at the end of this turn"), run at once.
+    """
 
     def callFromThread(self, f, *args, **kwargs):
         f(*args, **kwargs)
+
+    def callLater(self, delay, f, *args, **kwargs):
+        call = super().callLater(delay, f, *args, **kwargs)
+        if delay <= 0:
+            self.advance(0)
+        return call
 
 
 def result(d):

@@ -8,15 +8,22 @@ The catalog replica's own HTTP routes (mounted behind the shared secret by
 ``GET  /books/<id>``                       ``book``
 ``POST /books/<id>/update``                ``{"item": book, "seq": n}``
   body ``{"request_id", "cost"?, "stock_delta"?}``
-``POST /books/<id>/decrement``             ``{"item": book, "seq": n}``
-  body ``{"request_id"}``; 409 ``out_of_stock``
+``POST /books/decrement``                  a batch (:mod:`pygmy.batching`)
+  calls ``{"item_id", "request_id"}``       of ``{"item": book, "seq": n}``,
+                                           404 ``not_found``, 409
+                                           ``out_of_stock``
 =========================================  ====================================
+
+Decrements come from the order primary, one per buy, so they arrive in
+batches: one request carries every decrement the order primary started
+while the previous request was on its way.
 """
 
 from __future__ import annotations
 
 from klein import Klein
 
+from pygmy.batching import answer_each, requests_of
 from pygmy.catalog.books import Catalog
 from pygmy.validate import parse_id, parse_request_id, parse_topic, parse_update
 from pygmy.web import install_error_handlers, json_response, read_json_body
@@ -55,14 +62,17 @@ class CatalogApp:
         write = await self.catalog.update(item_id, parse_update(body), request_id)
         return _written(request, write)
 
-    @app.route("/books/<item_id>/decrement", methods=["POST"])
-    async def decrement(self, request, item_id):
-        """Take one copy of a book, once per request id."""
-        item_id = parse_id(item_id)
-        body = read_json_body(request)
-        request_id = parse_request_id(body.get("request_id"))
+    @app.route("/books/decrement", methods=["POST"])
+    async def decrement(self, request):
+        """Take one copy of a book per call, once per request id."""
+        calls = requests_of(read_json_body(request))
+        return json_response(request, await answer_each(calls, self._decrement))
+
+    async def _decrement(self, call: dict) -> dict:
+        item_id = parse_id(call.get("item_id"), "item_id")
+        request_id = parse_request_id(call.get("request_id"))
         write = await self.catalog.decrement(item_id, request_id)
-        return _written(request, write)
+        return {"item": write.row, "seq": write.seq}
 
     install_error_handlers(app)
 

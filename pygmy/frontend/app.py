@@ -144,7 +144,7 @@ class FrontendApp:
         item_id = parse_id(item_id)
         body = {"item_id": item_id, "request_id": request_id_for(request, "buy")}
         try:
-            reply = await self.orders.write(lambda r: r.post("/orders", body))
+            reply = await self.orders.write(lambda r: r.batched("/orders/buy", body))
         finally:
             # Whatever the outcome, the stock may have changed.
             self.cache.invalidate(item_id)

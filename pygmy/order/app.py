@@ -3,16 +3,21 @@ The order replica's own HTTP routes (mounted behind the shared secret by
 :class:`pygmy.replica.ReplicaApp`).
 
 ====================================  ==========================================
-``POST /orders``                      ``{"order": order}``
-  body ``{"item_id", "request_id"}``  404 ``not_found``, 409 ``out_of_stock``
+``POST /orders/buy``                  a batch (:mod:`pygmy.batching`) of
+  calls ``{"item_id", "request_id"}``  ``{"order": order}``, 404 ``not_found``,
+                                      409 ``out_of_stock``
 ``GET  /orders/<id>``                 ``{"order": order}``
 ====================================  ==========================================
+
+Buys come from the front end in batches: one request carries every buy it
+received while the previous request was on its way.
 """
 
 from __future__ import annotations
 
 from klein import Klein
 
+from pygmy.batching import answer_each, requests_of
 from pygmy.order.orders import Orders, public
 from pygmy.validate import parse_id, parse_request_id
 from pygmy.web import install_error_handlers, json_response, read_json_body
@@ -28,14 +33,16 @@ class OrderApp:
     def __init__(self, orders: Orders):
         self.orders = orders
 
-    @app.route("/orders", methods=["POST"])
+    @app.route("/orders/buy", methods=["POST"])
     async def buy(self, request):
-        """Buy one copy of a book."""
-        body = read_json_body(request)
-        item_id = parse_id(body.get("item_id"), "item_id")
-        request_id = parse_request_id(body.get("request_id"))
-        order = await self.orders.buy(item_id, request_id)
-        return json_response(request, {"order": public(order)})
+        """Buy one copy of a book per call."""
+        calls = requests_of(read_json_body(request))
+        return json_response(request, await answer_each(calls, self._buy))
+
+    async def _buy(self, call: dict) -> dict:
+        item_id = parse_id(call.get("item_id"), "item_id")
+        request_id = parse_request_id(call.get("request_id"))
+        return {"order": public(await self.orders.buy(item_id, request_id))}
 
     @app.route("/orders/<order_id>", methods=["GET"])
     async def get(self, request, order_id):

@@ -82,9 +82,8 @@ class Orders:
         # No look-up first: on a retry the catalog replays its decrement
         # and our log replays the order, both by request id; a request id
         # reused for another book is refused by the catalog (Conflict).
-        await self.catalog.write(
-            lambda catalog: catalog.post(f"/books/{item_id}/decrement", {"request_id": request_id})
-        )
+        decrement = {"item_id": item_id, "request_id": request_id}
+        await self.catalog.write(lambda catalog: catalog.batched("/books/decrement", decrement))
         write = await self.writer.write(
             request_id, _record, item_id, request_id, fingerprint=fingerprint_of("buy", item_id)
         )

@@ -1,0 +1,135 @@
+"""
+Many calls to one route of one replica carried by one HTTP request.
+
+A buy crosses three processes, and on a two-core machine the fixed cost of
+each HTTP exchange (parsing and writing a request and an answer on both
+ends, a trip through the reactor) is what limits throughput, not the work
+a call does.  So calls that are made while the route is busy share a
+request, the way group commit lets concurrent writes share a transaction:
+
+- :class:`Batcher` (the caller's side) gathers the calls made in one
+  reactor turn and sends them together at the end of it; while a batch is
+  on its way, new calls wait for it to come back and then go together.
+  Under light load nothing waits but for the end of the current turn;
+  under heavy load one request carries dozens of calls.
+- :func:`answer_each` (the replica's side) runs every call of a batch at
+  once and answers each separately, so one call's error (out of stock, not
+  the primary any more) is that call's alone.
+
+On the wire, a batch is ``{"requests": [body, ...]}`` and its answer
+``{"results": [{"ok": answer} | {"error": {"code", "message"}}, ...]}``, in
+the same order; every body and answer is what the single call would carry.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pygmy.errors import BadRequest, PygmyError
+
+#: The most calls one request carries (well under the replicas' body limit:
+#: a call's body is at most a few hundred bytes).
+BATCH_LIMIT = 64
+
+log = Logger()
+
+
+class Batcher:
+    """
+    Coalesces calls to one route into batches.
+
+    @param send: sends a list of call bodies as one request; returns a
+        Deferred of one outcome per body, in order: the answer, or the
+        L{PygmyError} of that call.  If the request as a whole fails,
+        every call of the batch fails with that error.
+    @param clock: schedules the send at the end of the current turn.
+    @param limit: the most calls in one batch.
+    @param parallel: how many batches may be on their way at once.
+    """
+
+    def __init__(self, send: Callable[[list], Deferred], clock, limit: int = BATCH_LIMIT, parallel: int = 1):
+        self._send = send
+        self._clock = clock
+        self._limit = limit
+        self._parallel = parallel
+        self._queue: list[tuple[object, Deferred]] = []
+        self._flying = 0
+        self._scheduled = False
+
+    def call(self, body) -> Deferred:
+        """Queue a call; a Deferred of its answer, or of its error."""
+        d = Deferred()
+        self._queue.append((body, d))
+        self._schedule()
+        return d
+
+    def _schedule(self) -> None:
+        if self._scheduled or self._flying >= self._parallel or not self._queue:
+            return
+        self._scheduled = True
+        self._clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._queue and self._flying < self._parallel:
+            batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
+            self._flying += 1
+            d = Deferred.fromCoroutine(self._round_trip([body for body, _ in batch]))
+            d.addBoth(self._answered, [waiter for _, waiter in batch])
+
+    async def _round_trip(self, bodies: list) -> list:
+        outcomes = await self._send(bodies)
+        if len(outcomes) != len(bodies):
+            raise PygmyError(f"A batch of {len(bodies)} calls got {len(outcomes)} answers.")
+        return outcomes
+
+    def _answered(self, outcomes, waiters: list[Deferred]) -> None:
+        self._flying -= 1
+        if isinstance(outcomes, Failure):
+            outcomes = [outcomes] * len(waiters)
+        for outcome, waiter in zip(outcomes, waiters):
+            if waiter.called:
+                continue  # cancelled by its caller meanwhile
+            if isinstance(outcome, Failure):
+                waiter.errback(outcome)
+            elif isinstance(outcome, BaseException):
+                waiter.errback(Failure(outcome))
+            else:
+                waiter.callback(outcome)
+        self._schedule()
+
+
+def requests_of(body) -> list:
+    """The call bodies of a batch request, checked."""
+    requests = body.get("requests") if isinstance(body, dict) else None
+    if not isinstance(requests, list) or not 1 <= len(requests) <= BATCH_LIMIT:
+        raise BadRequest(f"requests must be a list of 1 to {BATCH_LIMIT} calls.")
+    return requests
+
+
+async def answer_each(requests: list, handle: Callable[[dict], Awaitable[dict]]) -> dict:
+    """
+    Run ``handle`` on every call of a batch at once.
+
+    A call whose body is not an object gets its own 400.
+
+    @return: the batch's answer: ``{"results": [...]}``, in call order.
+    """
+    results = await gatherResults([Deferred.fromCoroutine(_answer(handle, body)) for body in requests])
+    return {"results": results}
+
+
+async def _answer(handle, body) -> dict:
+    try:
+        if not isinstance(body, dict):
+            raise BadRequest("Each call of a batch must be a JSON object.")
+        return {"ok": await handle(body)}
+    except PygmyError as e:
+        return e.as_json()
+    except Exception:
+        log.failure("A call of a batch failed")
+        return {"error": {"code": "internal", "message": "Internal server error."}}
