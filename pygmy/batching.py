@@ -91,9 +91,8 @@ class Batcher:
         self._flying -= 1
         if isinstance(outcomes, Failure):
             outcomes = [outcomes] * len(waiters)
+        # A waiter its caller cancelled meanwhile ignores what it gets here.
         for outcome, waiter in zip(outcomes, waiters):
-            if waiter.called:
-                continue  # cancelled by its caller meanwhile
             if isinstance(outcome, Failure):
                 waiter.errback(outcome)
             elif isinstance(outcome, BaseException):

@@ -111,7 +111,9 @@ class InMemoryCluster:
         self.order_store = sync_store(tmp_path / "order.sqlite", (ORDERS,), None, self.reactor)
 
         self.catalog_node = catalog_node = self.primary_node("catalog", self.catalog_store)
-        catalog_app = self.replica_app(catalog_node, CatalogApp(Catalog(self.catalog_store, catalog_node)))
+        self.catalog_app = catalog_app = self.replica_app(
+            catalog_node, CatalogApp(Catalog(self.catalog_store, catalog_node))
+        )
         self.catalog = StubTreq(catalog_app.app.resource())
         catalog_routes = self.routes("catalog", catalog_app)
 
