@@ -235,7 +235,11 @@ def make_site(resource, access_log: bool = False, metrics=None, idle_timeout: fl
     @param metrics: a L{pygmy.metrics.HTTPMetrics} counting every answer.
     @param idle_timeout: seconds after which an idle connection is closed.
     """
-    site = server.Site(resource, requestFactory=JSONRequest, timeout=idle_timeout)
+    # Every route speaks JSON: no form parsing (Twisted would parse the
+    # Content-Type of every POST with the email package to look for forms).
+    site = server.Site(
+        resource, requestFactory=JSONRequest, timeout=idle_timeout, parsePOSTFormSubmission=False
+    )
     site.displayTracebacks = False
     site.metrics = metrics
     if not access_log:
