@@ -46,6 +46,12 @@ from pygmy.web import (
 
 MAX_LOG_BATCH = 10_000
 
+#: The largest request body a replica takes: a replication batch
+#: (L{pygmy.replication.BATCH} entries of at most ~1 KB each) must fit.
+#: The public API's limit (64 KiB) would refuse a batch to a backup that is
+#: a few hundred entries behind, again and again.
+MAX_REPLICA_BODY = 1024 * 1024
+
 
 def _count(request, name: str, default: int | None = None) -> int:
     """A non-negative integer query parameter."""
@@ -206,6 +212,6 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
     NodeService(parts.node, connect).setServiceParent(top)
     _, metrics = registry_with(ReplicaCollector(parts.node))
     app = ReplicaApp(replica, parts.node, cluster.secret, service_app, metrics)
-    site = make_site(app.app.resource(), cluster.access_log, metrics)
+    site = make_site(app.app.resource(), cluster.access_log, metrics, max_body=MAX_REPLICA_BODY)
     Listener(reactor, replica.port, replica.bind, site, f"{replica.label} HTTP").setServiceParent(top)
     return top

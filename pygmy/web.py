@@ -4,7 +4,8 @@ HTTP pieces shared by the Klein apps of every role.
 - :func:`json_response` writes a JSON body with its content type;
 - :func:`install_error_handlers` maps every exception to a JSON error, in one
   place, most specific first, so no request ever sees a traceback;
-- :class:`JSONRequest` refuses bodies over :data:`MAX_BODY` with 413 before
+- :class:`JSONRequest` refuses bodies over the site's limit (the public
+  API's :data:`MAX_BODY` unless the site says otherwise) with 413 before
   buffering them;
 - :func:`read_json_body` and :func:`require_secret` validate what a route gets.
 """
@@ -112,8 +113,9 @@ def read_json_body(request) -> dict:
         nests deeper than :data:`MAX_JSON_DEPTH`.
     """
     raw = request.content.read() if request.content is not None else b""
-    if len(raw) > MAX_BODY:
-        raise PayloadTooLarge(f"Request body is over {MAX_BODY} bytes.")
+    limit = body_limit(request)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"Request body is over {limit} bytes.")
     if not raw.strip():
         raise BadRequest("Request body must be a JSON object.")
     try:
@@ -125,6 +127,12 @@ def read_json_body(request) -> dict:
     if _depth(body) > MAX_JSON_DEPTH:
         raise BadRequest("Request body nests too deeply.")
     return body
+
+
+def body_limit(request) -> int:
+    """The most bytes of body the site of ``request`` takes."""
+    site = getattr(getattr(request, "channel", None), "site", None)
+    return getattr(site, "max_body", MAX_BODY)
 
 
 def _refuse_constant(name: str):
@@ -164,7 +172,7 @@ def require_secret(request, secret: str) -> None:
 
 class JSONRequest(server.Request):
     """
-    A request that answers 413 to bodies over :data:`MAX_BODY` without
+    A request that answers 413 to bodies over its site's limit without
     buffering them, and whose default content type is JSON.
     """
 
@@ -184,7 +192,7 @@ class JSONRequest(server.Request):
                 pass
 
     def gotLength(self, length):
-        if length is not None and length > MAX_BODY:
+        if length is not None and length > body_limit(self):
             self._too_large = True
             length = 0
         super().gotLength(length)
@@ -192,7 +200,7 @@ class JSONRequest(server.Request):
     def handleContentChunk(self, data):
         if self._too_large:
             return
-        if self.content.tell() + len(data) > MAX_BODY:
+        if self.content.tell() + len(data) > body_limit(self):
             self._too_large = True
             self.content.seek(0)
             self.content.truncate()
@@ -203,7 +211,7 @@ class JSONRequest(server.Request):
         self._started = time.perf_counter()
         if self._too_large:
             self.setHeader(b"connection", b"close")
-            return self._answer_early(PayloadTooLarge(f"Request body is over {MAX_BODY} bytes."))
+            return self._answer_early(PayloadTooLarge(f"Request body is over {body_limit(self)} bytes."))
         try:
             unquote_to_bytes(self.path).decode("utf-8")
         except UnicodeDecodeError:
@@ -224,7 +232,9 @@ class JSONRequest(server.Request):
         return super().finish()
 
 
-def make_site(resource, access_log: bool = False, metrics=None, idle_timeout: float = 60.0) -> server.Site:
+def make_site(
+    resource, access_log: bool = False, metrics=None, idle_timeout: float = 60.0, max_body: int = MAX_BODY
+) -> server.Site:
     """
     A :class:`~twisted.web.server.Site` for ``resource`` that makes
     :class:`JSONRequest` requests and never shows a traceback to a client.
@@ -234,6 +244,7 @@ def make_site(resource, access_log: bool = False, metrics=None, idle_timeout: fl
         per route and status are in C{metrics} either way.
     @param metrics: a L{pygmy.metrics.HTTPMetrics} counting every answer.
     @param idle_timeout: seconds after which an idle connection is closed.
+    @param max_body: the largest request body taken; larger ones get 413.
     """
     # Every route speaks JSON: no form parsing (Twisted would parse the
     # Content-Type of every POST with the email package to look for forms).
@@ -242,6 +253,7 @@ def make_site(resource, access_log: bool = False, metrics=None, idle_timeout: fl
     )
     site.displayTracebacks = False
     site.metrics = metrics
+    site.max_body = max_body
     if not access_log:
         site.log = _no_access_log
     return site

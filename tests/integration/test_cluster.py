@@ -118,6 +118,20 @@ def test_oversized_body_is_413(cluster):
     assert status == 413 and body["error"]["code"] == "payload_too_large"
 
 
+def test_replicas_take_replication_sized_bodies(cluster):
+    """
+    A replica takes bodies up to its own limit (a replication batch is far
+    over the public 64 KiB), and refuses larger ones before reading them.
+    """
+    from pygmy.replica import MAX_REPLICA_BODY
+
+    url = cluster.replica_url("catalog", "B") + "/replication/apply"
+    status, body = get_json(url, None, "POST", {"pad": "x" * 300_000})
+    assert status == 401, body  # read, then refused for want of the secret
+    status, body = get_json(url, None, "POST", {"pad": "x" * MAX_REPLICA_BODY})
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+
+
 def test_garbage_request_line_gets_no_500(cluster):
     host, port = "127.0.0.1", cluster.config.frontend.port
     for garbage in [b"\x00\xff garbage\r\n\r\n", b"GET /lookup/1 HTTP/9.9\r\n\r\n", b"GET " + b"x" * 20000 + b"\r\n\r\n"]:

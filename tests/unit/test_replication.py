@@ -294,3 +294,24 @@ def test_backup_holding_an_unacknowledged_entry_does_not_ack_another(pair):
     # Acknowledged means every backup holds this very entry.
     assert result(pair.stores["B"].read_log(2, 1)) == mine
     assert pair.status("B") == pair.status("A")
+
+
+def test_the_largest_replication_batch_fits_a_replica_body():
+    """
+    BATCH entries as large as they can be (request ids of MAX_REQUEST_ID
+    characters that JSON must escape) fit in one request to a backup.
+    """
+    from pygmy.replica import MAX_REPLICA_BODY
+    from pygmy.replication import BATCH
+    from pygmy.validate import MAX_REQUEST_ID
+    from pygmy.web import json_bytes
+
+    request_id = '"' * MAX_REQUEST_ID
+    order = {"id": 2**62, "item_id": 2**62, "created": "2026-11-21T19:35:00.123Z", "request_id": request_id}
+    book = {"id": 2**62, "title": "x" * 60, "topic": "y" * 30, "cost": "999999999.99", "stock": 10**12}
+    entries = [
+        {"seq": 2**62, "view": 2**40, "request_id": request_id, "created": order["created"],
+         "fingerprint": "f" * 32, "changes": [{"table": "orders", "row": order}, {"table": "books", "row": book}]}
+    ] * BATCH
+    body = json_bytes({"view": 2**40, "primary": "a-replica-name", "entries": entries})
+    assert len(body) <= MAX_REPLICA_BODY, len(body)
