@@ -2,7 +2,7 @@
 Read and write throughput of the front end, against a bare Klein route on
 the same machine in the same run.
 
-    .venv/bin/python benchmarks/throughput.py [--seconds 5] [--clients 10]
+    .venv/bin/python benchmarks/throughput.py [--seconds 5] [--clients 10] [--buy-clients 64]
 
 Measures, with the same load generator (wrk if it is installed, else
 :mod:`pygmy.loadgen`), one after the other:
@@ -11,11 +11,16 @@ Measures, with the same load generator (wrk if it is installed, else
 2. a cached lookup through the front end (``GET /lookup/1``);
 3. an uncached lookup (``Cache-Control: no-cache``: front end -> replica);
 4. buys (``POST /buy/<id>``: front end -> order primary -> catalog primary,
-   each write replicated to its backup before it is acknowledged).
+   each write replicated to its backup before it is acknowledged), with
+   ``--clients`` connections and again with ``--buy-clients``.
 
 It prints requests/s, p50 and p99 latency for each, and the ratios to the
 goals: cached/reference >= 0.9, >= 500 buys/s, cached p50 <= 2 ms at 10
-clients.  Everything it starts is stopped, whatever happens.
+clients.  A buy crosses five processes and four database commits one after
+the other, so with few clients the rate is bounded by latency (Little's
+law), not by what the cluster can do; the buy goal is judged at
+``--buy-clients``, the throughput the cluster sustains, and both rates are
+printed.  Everything it starts is stopped, whatever happens.
 """
 
 from __future__ import annotations
@@ -95,17 +100,18 @@ def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
     return result["rps"], result["p50"] * 1000, result["p99"] * 1000, result["count"] - result["ok"]
 
 
-def measure(name, url, args, headers=(), buy=False):
+def measure(name, url, args, headers=(), buy=False, clients=None):
+    clients = clients or args.clients
     if shutil.which("wrk"):
         script = None
         if buy:
             script = os.path.join(tempfile.mkdtemp(), "buy.lua")
             Path(script).write_text(BUY_SCRIPT)
-        return wrk(url, args.seconds, args.clients, headers, script)
+        return wrk(url, args.seconds, clients, headers, script)
     if buy:
         base = url.rsplit("/buy", 1)[0]
-        return own_generator(url, args.seconds, args.clients, headers, "POST", lambda n: f"{base}/buy/{n % 7 + 1}")
-    return own_generator(url, args.seconds, args.clients, headers)
+        return own_generator(url, args.seconds, clients, headers, "POST", lambda n: f"{base}/buy/{n % 7 + 1}")
+    return own_generator(url, args.seconds, clients, headers)
 
 
 def restock(config):
@@ -123,6 +129,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
     parser.add_argument("--clients", type=int, default=10, help="concurrent connections")
+    parser.add_argument("--buy-clients", type=int, default=64, help="concurrent connections for the second buy run")
     args = parser.parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix="pygmy-bench-"))
     config = configuration.load(write_config(directory))
@@ -140,16 +147,21 @@ def main(argv=None):
             ("1 bare Klein route (reference)", measure("ref", f"http://127.0.0.1:{port}/reference", args)),
             ("2 cached lookup", measure("cached", f"{front}/lookup/1", args)),
             ("3 uncached lookup", measure("uncached", f"{front}/lookup/1", args, ["Cache-Control: no-cache"])),
-            ("4 buy (replicated)", measure("buy", f"{front}/buy/1", args, buy=True)),
+            (f"4 buy (replicated), {args.clients} clients", measure("buy", f"{front}/buy/1", args, buy=True)),
+            (
+                f"5 buy (replicated), {args.buy_clients} clients",
+                measure("buy", f"{front}/buy/1", args, buy=True, clients=args.buy_clients),
+            ),
         ]
         print(f"  {'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name, (rps, p50, p99, errors) in rows:
             print(f"  {name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
-        ref, cached, buys = rows[0][1], rows[1][1], rows[3][1]
+        ref, cached, few, many = (row[1] for row in (rows[0], rows[1], rows[3], rows[4]))
         print("goals:")
         print(f"  cached / reference throughput   {cached[0] / ref[0]:5.2f}   (goal >= 0.90)")
-        print(f"  buys per second                 {buys[0]:5.0f}   (goal >= 500: ratio {buys[0] / 500:4.2f})")
-        print(f"  cached lookup p50               {cached[1]:5.2f} ms (goal <= 2 ms)")
+        print(f"  buys per second                 {many[0]:5.0f}   (goal >= 500: ratio {many[0] / 500:4.2f}, "
+              f"{args.buy_clients} clients; {few[0]:.0f} with {args.clients})")
+        print(f"  cached lookup p50               {cached[1]:5.2f} ms (goal <= 2 ms, {args.clients} clients)")
     finally:
         launcher.down(config, echo=lambda line: None)
         reference.send_signal(signal.SIGTERM)
