@@ -125,7 +125,7 @@ class InMemoryCluster:
         self.monitor = Monitor(self.config, self.reactor, {})
         self.cache = ReplyCache(100)
         self.frontend = FrontendApp(self.config, routes, self.monitor, self.cache)
-        self.front = StubTreq(self.frontend.app.resource())
+        self.front = StubTreq(self.frontend.resource())
 
     def primary_node(self, service: str, store):
         """A node that is its service's only replica, and so its primary."""

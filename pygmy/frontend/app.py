@@ -5,14 +5,20 @@ update, status and health, as JSON.
 Every route validates what it gets (:mod:`pygmy.validate`), sends the work to
 a replica through :class:`~pygmy.routing.ServiceRoutes`, and leaves every
 error to the handlers of :func:`pygmy.web.install_error_handlers`.
+
+:class:`CachedReads` stands in front of the Klein app and answers cache hits
+of ``GET /lookup/<id>`` and ``GET /list`` before any routing: for a hit,
+Klein's routing and rendering cost more than everything else together.
 """
 
 from __future__ import annotations
 
+import re
 from uuid import uuid4
 
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.web.resource import Resource
 
 from pygmy.config import Config
 from pygmy.errors import BadRequest, NotFound
@@ -34,6 +40,17 @@ from pygmy.web import (
     read_json_body,
     require_secret,
 )
+
+
+#: The cache key of ``GET /list``.
+LIST_KEY = "list"
+
+_LOOKUP_PATH = re.compile(rb"/lookup/([1-9][0-9]{0,18})")
+
+
+def lookup_key(item_id: int) -> str:
+    """The cache key of ``GET /lookup/<item_id>``."""
+    return f"lookup:{item_id}"
 
 
 def request_id_for(request, prefix: str) -> str:
@@ -66,6 +83,10 @@ class FrontendApp:
         self.metrics = metrics
         self.catalog = routes["catalog"]
         self.orders = routes["order"]
+
+    def resource(self) -> Resource:
+        """The HTTP resource to serve: the app behind L{CachedReads}."""
+        return CachedReads(self.cache, self.app.resource())
 
     @app.route("/search", methods=["GET"])
     @app.route("/search/", methods=["GET"])
@@ -103,7 +124,7 @@ class FrontendApp:
         async def fetch():
             return await self.catalog.read(lambda r: r.get(f"/books/{item_id}")), (item_id,)
 
-        return self._cached(request, f"lookup:{item_id}", fetch)
+        return self._cached(request, lookup_key(item_id), fetch)
 
     @app.route("/list", methods=["GET"])
     def list(self, request):
@@ -113,7 +134,7 @@ class FrontendApp:
             reply = await self.catalog.read(lambda r: r.get("/books"))
             return {"items": reply["items"]}, None
 
-        return self._cached(request, "list", fetch)
+        return self._cached(request, LIST_KEY, fetch)
 
     def _cached(self, request, key: str, fetch):
         """
@@ -204,3 +225,40 @@ def _no_cache(request) -> bool:
     if not header:
         return False
     return any(d.strip().lower() == b"no-cache" for d in header.split(b","))
+
+
+class CachedReads(Resource):
+    """
+    The front end's HTTP resource: answers a cache hit of ``GET
+    /lookup/<id>`` or ``GET /list`` at once and hands every other request
+    to the Klein app.
+
+    Only hits are answered here, and only for keys the app itself stores, so
+    the app's rules hold: a miss, ``Cache-Control: no-cache``, a malformed
+    id or another method all go to the app, which validates, fetches, fills
+    and answers errors as before.
+    """
+
+    isLeaf = True
+
+    def __init__(self, cache: ReplyCache, app: Resource):
+        super().__init__()
+        self._cache = cache
+        self._app = app
+
+    def render(self, request):
+        if request.method == b"GET":
+            key = _hit_key(request.path)
+            if key is not None and not _no_cache(request):
+                body = self._cache.get(key, count_miss=False)
+                if body is not None:
+                    return json_body(request, body)
+        return self._app.render(request)
+
+
+def _hit_key(path: bytes) -> str | None:
+    """The cache key a path may be answered from, if any."""
+    if path == b"/list":
+        return LIST_KEY
+    match = _LOOKUP_PATH.fullmatch(path)
+    return None if match is None else lookup_key(int(match.group(1)))

@@ -54,11 +54,15 @@ class ReplyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: str) -> bytes | None:
-        """The cached body for ``key``, or C{None}; counts a hit or a miss."""
+    def get(self, key: str, count_miss: bool = True) -> bytes | None:
+        """
+        The cached body for ``key``, or C{None}; counts a hit, or a miss
+        unless ``count_miss`` is false (the caller asks again if it misses).
+        """
         entry = self._entries.get(key)
         if entry is None:
-            self.counters.misses += 1
+            if count_miss:
+                self.counters.misses += 1
             return None
         self._entries.move_to_end(key)
         self.counters.hits += 1

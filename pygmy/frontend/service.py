@@ -61,6 +61,6 @@ def frontend_service(config: Config, reactor) -> MultiService:
     monitor.invalidated = cache.invalidate
     _, metrics = registry_with(FrontendCollector(monitor, cache))
     app = FrontendApp(config, routes, monitor, cache, metrics)
-    site = make_site(app.app.resource(), cluster.access_log, metrics)
+    site = make_site(app.resource(), cluster.access_log, metrics)
     Listener(reactor, front.port, front.bind, site, "front end HTTP").setServiceParent(top)
     return top

@@ -84,7 +84,7 @@ class FakeCatalogTests(SynchronousTestCase):
         self.monitor = Monitor(config, clock, {})
         self.cache = ReplyCache(10)
         self.monitor.invalidated = self.cache.invalidate  # as pygmy.frontend.service wires it
-        self.front = StubTreq(FrontendApp(config, routes, self.monitor, self.cache).app.resource())
+        self.front = StubTreq(FrontendApp(config, routes, self.monitor, self.cache).resource())
 
     def start(self, method, path, body=None, headers=None):
         """Send a request; return the Deferred of its response."""
@@ -260,3 +260,56 @@ class ClusterTests(SynchronousTestCase):
         self.cached_lookup(6)
         self.assertEqual(self.call("POST", "/buy/6")[0], 409)
         self.assertEqual(self.assertNextLookupAsks(6)["stock"], 0)
+
+
+class RecordingApp:
+    """Stands for the Klein app behind L{CachedReads}: records what reaches it."""
+
+    def __init__(self):
+        self.paths = []
+
+    def render(self, request):
+        self.paths.append((request.method, request.path))
+        return b'{"from": "app"}'
+
+
+class CachedReadsTests(SynchronousTestCase):
+    """Hits are answered before routing; everything else reaches the app."""
+
+    def setUp(self):
+        from pygmy.frontend.app import CachedReads, lookup_key, LIST_KEY
+
+        self.cache = ReplyCache(10)
+        self.cache.store(lookup_key(1), b'{"id": 1}', [1], self.cache.ticket())
+        self.cache.store(LIST_KEY, b'{"items": []}', None, self.cache.ticket())
+        self.app = RecordingApp()
+        self.front = StubTreq(CachedReads(self.cache, self.app))
+
+    def body(self, method, path, headers=None):
+        response = self.successResultOf(self.front.request(method, URL + path, headers=headers or {}))
+        return self.successResultOf(response.content())
+
+    def test_hits_never_reach_the_app(self):
+        self.assertEqual(self.body("GET", "/lookup/1"), b'{"id": 1}')
+        self.assertEqual(self.body("GET", "/lookup/1?ignored=1"), b'{"id": 1}')
+        self.assertEqual(self.body("GET", "/list"), b'{"items": []}')
+        self.assertEqual(self.app.paths, [])
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (3, 0))
+
+    def test_everything_else_reaches_the_app_uncounted(self):
+        for method, path, headers in [
+            ("GET", "/lookup/2", None),  # a miss: the app fetches and counts it
+            ("GET", "/lookup/01", None),
+            ("GET", "/lookup/1/", None),
+            ("GET", "/lookup/1", {"Cache-Control": "no-cache"}),
+            ("POST", "/lookup/1", None),
+            ("GET", "/search/t", None),
+        ]:
+            self.assertEqual(self.body(method, path, headers), b'{"from": "app"}')
+        self.assertEqual(len(self.app.paths), 6)
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (0, 0))
+
+    def test_an_invalidated_entry_goes_to_the_app(self):
+        self.cache.invalidate(1)
+        self.assertEqual(self.body("GET", "/lookup/1"), b'{"from": "app"}')
+        self.assertEqual(self.body("GET", "/list"), b'{"from": "app"}')

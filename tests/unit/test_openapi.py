@@ -158,7 +158,7 @@ def front_end(cluster: InMemoryCluster) -> StubTreq:
     requests as the real one (L{JSONRequest}: 413 before buffering a body)
     and shows no tracebacks, as L{pygmy.web.make_site} does.
     """
-    front = StubTreq(cluster.frontend.app.resource())
+    front = StubTreq(cluster.frontend.resource())
     # treq gives no public way to choose the site of a StubTreq.
     site = front._agent._serverFactory
     site.requestFactory = JSONRequest
