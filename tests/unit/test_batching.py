@@ -57,9 +57,9 @@ def test_calls_of_one_turn_share_one_request():
     assert outcomes(*calls) == ["a", "b", "c"]
 
 
-def test_calls_made_while_a_batch_is_out_wait_and_go_together():
+def test_calls_made_while_the_batches_are_out_wait_and_go_together():
     clock, send = Clock(), Sender()
-    batcher = Batcher(send, clock)
+    batcher = Batcher(send, clock, parallel=1)
     first = batcher.call(1)
     clock.advance(0)
     later = [batcher.call(2), batcher.call(3)]
@@ -71,6 +71,21 @@ def test_calls_made_while_a_batch_is_out_wait_and_go_together():
     assert send.batches == [[1], [2, 3]]
     send.sent[1][1].callback(["two", "three"])
     assert outcomes(*later) == ["two", "three"]
+
+
+def test_by_default_two_batches_overlap():
+    clock, send = Clock(), Sender()
+    batcher = Batcher(send, clock)
+    batcher.call(1)
+    clock.advance(0)
+    batcher.call(2)
+    clock.advance(0)
+    batcher.call(3)
+    clock.advance(0)
+    assert send.batches == [[1], [2]]  # the third waits for one of them
+    send.sent[0][1].callback(["one"])
+    clock.advance(0)
+    assert send.batches == [[1], [2], [3]]
 
 
 def test_limit_and_parallel_batches():
@@ -100,7 +115,7 @@ def test_each_call_gets_its_own_error():
 
 def test_a_failed_request_fails_every_call_and_the_next_batch_still_goes():
     clock, send = Clock(), Sender()
-    batcher = Batcher(send, clock)
+    batcher = Batcher(send, clock, parallel=1)
     calls = [batcher.call(n) for n in range(2)]
     clock.advance(0)
     queued = batcher.call(2)
