@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import CancelledError, Deferred, FirstError, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -126,8 +126,13 @@ async def answer_each(requests: list, handle: Callable[[dict], Awaitable[dict]])
 
     @return: the batch's answer: ``{"results": [...]}``, in call order.
     """
-    results = await gatherResults([Deferred.fromCoroutine(_answer(handle, body)) for body in requests])
-    return {"results": results}
+    calls = [Deferred.fromCoroutine(_answer(handle, body)) for body in requests]
+    try:
+        return {"results": await gatherResults(calls, consumeErrors=True)}
+    except FirstError as e:
+        # Only a cancellation gets here (every other error is a call's
+        # answer): show it as one, which Klein expects of a caller gone.
+        e.subFailure.raiseException()
 
 
 async def _answer(handle, body) -> dict:
@@ -137,6 +142,8 @@ async def _answer(handle, body) -> dict:
         return {"ok": await handle(body)}
     except PygmyError as e:
         return e.as_json()
+    except CancelledError:
+        raise  # the caller went away: nobody to answer
     except Exception:
         log.failure("A call of a batch failed")
         return {"error": {"code": "internal", "message": "Internal server error."}}

@@ -229,8 +229,8 @@ class Remote:
     async def _post_batch(self, path: str, bodies: list) -> list:
         reply = await self.post(path, {"requests": bodies})
         results = reply.get("results") if isinstance(reply, dict) else None
-        if not isinstance(results, list):
-            raise ReplicaDown(f"{self.name} answered a batch without results.")
+        if not isinstance(results, list) or len(results) != len(bodies):
+            raise ReplicaDown(f"{self.name} answered a batch of {len(bodies)} calls without as many results.")
         return [self._outcome(result) for result in results]
 
     def _outcome(self, result):

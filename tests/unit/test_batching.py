@@ -148,6 +148,23 @@ def test_a_cancelled_call_leaves_the_others_alone():
 # The replica's side
 
 
+def test_a_cancelled_batch_cancels_its_calls_quietly():
+    """The caller went away (Klein cancels): no call is logged as failed."""
+    waits = []
+
+    async def handle(call):
+        waits.append(Deferred())
+        return await waits[-1]
+
+    with capturedLogs() as events:
+        answer = Deferred.fromCoroutine(answer_each([{"n": 0}, {"n": 1}], handle))
+        answer.cancel()
+        failure = outcomes(answer)[0]
+    assert failure.check(CancelledError)
+    assert all(w.called for w in waits)
+    assert not [e for e in events if e.get("log_failure") is not None], events
+
+
 def test_answer_each_keeps_order_and_isolates_errors():
     async def handle(call):
         if call["n"] == 1:
@@ -245,8 +262,9 @@ def test_remote_batched_maps_each_answer(cluster):
 
 @pytest.mark.parametrize(
     "answer",
-    [{"nothing": []}, {"results": [{"error": {"code": "made_up", "message": "?"}}]}, {"results": [7]}],
-    ids=["no-results", "unknown-code", "not-an-object"],
+    [{"nothing": []}, {"results": [{"error": {"code": "made_up", "message": "?"}}]}, {"results": [7]},
+     {"results": []}],
+    ids=["no-results", "unknown-code", "not-an-object", "too-few"],
 )
 def test_remote_batched_turns_odd_answers_into_replica_down(answer):
     from klein import Klein
