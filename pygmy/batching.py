@@ -14,7 +14,7 @@ request, the way group commit lets concurrent writes share a transaction:
   for one to come back and then go together.  Under light load nothing
   waits but for the end of the current turn; under heavy load one request
   carries dozens of calls.
-- :func:`answer_each` (the replica's side) runs every call of a batch at
+- :func:`answer_batch` (the replica's side) runs every call of a batch at
   once and answers each separately, so one call's error (out of stock, not
   the primary any more) is that call's alone.
 
@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pygmy.errors import BadRequest, PygmyError
+from pygmy.web import json_response, read_json_body
 
 #: The most calls one request carries (well under the replicas' body limit:
 #: a call's body is at most a few hundred bytes).
@@ -108,6 +109,14 @@ class Batcher:
             else:
                 waiter.callback(outcome)
         self._schedule()
+
+
+async def answer_batch(request, handle: Callable[[dict], Awaitable[dict]]) -> bytes:
+    """
+    The reply to a batch route: ``handle`` run on every call of the
+    request's body, each answered on its own.
+    """
+    return json_response(request, await answer_each(requests_of(read_json_body(request)), handle))
 
 
 def requests_of(body) -> list:

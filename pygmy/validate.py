@@ -106,3 +106,8 @@ def parse_request_id(value, what: str = "request_id", limit: int = MAX_REQUEST_I
     ):
         raise BadRequest(f"{what} must be 1 to {limit} visible ASCII characters.")
     return value
+
+
+def parse_item_call(call: dict) -> tuple[int, str]:
+    """The ``item_id`` and ``request_id`` of one call of a batch of buys or decrements."""
+    return parse_id(call.get("item_id"), "item_id"), parse_request_id(call.get("request_id"))

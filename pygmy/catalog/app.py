@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from klein import Klein
 
-from pygmy.batching import answer_each, requests_of
+from pygmy.batching import answer_batch
 from pygmy.catalog.books import Catalog
-from pygmy.validate import parse_id, parse_request_id, parse_topic, parse_update
+from pygmy.validate import parse_id, parse_item_call, parse_request_id, parse_topic, parse_update
 from pygmy.web import install_error_handlers, json_response, read_json_body
 
 
@@ -65,13 +65,10 @@ class CatalogApp:
     @app.route("/books/decrement", methods=["POST"])
     async def decrement(self, request):
         """Take one copy of a book per call, once per request id."""
-        calls = requests_of(read_json_body(request))
-        return json_response(request, await answer_each(calls, self._decrement))
+        return await answer_batch(request, self._decrement)
 
     async def _decrement(self, call: dict) -> dict:
-        item_id = parse_id(call.get("item_id"), "item_id")
-        request_id = parse_request_id(call.get("request_id"))
-        write = await self.catalog.decrement(item_id, request_id)
+        write = await self.catalog.decrement(*parse_item_call(call))
         return {"item": write.row, "seq": write.seq}
 
     install_error_handlers(app)

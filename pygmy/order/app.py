@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from klein import Klein
 
-from pygmy.batching import answer_each, requests_of
+from pygmy.batching import answer_batch
 from pygmy.order.orders import Orders, public
-from pygmy.validate import parse_id, parse_request_id
-from pygmy.web import install_error_handlers, json_response, read_json_body
+from pygmy.validate import parse_id, parse_item_call
+from pygmy.web import install_error_handlers, json_response
 
 
 class OrderApp:
@@ -36,13 +36,10 @@ class OrderApp:
     @app.route("/orders/buy", methods=["POST"])
     async def buy(self, request):
         """Buy one copy of a book per call."""
-        calls = requests_of(read_json_body(request))
-        return json_response(request, await answer_each(calls, self._buy))
+        return await answer_batch(request, self._buy)
 
     async def _buy(self, call: dict) -> dict:
-        item_id = parse_id(call.get("item_id"), "item_id")
-        request_id = parse_request_id(call.get("request_id"))
-        return {"order": public(await self.orders.buy(item_id, request_id))}
+        return {"order": public(await self.orders.buy(*parse_item_call(call)))}
 
     @app.route("/orders/<order_id>", methods=["GET"])
     async def get(self, request, order_id):
