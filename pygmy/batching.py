@@ -60,7 +60,9 @@ class Batcher:
     @param parallel: how many batches may be on their way at once.
     """
 
-    def __init__(self, send: Callable[[list], Deferred], clock, limit: int = BATCH_LIMIT, parallel: int = PARALLEL):
+    def __init__(
+        self, send: Callable[[list], Deferred], clock, limit: int = BATCH_LIMIT, parallel: int = PARALLEL
+    ):
         self._send = send
         self._clock = clock
         self._limit = limit

@@ -223,7 +223,8 @@ class Remote:
         """
         batcher = self._batchers.get(path)
         if batcher is None:
-            batcher = self._batchers[path] = Batcher(lambda bodies: self._post_batch(path, bodies), self._http.reactor)
+            send = lambda bodies: self._post_batch(path, bodies)  # noqa: E731
+            batcher = self._batchers[path] = Batcher(send, self._http.reactor)
         return batcher.call(body)
 
     async def _post_batch(self, path: str, bodies: list) -> list:
