@@ -51,8 +51,8 @@ class Batcher:
     """
     Coalesces calls to one route into batches.
 
-    @param send: sends a list of call bodies as one request; returns a
-        Deferred of one outcome per body, in order: the answer, or the
+    @param send: sends a list of call bodies as one request; returns (a
+        Deferred or coroutine of) one outcome per body, in order: the answer, or the
         L{PygmyError} of that call.  If the request as a whole fails,
         every call of the batch fails with that error.
     @param clock: schedules the send at the end of the current turn.
@@ -61,7 +61,7 @@ class Batcher:
     """
 
     def __init__(
-        self, send: Callable[[list], Deferred], clock, limit: int = BATCH_LIMIT, parallel: int = PARALLEL
+        self, send: Callable[[list], Awaitable[list]], clock, limit: int = BATCH_LIMIT, parallel: int = PARALLEL
     ):
         self._send = send
         self._clock = clock
