@@ -52,9 +52,9 @@ class Batcher:
     Coalesces calls to one route into batches.
 
     @param send: sends a list of call bodies as one request; returns (a
-        Deferred or coroutine of) one outcome per body, in order: the answer, or the
-        L{PygmyError} of that call.  If the request as a whole fails,
-        every call of the batch fails with that error.
+        Deferred or coroutine of) one outcome per body, in order: the
+        answer, or the L{PygmyError} of that call.  If the request as a
+        whole fails, every call of the batch fails with that error.
     @param clock: schedules the send at the end of the current turn.
     @param limit: the most calls in one batch.
     @param parallel: how many batches may be on their way at once.
