@@ -19,6 +19,27 @@ from pygmy.remote import Remote
 from pygmy.storage import Store
 
 
+#: The replica sections of the default config.ini: catalog and order, A and B.
+REPLICA_SECTIONS = """\
+[catalog:A]
+port = 8081
+[catalog:B]
+port = 8082
+[order:A]
+port = 8083
+[order:B]
+port = 8084
+"""
+
+
+def config_text(secret: str = "s3cret", data_dir: str = "var") -> str:
+    """A small valid config.ini on the default ports."""
+    return (
+        f"[cluster]\nsecret = {secret}\ndata_dir = {data_dir}\n\n"
+        "[frontend]\nport = 8080\nheartbeat_port = 8090\n\n" + REPLICA_SECTIONS
+    )
+
+
 class SyncThreadPool:
     """A thread pool that runs every job at once, in the calling thread."""
 

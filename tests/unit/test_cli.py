@@ -16,25 +16,9 @@ import pytest
 
 from pygmy import chaos, cli, launcher
 from pygmy.config import load
+from tests.fakes import config_text
 
-CONFIG = """\
-[cluster]
-secret = s3cret
-data_dir = state
-
-[frontend]
-port = 8080
-heartbeat_port = 8090
-
-[catalog:A]
-port = 8081
-[catalog:B]
-port = 8082
-[order:A]
-port = 8083
-[order:B]
-port = 8084
-"""
+CONFIG = config_text(data_dir="state")
 
 
 @pytest.fixture

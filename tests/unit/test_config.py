@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pygmy.config import ConfigError, load
+from tests.fakes import REPLICA_SECTIONS
 
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.ini"
 
@@ -31,16 +32,7 @@ cache_size = 1000
 balancer = round_robin
 """
 
-REPLICAS = """\
-[catalog:A]
-port = 8081
-[catalog:B]
-port = 8082
-[order:A]
-port = 8083
-[order:B]
-port = 8084
-"""
+REPLICAS = REPLICA_SECTIONS
 
 VALID = CLUSTER + FRONTEND + REPLICAS
 

@@ -15,27 +15,12 @@ from pygmy import logs
 from pygmy.catalog.tap import Options
 from pygmy.config import load
 from pygmy.heartbeat import MonitorProtocol
-
-CONFIG = """\
-[cluster]
-secret = {secret}
-[frontend]
-port = 18080
-heartbeat_port = 18090
-[catalog:A]
-port = 18081
-[catalog:B]
-port = 18082
-[order:A]
-port = 18083
-[order:B]
-port = 18084
-"""
+from tests.fakes import config_text
 
 
 def config_file(tmp_path, secret="not-the-default"):
     path = tmp_path / "config.ini"
-    path.write_text(CONFIG.format(secret=secret))
+    path.write_text(config_text(secret=secret))
     return path
 
 

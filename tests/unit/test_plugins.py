@@ -17,27 +17,11 @@ from twisted.python.usage import UsageError
 from pygmy.catalog import tap as catalog_tap
 from pygmy.frontend import tap as frontend_tap
 from pygmy.order import tap as order_tap
+from tests.fakes import config_text
 
 REPO = Path(__file__).resolve().parents[2]
 
-CONFIG = """\
-[cluster]
-secret = change-me
-data_dir = var
-
-[frontend]
-port = 8080
-heartbeat_port = 8090
-
-[catalog:A]
-port = 8081
-[catalog:B]
-port = 8082
-[order:A]
-port = 8083
-[order:B]
-port = 8084
-"""
+CONFIG = config_text(secret="change-me")
 
 TAPS = {
     "pygmy-frontend": (frontend_tap, []),
