@@ -167,28 +167,23 @@ def test_duplicate_port(tmp_path, old, new, first, second):
     assert "already used" in message
 
 
+def replicas_without(prefix: str) -> str:
+    """L{REPLICAS} without the sections whose header starts with ``prefix``."""
+    lines = REPLICAS.splitlines(keepends=True)
+    sections = ["".join(lines[i : i + 2]) for i in range(0, len(lines), 2)]
+    return "".join(section for section in sections if not section.startswith(prefix))
+
+
 @pytest.mark.parametrize("service", ["catalog", "order"])
 def test_no_replicas_for_a_service(tmp_path, service):
-    lines = REPLICAS.splitlines(keepends=True)
-    kept = [
-        "".join(lines[i : i + 2])
-        for i in range(0, len(lines), 2)
-        if not lines[i].startswith(f"[{service}:")
-    ]
-    message = refused(tmp_path, CLUSTER + FRONTEND + "".join(kept))
+    message = refused(tmp_path, CLUSTER + FRONTEND + replicas_without(f"[{service}:"))
     assert f"[{service}:NAME]" in message
     assert "two or more replicas (found none)" in message
 
 
 @pytest.mark.parametrize("service", ["catalog", "order"])
 def test_one_replica_is_not_enough(tmp_path, service):
-    lines = REPLICAS.splitlines(keepends=True)
-    kept = [
-        "".join(lines[i : i + 2])
-        for i in range(0, len(lines), 2)
-        if not lines[i].startswith(f"[{service}:B]")
-    ]
-    message = refused(tmp_path, CLUSTER + FRONTEND + "".join(kept))
+    message = refused(tmp_path, CLUSTER + FRONTEND + replicas_without(f"[{service}:B]"))
     assert f"{service} needs two or more replicas (found [{service}:A])" in message
 
 
