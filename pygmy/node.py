@@ -208,9 +208,19 @@ class Node:
         if self._catching_up:
             return
         self._catching_up = True
-        Deferred.fromCoroutine(self._catch_up()).addErrback(
-            lambda f: log.failure("{label}: catch-up failed", f, label=self.label)
-        ).addBoth(self._caught_up)
+        Deferred.fromCoroutine(self._catch_up()).addErrback(self._catch_up_failed).addBoth(self._caught_up)
+
+    def _catch_up_failed(self, failure) -> None:
+        """
+        An error nobody expected: log it and try again later, rather than
+        stay recovering for good (only a view change would start over).
+        """
+        log.failure("{label}: catch-up failed; trying again", failure, label=self.label)
+        self.clock.callLater(self.interval, self._catch_up_again)
+
+    def _catch_up_again(self) -> None:
+        if self.role == "recovering" and self.primary is not None:
+            self.catch_up()
 
     def _caught_up(self, _):
         self._catching_up = False

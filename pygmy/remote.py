@@ -253,7 +253,9 @@ class Remote:
                 **kwargs,
             )
             raw = await response.content()
-        except CancelledError:
+        except (CancelledError, error.ConnectingCancelledError):
+            # treq's timeout cancels the call; while still connecting, that
+            # fails with ConnectingCancelledError (no CancelledError).
             raise ReplicaDown(f"{self.name} did not answer within {self._timeout}s.")
         except NETWORK_ERRORS as e:
             raise ReplicaDown(f"{self.name} is unreachable: {e.__class__.__name__}.")

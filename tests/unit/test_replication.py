@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs
 
 from pygmy import config as configuration
 from pygmy.catalog.app import CatalogApp
@@ -315,3 +316,41 @@ def test_the_largest_replication_batch_fits_a_replica_body():
     ] * BATCH
     body = json_bytes({"view": 2**40, "primary": "a-replica-name", "entries": entries})
     assert len(body) <= MAX_REPLICA_BODY, len(body)
+
+
+def test_a_catch_up_that_fails_unexpectedly_is_tried_again(pair):
+    """A bug or an unforeseen error must not leave a replica recovering for good."""
+    pair.view(1, "A", [], to="A")
+    result(pair.buy("r0"))
+    primary = pair.nodes["B"].peers.remotes["A"]
+    real_get, calls = primary.get, []
+
+    async def flaky_get(path, params=None):
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError("unforeseen")
+        return await real_get(path, params)
+
+    primary.get = flaky_get
+    with capturedLogs() as events:
+        pair.view(1, "A", [], to="B")
+    assert pair.nodes["B"].role == "recovering" and pair.nodes["B"].applied_seq == 0
+    assert [e for e in events if e.get("log_failure") is not None]
+    pair.reactor.advance(pair.nodes["B"].interval)
+    assert pair.nodes["B"].applied_seq == 1
+    assert pair.status("B") == pair.status("A")
+
+
+def test_a_timeout_while_connecting_is_replica_down():
+    """treq's timeout during the TCP connect fails with ConnectingCancelledError."""
+    from types import SimpleNamespace
+
+    from twisted.internet.defer import fail
+    from twisted.internet.error import ConnectingCancelledError
+
+    from pygmy.remote import ReplicaDown
+
+    remote = stub_remote(None, "catalog", "A", SyncReactor())
+    remote._http.client = SimpleNamespace(request=lambda *a, **k: fail(ConnectingCancelledError(None)))
+    with pytest.raises(ReplicaDown, match="did not answer"):
+        result(remote.get("/status"))
