@@ -12,7 +12,7 @@ from twisted.internet import reactor
 
 from pygmy.cluster import cluster_service
 from pygmy.config import ConfigError, load
-from pygmy.options import prepare_process
+from pygmy.process.options import prepare_process
 
 path = os.environ.get("PYGMY_CONFIG", "config.ini")
 try:

@@ -37,13 +37,13 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
 from pygmy import config as configuration
-from pygmy import launcher
+from pygmy.cli import launcher
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The integration tests' helper for a cluster config on free local ports.
-from tests.integration import harness  # noqa: E402
+from pygmy import testing as harness  # noqa: E402
 
 free_ports = harness.free_ports
 

@@ -5,7 +5,7 @@ the same machine in the same run.
     .venv/bin/python benchmarks/throughput.py [--seconds 5] [--clients 10] [--buy-clients 64]
 
 Measures, with the same load generator (wrk if it is installed, else
-:mod:`pygmy.loadgen`), one after the other:
+:mod:`pygmy.cli.loadgen`), one after the other:
 
 1. a bare Klein route returning a small JSON body: the reference;
 2. a cached lookup through the front end (``GET /lookup/1``);
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 from failover import free_ports, settled, wait_for, write_config  # noqa: E402
 
 from pygmy import config as configuration  # noqa: E402
-from pygmy import launcher  # noqa: E402
+from pygmy.cli import launcher  # noqa: E402
 
 BUY_SCRIPT = """
 counter = 0
@@ -74,12 +74,12 @@ def _ms(text):
 
 
 def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
-    """The same measurement with pygmy.loadgen, where wrk is missing."""
+    """The same measurement with pygmy.cli.loadgen, where wrk is missing."""
     from twisted.internet import defer, task
     from twisted.web.client import Agent, HTTPConnectionPool
     from treq.client import HTTPClient
 
-    from pygmy.loadgen import Request, drive, summarise
+    from pygmy.cli.loadgen import Request, drive, summarise
 
     result = {}
     head = dict(h.split(": ", 1) for h in headers)
@@ -141,7 +141,7 @@ def main(argv=None):
         wait_for(lambda: settled(config), 30, "the views to settle")
         restock(config)
         front = config.frontend.url
-        generator = "wrk" if shutil.which("wrk") else "pygmy.loadgen"
+        generator = "wrk" if shutil.which("wrk") else "pygmy.cli.loadgen"
         print(f"{args.clients} clients, {args.seconds} s each, load by {generator}")
         rows = [
             ("1 bare Klein route (reference)", measure("ref", f"http://127.0.0.1:{port}/reference", args)),

@@ -15,8 +15,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
 from pygmy.config import ReplicaConfig
-from pygmy.remote import Remote
-from pygmy.storage import Store
+from pygmy.net.remote import Remote
+from pygmy.replication.store import Store
 
 
 #: The replica sections of the default config.ini: catalog and order, A and B.
@@ -150,8 +150,8 @@ class InMemoryCluster:
 
     def primary_node(self, service: str, store):
         """A node that is its service's only replica, and so its primary."""
-        from pygmy.node import Node
-        from pygmy.routing import ServiceRoutes
+        from pygmy.replication.node import Node
+        from pygmy.net.routing import ServiceRoutes
 
         replica = self.config.replica(service, "A")
         peers = ServiceRoutes(service, [stub_remote(None, service, "A", self.reactor)], self.reactor, 1.0)
@@ -160,13 +160,13 @@ class InMemoryCluster:
         return node
 
     def replica_app(self, node, service_app):
-        from pygmy.replica import ReplicaApp
+        from pygmy.replication.replica import ReplicaApp
 
         return ReplicaApp(node.store and self.config.replica(node.service, "A"), node, self.secret, service_app)
 
     def routes(self, service: str, replica_app):
         """L{ServiceRoutes} to the in-memory replica, which is primary."""
-        from pygmy.routing import ServiceRoutes
+        from pygmy.net.routing import ServiceRoutes
 
         remote = stub_remote(replica_app.app.resource(), service, "A", self.reactor, self.secret)
         routes = ServiceRoutes(service, [remote], self.reactor, deadline=1.0)

@@ -1,6 +1,6 @@
 """
 The catalog replica's own HTTP routes (mounted behind the shared secret by
-:class:`pygmy.replica.ReplicaApp`).
+:class:`pygmy.replication.replica.ReplicaApp`).
 
 =========================================  ====================================
 ``GET  /books?topic=T``                    ``{"items": [{"id", "title"}]}``
@@ -8,7 +8,7 @@ The catalog replica's own HTTP routes (mounted behind the shared secret by
 ``GET  /books/<id>``                       ``book``
 ``POST /books/<id>/update``                ``{"item": book, "seq": n}``
   body ``{"request_id", "cost"?, "stock_delta"?}``
-``POST /books/decrement``                  a batch (:mod:`pygmy.batching`)
+``POST /books/decrement``                  a batch (:mod:`pygmy.net.batching`)
   calls ``{"item_id", "request_id"}``       of ``{"item": book, "seq": n}``,
                                            404 ``not_found``, 409
                                            ``out_of_stock``
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from klein import Klein
 
-from pygmy.batching import answer_batch
+from pygmy.net.batching import answer_batch
 from pygmy.catalog.books import Catalog
-from pygmy.validate import parse_id, parse_item_call, parse_request_id, parse_topic, parse_update
-from pygmy.web import install_error_handlers, json_response, read_json_body
+from pygmy.net.validate import parse_id, parse_item_call, parse_request_id, parse_topic, parse_update
+from pygmy.net.web import install_error_handlers, json_response, read_json_body
 
 
 class CatalogApp:

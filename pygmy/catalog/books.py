@@ -8,7 +8,7 @@ in the database, in the write log and in an HTTP reply is the same dict.
 from __future__ import annotations
 
 from pygmy.errors import BadRequest, NotFound, OutOfStock
-from pygmy.storage import Store, Table, change, fingerprint_of
+from pygmy.replication.store import Store, Table, change, fingerprint_of
 
 BOOKS = Table(
     name="books",

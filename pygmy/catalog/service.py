@@ -7,8 +7,8 @@ from __future__ import annotations
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.config import Config
-from pygmy.replica import ReplicaParts, replica_service
-from pygmy.storage import Store
+from pygmy.replication.replica import ReplicaParts, replica_service
+from pygmy.replication.store import Store
 
 
 def catalog_service(config: Config, name: str, reactor):

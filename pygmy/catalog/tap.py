@@ -2,7 +2,7 @@
 ``twistd pygmy-catalog --config config.ini --replica NAME``
 """
 
-from pygmy.options import ReplicaOptions
+from pygmy.process.options import ReplicaOptions
 
 
 class Options(ReplicaOptions):
@@ -16,7 +16,7 @@ def makeService(options):
     """Catalog replica ``--replica`` of the cluster in ``--config``."""
     from twisted.internet import reactor
 
-    from pygmy.options import prepare_process
+    from pygmy.process.options import prepare_process
 
     from pygmy.catalog.service import catalog_service
 

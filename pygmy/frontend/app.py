@@ -2,9 +2,9 @@
 The public HTTP API of Pygmy (DESIGN §3): search, lookup, list, buy, orders,
 update, status and health, as JSON.
 
-Every route validates what it gets (:mod:`pygmy.validate`), sends the work to
-a replica through :class:`~pygmy.routing.ServiceRoutes`, and leaves every
-error to the handlers of :func:`pygmy.web.install_error_handlers`.
+Every route validates what it gets (:mod:`pygmy.net.validate`), sends the work to
+a replica through :class:`~pygmy.net.routing.ServiceRoutes`, and leaves every
+error to the handlers of :func:`pygmy.net.web.install_error_handlers`.
 
 :class:`CachedReads` stands in front of the Klein app and answers cache hits
 of ``GET /lookup/<id>`` and ``GET /list`` before any routing: for a hit,
@@ -23,16 +23,16 @@ from twisted.web.resource import Resource
 from pygmy.config import Config
 from pygmy.errors import BadRequest, NotFound
 from pygmy.frontend.cache import ReplyCache
-from pygmy.metrics import CONTENT_TYPE
-from pygmy.routing import ServiceRoutes
-from pygmy.validate import (
+from pygmy.process.metrics import CONTENT_TYPE
+from pygmy.net.routing import ServiceRoutes
+from pygmy.net.validate import (
     MAX_KEY,
     parse_id,
     parse_request_id,
     parse_topic,
     parse_update,
 )
-from pygmy.web import (
+from pygmy.net.web import (
     install_error_handlers,
     json_body,
     json_bytes,
@@ -71,7 +71,7 @@ class FrontendApp:
     @param routes: the catalog's and the order service's L{ServiceRoutes}.
     @param monitor: the heartbeat monitor, for C{/status}.
     @param cache: the reply cache of lookups, searches and the list.
-    @param metrics: the L{pygmy.metrics.HTTPMetrics} served at C{/metrics}.
+    @param metrics: the L{pygmy.process.metrics.HTTPMetrics} served at C{/metrics}.
     """
 
     app = Klein()

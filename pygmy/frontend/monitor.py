@@ -1,8 +1,8 @@
 """
-The front end's heartbeat monitor: one :class:`~pygmy.views.ServiceView`
+The front end's heartbeat monitor: one :class:`~pygmy.frontend.views.ServiceView`
 per service, fed by the heartbeat connections, checked for silence by a
 timer, and pushing every new view to every replica and to the front end's
-own :class:`~pygmy.routing.ServiceRoutes`.
+own :class:`~pygmy.net.routing.ServiceRoutes`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from pygmy.config import Config
-from pygmy.heartbeat import view_line
-from pygmy.views import ServiceView
+from pygmy.replication.heartbeat import view_line
+from pygmy.frontend.views import ServiceView
 
 log = Logger()
 

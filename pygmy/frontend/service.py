@@ -12,12 +12,12 @@ from pygmy.config import SERVICES, Config
 from pygmy.frontend.app import FrontendApp
 from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
-from pygmy.heartbeat import MonitorFactory
-from pygmy.listener import Listener
-from pygmy.metrics import FrontendCollector, registry_with
-from pygmy.remote import HTTPClientService
-from pygmy.routing import routes_for
-from pygmy.web import make_site
+from pygmy.replication.heartbeat import MonitorFactory
+from pygmy.net.listener import Listener
+from pygmy.process.metrics import FrontendCollector, registry_with
+from pygmy.net.remote import HTTPClientService
+from pygmy.net.routing import routes_for
+from pygmy.net.web import make_site
 
 
 class FrontendService(MultiService):

@@ -2,7 +2,7 @@
 ``twistd pygmy-frontend --config config.ini``
 """
 
-from pygmy.options import ConfigOptions
+from pygmy.process.options import ConfigOptions
 
 
 class Options(ConfigOptions):
@@ -15,7 +15,7 @@ def makeService(options):
     """The front end of the cluster in ``--config``."""
     from twisted.internet import reactor
 
-    from pygmy.options import prepare_process
+    from pygmy.process.options import prepare_process
 
     from pygmy.frontend.service import frontend_service
 

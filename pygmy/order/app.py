@@ -1,9 +1,9 @@
 """
 The order replica's own HTTP routes (mounted behind the shared secret by
-:class:`pygmy.replica.ReplicaApp`).
+:class:`pygmy.replication.replica.ReplicaApp`).
 
 ====================================  ==========================================
-``POST /orders/buy``                  a batch (:mod:`pygmy.batching`) of
+``POST /orders/buy``                  a batch (:mod:`pygmy.net.batching`) of
   calls ``{"item_id", "request_id"}``  ``{"order": order}``, 404 ``not_found``,
                                       409 ``out_of_stock``
 ``GET  /orders/<id>``                 ``{"order": order}``
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from klein import Klein
 
-from pygmy.batching import answer_batch
+from pygmy.net.batching import answer_batch
 from pygmy.order.orders import Orders, public
-from pygmy.validate import parse_id, parse_item_call
-from pygmy.web import install_error_handlers, json_response
+from pygmy.net.validate import parse_id, parse_item_call
+from pygmy.net.web import install_error_handlers, json_response
 
 
 class OrderApp:

@@ -8,8 +8,8 @@ are unique and increasing on every replica, across failovers too.
 from __future__ import annotations
 
 from pygmy.errors import NotFound
-from pygmy.routing import ServiceRoutes
-from pygmy.storage import Store, Table, change, fingerprint_of
+from pygmy.net.routing import ServiceRoutes
+from pygmy.replication.store import Store, Table, change, fingerprint_of
 
 ORDERS = Table(
     name="orders",

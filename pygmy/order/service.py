@@ -7,8 +7,8 @@ from __future__ import annotations
 from pygmy.config import Config
 from pygmy.order.app import OrderApp
 from pygmy.order.orders import ORDERS, Orders
-from pygmy.replica import ReplicaParts, replica_service
-from pygmy.storage import Store
+from pygmy.replication.replica import ReplicaParts, replica_service
+from pygmy.replication.store import Store
 
 
 def order_service(config: Config, name: str, reactor):

@@ -8,7 +8,7 @@ import pytest_twisted
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
-from tests.integration.harness import Cluster
+from pygmy.testing import Cluster
 
 
 @pytest.fixture(scope="module")

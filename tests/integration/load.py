@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import deferLater
 
-from tests.integration.harness import SECRET, get_json
+from pygmy.testing import SECRET, get_json
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 

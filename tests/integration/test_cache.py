@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from tests.integration.harness import Cluster, get_json, settled
+from pygmy.testing import Cluster, get_json, settled
 from tests.integration.load import AUTH, request
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pygmy import launcher
-from tests.integration.harness import UpCluster, run_pygmy, write_config
+from pygmy.cli import launcher
+from pygmy.testing import UpCluster, run_pygmy, write_config
 
 pytestmark = pytest.mark.integration
 LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import UpCluster, free_ports, get_json, run_pygmy, write_config
+from pygmy.testing import UpCluster, free_ports, get_json, run_pygmy, write_config
 
 pytestmark = pytest.mark.integration
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

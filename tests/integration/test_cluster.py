@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from tests.integration.harness import SECRET, TWISTD, converged, get_json
+from pygmy.testing import SECRET, TWISTD, converged, get_json
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {SECRET}"}
@@ -123,7 +123,7 @@ def test_replicas_take_replication_sized_bodies(cluster):
     A replica takes bodies up to its own limit (a replication batch is far
     over the public 64 KiB), and refuses larger ones before reading them.
     """
-    from pygmy.replica import MAX_REPLICA_BODY
+    from pygmy.replication.replica import MAX_REPLICA_BODY
 
     url = cluster.replica_url("catalog", "B") + "/replication/apply"
     status, body = get_json(url, None, "POST", {"pad": "x" * 300_000})

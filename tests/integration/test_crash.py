@@ -11,7 +11,7 @@ import signal
 import pytest
 import pytest_twisted
 
-from tests.integration.harness import Cluster, converged, get_json, settled
+from pygmy.testing import Cluster, converged, get_json, settled
 from tests.integration.load import check_invariants, ledger, run_load
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from pygmy.heartbeat import MAX_LINE, proof
-from tests.integration.harness import SECRET, Cluster, get_json
+from pygmy.replication.heartbeat import MAX_LINE, proof
+from pygmy.testing import SECRET, Cluster, get_json
 
 pytestmark = pytest.mark.integration
 

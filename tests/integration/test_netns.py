@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import SECRET, START_TIMEOUT, TWISTD
+from pygmy.testing import SECRET, START_TIMEOUT, TWISTD
 
 pytestmark = pytest.mark.integration
 

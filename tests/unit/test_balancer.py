@@ -1,5 +1,5 @@
 """
-Read balancing (DESIGN §7): the order each policy of :mod:`pygmy.balancer`
+Read balancing (DESIGN §7): the order each policy of :mod:`pygmy.net.balancer`
 gives over successive calls, and :meth:`ServiceRoutes.read` trying the next
 replica when one does not answer, telling the policy, and failing at once
 when no replica is alive.
@@ -10,11 +10,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pygmy.balancer import LeastConnections, LeastLatency, RoundRobin, make_policy
+from pygmy.net.balancer import LeastConnections, LeastLatency, RoundRobin, make_policy
 from pygmy.config import BALANCERS
 from pygmy.errors import NotFound, Unavailable
-from pygmy.remote import ReplicaDown
-from pygmy.routing import ServiceRoutes
+from pygmy.net.remote import ReplicaDown
+from pygmy.net.routing import ServiceRoutes
 
 NAMES = ["A", "B", "C"]
 

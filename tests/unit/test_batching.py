@@ -1,5 +1,5 @@
 """
-Batches of calls between processes (pygmy.batching): when calls are sent,
+Batches of calls between processes (pygmy.net.batching): when calls are sent,
 which calls share a request, and that every call gets its own answer or its
 own error -- on the caller's side with a controllable sender and a Clock,
 on the replica's side through the real catalog and order apps.
@@ -12,9 +12,9 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from pygmy.batching import BATCH_LIMIT, Batcher, answer_each, requests_of
+from pygmy.net.batching import BATCH_LIMIT, Batcher, answer_each, requests_of
 from pygmy.errors import BadRequest, NotFound, OutOfStock, PygmyError
-from pygmy.remote import ReplicaDown
+from pygmy.net.remote import ReplicaDown
 from tests.fakes import InMemoryCluster, result, stub_remote
 
 

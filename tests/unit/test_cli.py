@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pygmy import chaos, cli, launcher
+from pygmy import cli
+from pygmy.cli import chaos, launcher
 from pygmy.config import load
 from tests.fakes import config_text
 

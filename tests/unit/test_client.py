@@ -1,5 +1,5 @@
 """
-Unit tests of the everyday client commands (:mod:`pygmy.client`), without
+Unit tests of the everyday client commands (:mod:`pygmy.cli.client`), without
 sockets: where the front end is, what each command asks (through
 ``StubTreq`` and a canned front end), how replies and errors are printed.
 The same commands against a real cluster are in
@@ -17,7 +17,8 @@ from twisted.internet.defer import ensureDeferred, fail
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError, TimeoutError
 from twisted.web.resource import Resource
 
-from pygmy import cli, client
+from pygmy import cli
+from pygmy.cli import client
 
 BOOK = {"id": 3, "title": "Xen and the Art of Surviving Graduate School", "topic": "graduate school",
         "cost": "15.00", "stock": 1000}

@@ -14,7 +14,7 @@ import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from pygmy.catalog.books import SEED
-from pygmy.web import MAX_BODY
+from pygmy.net.web import MAX_BODY
 from tests.fakes import InMemoryCluster
 
 URL = "http://front.invalid"

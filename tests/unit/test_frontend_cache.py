@@ -21,7 +21,7 @@ from pygmy import config as configuration
 from pygmy.frontend.app import FrontendApp
 from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
-from pygmy.routing import ServiceRoutes
+from pygmy.net.routing import ServiceRoutes
 from tests.fakes import InMemoryCluster
 
 URL = "http://front.invalid"
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 class FakeCatalog:
     """
-    A catalog replica with the interface of L{pygmy.remote.Remote}.  Reads
+    A catalog replica with the interface of L{pygmy.net.remote.Remote}.  Reads
     answer at once from ``books``, or, while ``hold`` is set, wait until
     the test calls L{release}.
     """

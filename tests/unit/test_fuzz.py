@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from twisted.logger import globalLogPublisher
 
 from pygmy.catalog.books import SEED
-from pygmy.web import MAX_BODY
+from pygmy.net.web import MAX_BODY
 from tests.fakes import InMemoryCluster
 from tests.unit.test_openapi import call, check_against, check_response, error_spec, front_end
 

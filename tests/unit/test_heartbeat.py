@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from pygmy.heartbeat import (
+from pygmy.replication.heartbeat import (
     MAX_LINE,
     BeatFactory,
     MonitorFactory,
@@ -317,7 +317,7 @@ def test_view_line_round_trip(view):
 
 def test_lines_on_a_superseded_connection_close_it():
     """A newer HELLO for the same replica makes the older connection's lines untrusted."""
-    from pygmy.heartbeat import MonitorProtocol, proof
+    from pygmy.replication.heartbeat import MonitorProtocol, proof
 
     clock, monitor = Clock(), FakeMonitor()
     old, new = MonitorProtocol(monitor, SECRET, clock, 1.0), MonitorProtocol(monitor, SECRET, clock, 1.0)

@@ -1,5 +1,5 @@
 """
-Unit tests of :mod:`pygmy.invariants`: the ledger's recording of answers,
+Unit tests of :mod:`pygmy.cli.invariants`: the ledger's recording of answers,
 the snapshot helpers, and the invariant checks and report on synthetic
 observations (a violation must be caught).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pygmy import invariants
+from pygmy.cli import invariants
 
 
 def healthy() -> invariants.Observations:

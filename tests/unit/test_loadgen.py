@@ -1,9 +1,9 @@
 """
-Unit tests of the load generator (:mod:`pygmy.loadgen`: percentiles,
+Unit tests of the load generator (:mod:`pygmy.cli.loadgen`: percentiles,
 summaries, time slices, :func:`drive`) and of ``pygmy load``'s parts that
-need no cluster (:mod:`pygmy.load`: the mix, the plan, the settings, the
+need no cluster (:mod:`pygmy.cli.load`: the mix, the plan, the settings, the
 table, the JSON document, the progress bar, the missing-extra error) and
-of :mod:`pygmy.plot` (a valid PNG).  The runs against real processes are in
+of :mod:`pygmy.cli.plot` (a valid PNG).  The runs against real processes are in
 ``tests/integration/test_client_commands.py``.
 """
 
@@ -25,9 +25,10 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 
-from pygmy import cli, load, loadgen, plot
-from pygmy.client import Frontend, UsageError
-from pygmy.loadgen import Request, Sample, percentile, summarise, timeline
+from pygmy import cli
+from pygmy.cli import load, loadgen, plot
+from pygmy.cli.client import Frontend, UsageError
+from pygmy.cli.loadgen import Request, Sample, percentile, summarise, timeline
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -383,7 +384,7 @@ def test_missing_extra_is_one_line(monkeypatch):
 
 def test_the_commands_do_not_import_rich_or_matplotlib():
     code = (
-        "import sys; import pygmy.cli, pygmy.client, pygmy.load, pygmy.plot, pygmy.loadgen; "
+        "import sys; import pygmy.cli, pygmy.cli.client, pygmy.cli.load, pygmy.cli.plot, pygmy.cli.loadgen; "
         "pygmy.cli.build_parser(); "
         "print(sorted(m for m in ('rich', 'matplotlib') if m in sys.modules))"
     )

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
-from pygmy.metrics import FrontendCollector, ReplicaCollector, registry_with, route_of
+from pygmy.process.metrics import FrontendCollector, ReplicaCollector, registry_with, route_of
 from tests.fakes import InMemoryCluster
 
 URL = "http://front.invalid"

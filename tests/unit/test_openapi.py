@@ -27,7 +27,7 @@ from referencing.jsonschema import DRAFT202012
 from treq.testing import StubTreq
 
 from pygmy.frontend.app import FrontendApp
-from pygmy.web import MAX_BODY, JSONRequest
+from pygmy.net.web import MAX_BODY, JSONRequest
 from tests.fakes import InMemoryCluster
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -156,7 +156,7 @@ def front_end(cluster: InMemoryCluster) -> StubTreq:
     """
     A C{StubTreq} for the front end whose in-memory site makes the same
     requests as the real one (L{JSONRequest}: 413 before buffering a body)
-    and shows no tracebacks, as L{pygmy.web.make_site} does.
+    and shows no tracebacks, as L{pygmy.net.web.make_site} does.
     """
     front = StubTreq(cluster.frontend.resource())
     # treq gives no public way to choose the site of a StubTreq.

@@ -11,10 +11,10 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.python import usage
 
-from pygmy import logs
+from pygmy.process import logs
 from pygmy.catalog.tap import Options
 from pygmy.config import load
-from pygmy.heartbeat import MonitorProtocol
+from pygmy.replication.heartbeat import MonitorProtocol
 from tests.fakes import config_text
 
 
@@ -28,7 +28,7 @@ def test_log_format_json_sets_twistds_logger(tmp_path):
     options = Options()
     options.parent = {"logfile": str(tmp_path / "catalog.log"), "nodaemon": False}
     options.parseOptions(["--config", str(config_file(tmp_path)), "--replica", "A", "--log-format", "json"])
-    assert options.parent["logger"] == "pygmy.logs.json_observer"
+    assert options.parent["logger"] == "pygmy.process.logs.json_observer"
     observer = logs.json_observer()
     from twisted.logger import Logger
 
@@ -73,7 +73,7 @@ class Monitor:
 
 
 def test_a_flood_of_heartbeat_lines_closes_the_connection():
-    from pygmy.heartbeat import proof
+    from pygmy.replication.heartbeat import proof
 
     clock, monitor = Clock(), Monitor()
     protocol = MonitorProtocol(monitor, "s3cret", clock, hello_timeout=1.0)

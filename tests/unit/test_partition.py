@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from pygmy.heartbeat import parse
-from pygmy.remote import ReplicaDown
-from pygmy.replication import BackupLink, Replicator
-from pygmy.views import ServiceView
+from pygmy.replication.heartbeat import parse
+from pygmy.net.remote import ReplicaDown
+from pygmy.replication.primary import BackupLink, Replicator
+from pygmy.frontend.views import ServiceView
 
 
 def test_parse_unreachable():

@@ -17,9 +17,9 @@ from pygmy import config as configuration
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.errors import Diverged, StaleView
-from pygmy.node import Node
-from pygmy.replica import ReplicaApp
-from pygmy.routing import ServiceRoutes
+from pygmy.replication.node import Node
+from pygmy.replication.replica import ReplicaApp
+from pygmy.net.routing import ServiceRoutes
 from tests.fakes import result, SyncReactor, stub_remote, sync_store
 
 SECRET = "s3cret"
@@ -302,10 +302,10 @@ def test_the_largest_replication_batch_fits_a_replica_body():
     BATCH entries as large as they can be (request ids of MAX_REQUEST_ID
     characters that JSON must escape) fit in one request to a backup.
     """
-    from pygmy.replica import MAX_REPLICA_BODY
-    from pygmy.replication import BATCH
-    from pygmy.validate import MAX_REQUEST_ID
-    from pygmy.web import json_bytes
+    from pygmy.replication.replica import MAX_REPLICA_BODY
+    from pygmy.replication.primary import BATCH
+    from pygmy.net.validate import MAX_REQUEST_ID
+    from pygmy.net.web import json_bytes
 
     request_id = '"' * MAX_REQUEST_ID
     order = {"id": 2**62, "item_id": 2**62, "created": "2026-11-21T19:35:00.123Z", "request_id": request_id}
@@ -348,7 +348,7 @@ def test_a_timeout_while_connecting_is_replica_down():
     from twisted.internet.defer import fail
     from twisted.internet.error import ConnectingCancelledError
 
-    from pygmy.remote import ReplicaDown
+    from pygmy.net.remote import ReplicaDown
 
     remote = stub_remote(None, "catalog", "A", SyncReactor())
     remote._http.client = SimpleNamespace(request=lambda *a, **k: fail(ConnectingCancelledError(None)))

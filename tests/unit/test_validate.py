@@ -1,5 +1,5 @@
 """
-Unit tests of :mod:`pygmy.validate`: every client-supplied value is either
+Unit tests of :mod:`pygmy.net.validate`: every client-supplied value is either
 returned in its clean form or refused with :class:`~pygmy.errors.BadRequest`.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from pygmy.errors import BadRequest
-from pygmy.validate import (
+from pygmy.net.validate import (
     MAX_ID,
     parse_cost,
     parse_id,

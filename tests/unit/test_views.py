@@ -1,5 +1,5 @@
 """
-The front end's view manager, L{pygmy.views.ServiceView}, driven directly:
+The front end's view manager, L{pygmy.frontend.views.ServiceView}, driven directly:
 plain objects stand for the heartbeat connections and a list records every
 new view, so each election rule is checked without sockets or clocks.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from pygmy.views import ServiceView
+from pygmy.frontend.views import ServiceView
 
 GRACE = 3.0
 TIMEOUT = 1.5

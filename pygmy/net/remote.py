@@ -13,7 +13,7 @@ domain errors of :mod:`pygmy.errors`:
 
 Calls on the hot path of a buy go through :meth:`Remote.batched`, which lets
 concurrent calls to the same route share one request
-(:mod:`pygmy.batching`).
+(:mod:`pygmy.net.batching`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 from treq.client import HTTPClient
 
-from pygmy.batching import Batcher
+from pygmy.net.batching import Batcher
 from pygmy.config import ReplicaConfig
 from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
-from pygmy.web import json_bytes
+from pygmy.net.web import json_bytes
 
 POOL_SIZE = 64
 

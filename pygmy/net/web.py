@@ -242,7 +242,7 @@ def make_site(
     @param access_log: log a line per request.  Off by default: on a busy
         server it costs more than answering a cached read; request counts
         per route and status are in C{metrics} either way.
-    @param metrics: a L{pygmy.metrics.HTTPMetrics} counting every answer.
+    @param metrics: a L{pygmy.process.metrics.HTTPMetrics} counting every answer.
     @param idle_timeout: seconds after which an idle connection is closed.
     @param max_body: the largest request body taken; larger ones get 413.
     """

@@ -18,7 +18,7 @@ from typing import Protocol
 
 
 class Policy(Protocol):
-    """What L{pygmy.routing.ServiceRoutes} needs of a balancer."""
+    """What L{pygmy.net.routing.ServiceRoutes} needs of a balancer."""
 
     name: str
 

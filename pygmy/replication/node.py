@@ -6,7 +6,7 @@ does in each role.
 role       what the replica does
 ========== =================================================================
 idle       just started; waits for the front end's first view
-primary    takes writes through its :class:`~pygmy.replication.Replicator`
+primary    takes writes through its :class:`~pygmy.replication.primary.Replicator`
 backup     applies the primary's entries in ``seq`` order; serves reads
 recovering not in the view: fetches what it missed from the primary's log
            (or a snapshot if its log diverged or was compacted past), joins
@@ -15,7 +15,7 @@ recovering not in the view: fetches what it missed from the primary's log
 ========== =================================================================
 
 The front end's VIEW lines drive every change (:meth:`Node.view_received`);
-they also update the :class:`~pygmy.routing.ServiceRoutes` of every service,
+they also update the :class:`~pygmy.net.routing.ServiceRoutes` of every service,
 which is how an order replica finds the catalog's primary.
 """
 
@@ -27,8 +27,8 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from pygmy.errors import Diverged, NotPrimary, PygmyError, StaleView
-from pygmy.replication import Replicator
-from pygmy.storage import Store
+from pygmy.replication.primary import Replicator
+from pygmy.replication.store import Store
 
 #: A recovering replica joins once it is this close to the primary's head.
 JOIN_GAP = 200

@@ -26,7 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from pygmy.errors import NotPrimary, PygmyError
-from pygmy.storage import Store, Write
+from pygmy.replication.store import Store, Write
 
 BATCH = 500
 
@@ -179,7 +179,7 @@ class Replicator:
     """
     Writes on the primary, replicated to every backup before they return.
 
-    @param node: the primary's L{pygmy.node.Node}.
+    @param node: the primary's L{pygmy.replication.node.Node}.
     @param peers: the L{ServiceRoutes} of the primary's own service.
     @param patience: seconds a backup may not answer before the primary
         asks the front end to take it out of the view.

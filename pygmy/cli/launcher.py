@@ -10,7 +10,7 @@ recognises (the pid is gone, a zombie, or now some other program) and
 removes.
 
 This is blocking code for the command line, never for a reactor callback;
-:mod:`pygmy.chaos` borrows a few of its helpers (the command line, pid
+:mod:`pygmy.cli.chaos` borrows a few of its helpers (the command line, pid
 checks, the log tail).
 """
 
@@ -263,7 +263,7 @@ def answers(url: str) -> bool:
 def listen_failure(process: Process, offset: int) -> str | None:
     """
     The "cannot listen" line ``process`` logged after byte ``offset`` of
-    its log, if any (see L{pygmy.listener.Listener}: the process then
+    its log, if any (see L{pygmy.net.listener.Listener}: the process then
     stops, possibly before its pid can be checked).
     """
     try:

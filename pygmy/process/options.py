@@ -13,7 +13,7 @@ import sys
 from twisted.python import usage
 
 from pygmy import config as configuration
-from pygmy.logs import FORMATS, use_json, warn_about_defaults
+from pygmy.process.logs import FORMATS, use_json, warn_about_defaults
 
 
 class ConfigOptions(usage.Options):

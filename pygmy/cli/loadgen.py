@@ -6,7 +6,7 @@ A load generator on Twisted and treq: concurrent clients, no threads.
 one :class:`Sample` per answer.  :func:`summarise` turns samples into
 counts, errors by status, requests per second and latency percentiles per
 operation; :func:`timeline` cuts the run into time slices (for the failover
-plot of ``pygmy load --crash``).  ``pygmy load`` (:mod:`pygmy.load`) and
+plot of ``pygmy load --crash``).  ``pygmy load`` (:mod:`pygmy.cli.load`) and
 the benchmarks build on these.
 """
 

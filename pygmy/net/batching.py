@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pygmy.errors import BadRequest, PygmyError
-from pygmy.web import json_response, read_json_body
+from pygmy.net.web import json_response, read_json_body
 
 #: The most calls one request carries (well under the replicas' body limit:
 #: a call's body is at most a few hundred bytes).

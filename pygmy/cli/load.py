@@ -3,7 +3,7 @@
 progress bar, a latency table per operation, an optional plot, and an
 optional ``kill -9`` of a service's primary in the middle of the run.
 
-The clients are :func:`pygmy.loadgen.drive` coroutines on one reactor
+The clients are :func:`pygmy.cli.loadgen.drive` coroutines on one reactor
 (Twisted + treq, no threads), sharing one treq ``HTTPClient`` whose
 ``HTTPConnectionPool`` keeps a connection per client.  Each client picks
 its next operation from the ``--mix`` weights (search, lookup, buy, list)
@@ -18,7 +18,7 @@ command ``pygmy up`` uses, and notes when the front end chose a new primary
 and when the restarted replica was back in the view: the events of the
 failover timeline in the report, the JSON and the plot.
 
-rich (progress bar, tables) and matplotlib (:mod:`pygmy.plot`) come from
+rich (progress bar, tables) and matplotlib (:mod:`pygmy.cli.plot`) come from
 the optional ``load`` extra and are imported only here, when the command
 runs; the daemons never import them.
 """
@@ -33,9 +33,9 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from pygmy.client import ClientError, Frontend, UsageError, react_for_status, resolve_url
-from pygmy.crash import Crash, Event, LoadError
-from pygmy.loadgen import Request, Sample, drive, overall, summarise, timeline
+from pygmy.cli.client import ClientError, Frontend, UsageError, react_for_status, resolve_url
+from pygmy.cli.crash import Crash, Event, LoadError
+from pygmy.cli.loadgen import Request, Sample, drive, overall, summarise, timeline
 
 #: What a client can do, and the default weights of --mix.
 OPERATIONS = ("search", "lookup", "buy", "list")
@@ -432,7 +432,7 @@ def finish(settings: Settings, seconds: float, samples, events, error, out) -> N
             with open(settings.json, "w") as f:
                 f.write(text + "\n")
     if settings.plot:
-        from pygmy import plot
+        from pygmy.cli import plot
 
         plot.draw(settings.plot, samples, headline(settings, seconds), [(e.at, e.what) for e in events], seconds)
         if settings.json != "-":

@@ -10,7 +10,7 @@ global backend switch, no display needed.
 
 from __future__ import annotations
 
-from pygmy.loadgen import Sample, percentile, timeline
+from pygmy.cli.loadgen import Sample, percentile, timeline
 
 #: A colour per operation (matplotlib's default cycle, fixed so runs compare).
 COLOURS = {"lookup": "tab:green", "search": "tab:blue", "buy": "tab:orange", "list": "tab:purple"}

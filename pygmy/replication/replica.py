@@ -29,14 +29,14 @@ from twisted.application.service import MultiService
 
 from pygmy.config import SERVICES, Config, ReplicaConfig
 from pygmy.errors import BadRequest, NotFound
-from pygmy.heartbeat import BeatFactory
-from pygmy.listener import Listener
-from pygmy.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
-from pygmy.node import Node, NodeService
-from pygmy.remote import HTTPClientService
-from pygmy.routing import routes_for
-from pygmy.validate import parse_request_id
-from pygmy.web import (
+from pygmy.replication.heartbeat import BeatFactory
+from pygmy.net.listener import Listener
+from pygmy.process.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
+from pygmy.replication.node import Node, NodeService
+from pygmy.net.remote import HTTPClientService
+from pygmy.net.routing import routes_for
+from pygmy.net.validate import parse_request_id
+from pygmy.net.web import (
     install_error_handlers,
     json_response,
     make_site,
@@ -47,7 +47,7 @@ from pygmy.web import (
 MAX_LOG_BATCH = 10_000
 
 #: The largest request body a replica takes: a replication batch
-#: (L{pygmy.replication.BATCH} entries of at most ~1 KB each) must fit.
+#: (L{pygmy.replication.primary.BATCH} entries of at most ~1 KB each) must fit.
 #: The public API's limit (64 KiB) would refuse a batch to a backup that is
 #: a few hundred entries behind, again and again.
 MAX_REPLICA_BODY = 1024 * 1024

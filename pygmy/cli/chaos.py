@@ -12,7 +12,7 @@ snapshot.  Meanwhile, one after the other, the catalog primary, a catalog
 backup and the order primary are killed with ``kill -9`` (pid from the pid
 file), left down for a while, and restarted with the command ``pygmy up``
 uses.  Then the load stops, the run reads back the stock, the replicas'
-tables and every order, and :mod:`pygmy.invariants` checks and reports.
+tables and every order, and :mod:`pygmy.cli.invariants` checks and reports.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import random
 import signal
 from uuid import uuid4
 
-from pygmy import launcher
-from pygmy.invariants import CONVERGE_WITHIN, Fault, Observations, check_all, describe_answer, report
-from pygmy.invariants import describe_states, order_items, replicas_agree, row_stock, stock_levels
+from pygmy.cli import launcher
+from pygmy.cli.invariants import CONVERGE_WITHIN, Fault, Observations, check_all, describe_answer, report
+from pygmy.cli.invariants import describe_states, order_items, replicas_agree, row_stock, stock_levels
 
 #: What is killed, in order: (service, role).
 FAULTS = (("catalog", "primary"), ("catalog", "backup"), ("order", "primary"))
@@ -463,7 +463,7 @@ async def run_chaos(reactor, config, duration: float, clients: int, seed: int, e
 
 def main(config, duration: float, clients: int, seed: int | None, echo=print) -> int:
     """``pygmy chaos``: run :func:`run_chaos` under ``react``; return the exit status."""
-    from pygmy.client import react_for_status
+    from pygmy.cli.client import react_for_status
 
     seed = random.randrange(1, 2**31) if seed is None else seed
     return react_for_status(lambda reactor: run_chaos(reactor, config, duration, clients, seed, echo))

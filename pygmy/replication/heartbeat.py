@@ -184,7 +184,7 @@ class MonitorProtocol(_LineProtocol):
     The front end's end of one replica's heartbeat connection.
 
     It challenges the replica, checks its HELLO, then hands BEAT and SYNCED
-    to the monitor (see L{pygmy.views.Monitor}).
+    to the monitor (see L{pygmy.frontend.views.Monitor}).
     """
 
     identity: tuple[str, str] | None = None
@@ -283,7 +283,7 @@ class BeatProtocol(_LineProtocol):
     A replica's end of its heartbeat connection.
 
     After the challenge it says HELLO and beats every ``interval`` with the
-    node's state; VIEW lines go to the node (see L{pygmy.node.Node}).
+    node's state; VIEW lines go to the node (see L{pygmy.replication.node.Node}).
     """
 
     def __init__(self, node, secret: str, clock, interval: float):

@@ -4,7 +4,7 @@ Which replica of a service gets a call, and what happens when it fails.
 A :class:`ServiceRoutes` knows every replica of one service (from
 ``config.ini``) and follows that service's view (number, primary, backups),
 pushed by the front end.  Callers hand it a function of a
-:class:`~pygmy.remote.Remote` rather than a replica, so the choice of
+:class:`~pygmy.net.remote.Remote` rather than a replica, so the choice of
 replica and the retries stay in this one place:
 
 - **writes** go to the primary.  If it does not answer, or answers that it
@@ -12,7 +12,7 @@ replica and the retries stay in this one place:
   again, until ``deadline`` seconds have passed; every write carries a
   request id, so trying again never applies it twice;
 - **reads** go to the view's live members, in the order the balancer
-  (:mod:`pygmy.balancer`) prefers; a read that fails on one is tried on the
+  (:mod:`pygmy.net.balancer`) prefers; a read that fails on one is tried on the
   next within the same call.  With no live member in the view, any live
   replica serves it; with none alive at all, the call fails at once.
 """
@@ -23,10 +23,10 @@ from typing import Awaitable, Callable, TypeVar
 
 from twisted.internet.task import deferLater
 
-from pygmy.balancer import Policy, RoundRobin, make_policy
+from pygmy.net.balancer import Policy, RoundRobin, make_policy
 from pygmy.config import Config
 from pygmy.errors import NotPrimary, Unavailable
-from pygmy.remote import HTTPClientService, Remote, ReplicaDown
+from pygmy.net.remote import HTTPClientService, Remote, ReplicaDown
 
 T = TypeVar("T")
 

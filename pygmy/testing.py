@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pygmy import launcher
+from pygmy.cli import launcher
 from pygmy.config import load
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))

@@ -12,13 +12,13 @@ The ``pygmy`` command: use a book store, load it, run a cluster and test it.
 
 The client commands talk to the front end at ``--url``, or at the ``[frontend]``
 host and port of the config file (``./config.ini`` if it exists), or at
-http://127.0.0.1:8080 (:mod:`pygmy.client`); ``load`` runs concurrent clients
-and reports latency per operation (:mod:`pygmy.load`).  ``up`` starts every
+http://127.0.0.1:8080 (:mod:`pygmy.cli.client`); ``load`` runs concurrent clients
+and reports latency per operation (:mod:`pygmy.cli.load`).  ``up`` starts every
 replica and then the front end as daemonised twistd processes (pid file and
 log of each in ``data_dir``); ``down`` stops them; ``chaos`` kills replicas
 of a running cluster under load, restarts them and checks the invariants of
-DESIGN.md section 6 (the run is :mod:`pygmy.chaos`, the checks and the
-report :mod:`pygmy.invariants`).
+DESIGN.md section 6 (the run is :mod:`pygmy.cli.chaos`, the checks and the
+report :mod:`pygmy.cli.invariants`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _positive_float(text: str) -> float:
 
 
 def _mix(text: str) -> dict:
-    from pygmy.load import parse_mix
+    from pygmy.cli.load import parse_mix
 
     try:
         return parse_mix(text)
@@ -81,8 +81,8 @@ def _add_frontend(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_client_commands(commands) -> None:
-    """search, lookup, buy, order, list, status: one request each (:mod:`pygmy.client`)."""
-    from pygmy.client import DEFAULT_TIMEOUT
+    """search, lookup, buy, order, list, status: one request each (:mod:`pygmy.cli.client`)."""
+    from pygmy.cli.client import DEFAULT_TIMEOUT
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         parser = commands.add_parser(name, help=help)
@@ -105,8 +105,8 @@ def _add_client_commands(commands) -> None:
 
 
 def _add_load(commands) -> None:
-    """The ``load`` sub-command (:mod:`pygmy.load`)."""
-    from pygmy.load import DEFAULT_MIX
+    """The ``load`` sub-command (:mod:`pygmy.cli.load`)."""
+    from pygmy.cli.load import DEFAULT_MIX
 
     load = commands.add_parser(
         "load", help="concurrent clients: a progress bar, then latency per operation (needs pygmy[load])"
@@ -190,11 +190,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     if args.command in CLIENT_COMMANDS:
-        from pygmy import client
+        from pygmy.cli import client
 
         return client.main(args)
     if args.command == "load":
-        from pygmy import load
+        from pygmy.cli import load
 
         return load.main(args)
     try:
@@ -203,11 +203,11 @@ def main(argv=None) -> int:
         print(f"pygmy {args.command}: {e}", file=sys.stderr)
         return 2
     if args.command == "chaos":
-        from pygmy import chaos
+        from pygmy.cli import chaos
 
         return chaos.main(config, args.duration, args.clients, args.seed, echo=_say)
 
-    from pygmy import launcher
+    from pygmy.cli import launcher
 
     action = launcher.up if args.command == "up" else launcher.down
     try:

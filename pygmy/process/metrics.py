@@ -129,7 +129,7 @@ class ReplicaCollector:
     """
     A replica's state, read at scrape time.
 
-    @param node: the replica's L{pygmy.node.Node}.
+    @param node: the replica's L{pygmy.replication.node.Node}.
     """
 
     def __init__(self, node):

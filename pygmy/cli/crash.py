@@ -10,7 +10,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from pygmy.client import ClientError, Frontend
+from pygmy.cli.client import ClientError, Frontend
 
 #: Bounds of the crash's waits, in seconds.
 GONE_TIMEOUT, FAILOVER_TIMEOUT, REJOIN_TIMEOUT = 10.0, 30.0, 30.0
@@ -63,7 +63,7 @@ class Crash:
 
         @raise LoadError: if there is no primary or it has no live pid file.
         """
-        from pygmy import launcher
+        from pygmy.cli import launcher
 
         view = await self.view()
         if not view or not view.get("primary"):
@@ -89,8 +89,8 @@ class Crash:
             self.event(f"ERROR: {self.error}")
 
     async def _run(self, at: float, down: float) -> None:
-        from pygmy import launcher
-        from pygmy.chaos import restart, sleep
+        from pygmy.cli import launcher
+        from pygmy.cli.chaos import restart, sleep
 
         await sleep(self.reactor, at - self.now())
         process, pid = await self.target()
@@ -111,7 +111,7 @@ class Crash:
 
     async def poll(self, timeout: float, failure: str, probe) -> None:
         """Check ``probe()`` every 0.05 s until it is true; bounded by ``timeout``."""
-        from pygmy.chaos import sleep
+        from pygmy.cli.chaos import sleep
 
         deadline = self.reactor.seconds() + timeout
         while not probe():
@@ -121,7 +121,7 @@ class Crash:
 
     async def poll_view(self, timeout: float, failure: str, wanted) -> dict:
         """The service's view once ``wanted(view)`` holds; bounded by ``timeout``."""
-        from pygmy.chaos import sleep
+        from pygmy.cli.chaos import sleep
 
         deadline = self.reactor.seconds() + timeout
         while True:

@@ -17,7 +17,7 @@ plain functions of it:
 6. every killed replica came back and rejoined its service's view.
 
 :func:`report` formats the verdicts.  Nothing here does I/O or touches a
-reactor, so all of it can be tested on synthetic data; :mod:`pygmy.chaos`
+reactor, so all of it can be tested on synthetic data; :mod:`pygmy.cli.chaos`
 runs the load and the kills that fill the ledger.
 """
 

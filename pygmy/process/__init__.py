@@ -1,0 +1,1 @@
+"""What every Pygmy daemon shares: its command-line options, logs and metrics."""
