@@ -1,7 +1,7 @@
 """
-The whole Pygmy cluster in one process: ``twistd -ny pygmy.tac``.
+The whole Pygmy cluster in one process: C{twistd -ny pygmy.tac}.
 
-The configuration is ``$PYGMY_CONFIG``, or ``config.ini`` in the current
+The configuration is C{$PYGMY_CONFIG}, or C{config.ini} in the current
 directory.
 """
 

@@ -3,20 +3,20 @@ Failover and catch-up, measured on a real cluster on this machine.
 
     .venv/bin/python benchmarks/failover.py [--writes 10000] [--keep DIR]
 
-Starts a cluster with ``pygmy up`` on free local ports (the default
+Starts a cluster with C{pygmy up} on free local ports (the default
 heartbeat settings: 0.5 s beats, 1.5 s timeout), then measures:
 
-1. **failover**: ``kill -9`` of the catalog primary, then of the order
+1. **failover**: C{kill -9} of the catalog primary, then of the order
    primary, and the time until the first buy through the front end
-   succeeds.  Goal: at most ``heartbeat_timeout + 0.5`` s.
-2. **catch-up**: ``kill -9`` of a catalog backup, ``--writes`` writes on
+   succeeds.  Goal: at most C{heartbeat_timeout + 0.5} s.
+2. **catch-up**: C{kill -9} of a catalog backup, C{--writes} writes on
    the primary, a restart, and the time until both replicas report the same
-   ``applied_seq`` and checksum (process start-up included), plus the time
+   C{applied_seq} and checksum (process start-up included), plus the time
    the replica itself logs for fetching and applying.  Goal: at most 2 s
    for 10,000 entries.
 
 Each result is printed with its ratio to the goal (below 1 is better).
-Everything it starts is stopped with ``pygmy down``, whatever happens.
+Everything it starts is stopped with C{pygmy down}, whatever happens.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from treq.client import HTTPClient
 from twisted.internet import defer, task
 from twisted.web.client import Agent, HTTPConnectionPool
-from treq.client import HTTPClient
 
 from pygmy import config as configuration
 from pygmy.cli import launcher
@@ -72,10 +72,7 @@ def wait_for(predicate, timeout, what):
 
 def settled(config):
     services = get(config.frontend.url + "/status")["services"]
-    return all(
-        view["primary"] and len(view["backups"]) == len(view["replicas"]) - 1
-        for view in services.values()
-    )
+    return all(view["primary"] and len(view["backups"]) == len(view["replicas"]) - 1 for view in services.values())
 
 
 def converged(config, service):

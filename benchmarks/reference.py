@@ -13,8 +13,13 @@ from twisted.internet import reactor
 from twisted.web.server import Site
 
 BODY = json.dumps(
-    {"id": 1, "title": "How to get a good grade in 677 in 20 minutes a day",
-     "topic": "distributed systems", "cost": "19.99", "stock": 1000}
+    {
+        "id": 1,
+        "title": "How to get a good grade in 677 in 20 minutes a day",
+        "topic": "distributed systems",
+        "cost": "19.99",
+        "stock": 1000,
+    }
 ).encode()
 
 app = Klein()

@@ -5,21 +5,21 @@ the same machine in the same run.
     .venv/bin/python benchmarks/throughput.py [--seconds 5] [--clients 10] [--buy-clients 64]
 
 Measures, with the same load generator (wrk if it is installed, else
-:mod:`pygmy.cli.loadgen`), one after the other:
+L{pygmy.cli.loadgen}), one after the other:
 
 1. a bare Klein route returning a small JSON body: the reference;
-2. a cached lookup through the front end (``GET /lookup/1``);
-3. an uncached lookup (``Cache-Control: no-cache``: front end -> replica);
-4. buys (``POST /buy/<id>``: front end -> order primary -> catalog primary,
+2. a cached lookup through the front end (C{GET /lookup/1});
+3. an uncached lookup (C{Cache-Control: no-cache}: front end -> replica);
+4. buys (C{POST /buy/<id>}: front end -> order primary -> catalog primary,
    each write replicated to its backup before it is acknowledged), with
-   ``--clients`` connections and again with ``--buy-clients``.
+   C{--clients} connections and again with C{--buy-clients}.
 
 It prints requests/s, p50 and p99 latency for each, and the ratios to the
 goals: cached/reference >= 0.9, >= 500 buys/s, cached p50 <= 2 ms at 10
 clients.  A buy crosses five processes and four database commits one after
 the other, so with few clients the rate is bounded by latency (Little's
 law), not by what the cluster can do; the buy goal is judged at
-``--buy-clients``, the throughput the cluster sustains, and both rates are
+C{--buy-clients}, the throughput the cluster sustains, and both rates are
 printed.  Everything it starts is stopped, whatever happens.
 """
 
@@ -75,9 +75,9 @@ def _ms(text):
 
 def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
     """The same measurement with pygmy.cli.loadgen, where wrk is missing."""
+    from treq.client import HTTPClient
     from twisted.internet import defer, task
     from twisted.web.client import Agent, HTTPConnectionPool
-    from treq.client import HTTPClient
 
     from pygmy.cli.loadgen import Request, drive, summarise
 
@@ -88,7 +88,7 @@ def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
         pool = HTTPConnectionPool(reactor)
         pool.maxPersistentPerHost = clients
         http = HTTPClient(Agent(reactor, pool=pool))
-        plan = (lambda n: Request("x", method, urls(n) if urls else url, head))
+        plan = lambda n: Request("x", method, urls(n) if urls else url, head)
         samples = await drive(reactor, http, plan, clients, duration=seconds)
         result.update(summarise(samples, seconds)["x"])
         await pool.closeCachedConnections()
@@ -159,8 +159,10 @@ def main(argv=None):
         ref, cached, few, many = (row[1] for row in (rows[0], rows[1], rows[3], rows[4]))
         print("goals:")
         print(f"  cached / reference throughput   {cached[0] / ref[0]:5.2f}   (goal >= 0.90)")
-        print(f"  buys per second                 {many[0]:5.0f}   (goal >= 500: ratio {many[0] / 500:4.2f}, "
-              f"{args.buy_clients} clients; {few[0]:.0f} with {args.clients})")
+        print(
+            f"  buys per second                 {many[0]:5.0f}   (goal >= 500: ratio {many[0] / 500:4.2f}, "
+            f"{args.buy_clients} clients; {few[0]:.0f} with {args.clients})"
+        )
         print(f"  cached lookup p50               {cached[1]:5.2f} ms (goal <= 2 ms, {args.clients} clients)")
     finally:
         launcher.down(config, echo=lambda line: None)

@@ -1,5 +1,5 @@
 """
-The whole cluster in one process: what ``pygmy.tac`` runs.
+The whole cluster in one process: what C{pygmy.tac} runs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ FACTORIES = {"catalog": catalog_service, "order": order_service}
 
 
 def cluster_service(config: Config, reactor) -> MultiService:
-    """Every replica of ``config`` and then the front end, as one service."""
+    """Every replica of C{config} and then the front end, as one service."""
     top = MultiService()
     for service, replicas in config.replicas.items():
         for replica in replicas:

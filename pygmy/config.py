@@ -1,7 +1,7 @@
 """
-Read ``config.ini`` into typed, validated settings.
+Read C{config.ini} into typed, validated settings.
 
-Every problem is reported as one :class:`ConfigError` whose message names the
+Every problem is reported as one L{ConfigError} whose message names the
 file, the section and the key, so start-up can print a single clear line
 instead of a traceback.
 """
@@ -47,7 +47,7 @@ class ReplicaConfig:
 
     @property
     def label(self) -> str:
-        """A short name such as ``catalog:A``, used in logs and file names."""
+        """A short name such as C{catalog:A}, used in logs and file names."""
         return f"{self.service}:{self.name}"
 
 
@@ -88,7 +88,7 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class Config:
     """
-    The whole validated ``config.ini``.
+    The whole validated C{config.ini}.
     """
 
     path: Path
@@ -98,7 +98,7 @@ class Config:
 
     def replica(self, service: str, name: str) -> ReplicaConfig:
         """
-        Return the replica ``name`` of ``service``.
+        Return the replica C{name} of C{service}.
 
         @raise ConfigError: if there is no such section.
         """
@@ -106,9 +106,7 @@ class Config:
             if replica.name == name:
                 return replica
         known = ", ".join(r.name for r in self.replicas.get(service, ())) or "none"
-        raise ConfigError(
-            f"{self.path}: no section [{service}:{name}] (replicas: {known})"
-        )
+        raise ConfigError(f"{self.path}: no section [{service}:{name}] (replicas: {known})")
 
 
 class _Section:
@@ -161,18 +159,16 @@ class _Section:
 
 def load(path: str | os.PathLike, environ: dict | None = None) -> Config:
     """
-    Read and validate the configuration file at ``path``.
+    Read and validate the configuration file at C{path}.
 
-    Relative ``data_dir`` paths are taken relative to the file's directory.
-    ``$PYGMY_SECRET`` overrides ``[cluster] secret``.
+    Relative C{data_dir} paths are taken relative to the file's directory.
+    C{$PYGMY_SECRET} overrides C{[cluster] secret}.
 
     @raise ConfigError: on any problem, with a one-line message.
     """
     path = Path(path)
     environ = os.environ if environ is None else environ
-    parser = configparser.ConfigParser(
-        inline_comment_prefixes=(";", "#"), interpolation=None
-    )
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
     try:
         with open(path, encoding="utf-8") as f:
             parser.read_file(f)
@@ -186,7 +182,7 @@ def load(path: str | os.PathLike, environ: dict | None = None) -> Config:
 
 def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
     """
-    Validate an already-read ``parser``; see :func:`load`.
+    Validate an already-read C{parser}; see L{load}.
     """
 
     def section(name: str) -> _Section:
@@ -220,9 +216,7 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
     host = front.text("host", "127.0.0.1")
     balancer = front.text("balancer", "round_robin")
     if balancer not in BALANCERS:
-        raise front.error(
-            "balancer", f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})"
-        )
+        raise front.error("balancer", f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})")
     frontend = FrontendConfig(
         host=host,
         port=front.port("port"),
@@ -238,26 +232,16 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
         if not colon:
             continue
         if service not in SERVICES:
-            raise ConfigError(
-                f"{path}: [{name}] unknown service {service!r} "
-                f"(sections are catalog:NAME or order:NAME)"
-            )
+            raise ConfigError(f"{path}: [{name}] unknown service {service!r} (sections are catalog:NAME or order:NAME)")
         if not replica_name.isalnum():
-            raise ConfigError(
-                f"{path}: [{name}] replica name must be letters and digits"
-            )
+            raise ConfigError(f"{path}: [{name}] replica name must be letters and digits")
         s = section(name)
         host = s.text("host", "127.0.0.1")
-        replicas[service].append(
-            ReplicaConfig(service, replica_name, host, s.port("port"), s.text("bind", host))
-        )
+        replicas[service].append(ReplicaConfig(service, replica_name, host, s.port("port"), s.text("bind", host)))
     for service, found in replicas.items():
         if len(found) < 2:
             have = ", ".join(f"[{r.label}]" for r in found) or "none"
-            raise ConfigError(
-                f"{path}: [{service}:NAME] sections: {service} needs two or more "
-                f"replicas (found {have})"
-            )
+            raise ConfigError(f"{path}: [{service}:NAME] sections: {service} needs two or more replicas (found {have})")
 
     _check_ports(path, frontend, replicas)
     return Config(
@@ -277,16 +261,12 @@ def _check_ports(path, frontend, replicas) -> None:
     }
     if (frontend.host, frontend.heartbeat_port) in seen:
         raise ConfigError(
-            f"{path}: [frontend] heartbeat_port: {frontend.heartbeat_port} "
-            f"is already used by [frontend] port"
+            f"{path}: [frontend] heartbeat_port: {frontend.heartbeat_port} is already used by [frontend] port"
         )
     seen[(frontend.host, frontend.heartbeat_port)] = "[frontend] heartbeat_port"
     for found in replicas.values():
         for replica in found:
             where = (replica.host, replica.port)
             if where in seen:
-                raise ConfigError(
-                    f"{path}: [{replica.label}] port: {replica.port} "
-                    f"is already used by {seen[where]}"
-                )
+                raise ConfigError(f"{path}: [{replica.label}] port: {replica.port} is already used by {seen[where]}")
             seen[where] = f"[{replica.label}] port"

@@ -1,9 +1,9 @@
 """
 Domain errors shared by every Pygmy process.
 
-Logic raises these; the HTTP layer (:mod:`pygmy.net.web`) maps each to its status
-code and the JSON body ``{"error": {"code": ..., "message": ...}}``.  The
-client side (:mod:`pygmy.net.remote`) turns such a body back into the same
+Logic raises these; the HTTP layer (L{pygmy.net.web}) maps each to its status
+code and the JSON body C{{"error": {"code": ..., "message": ...}}}.  The
+client side (L{pygmy.net.remote}) turns such a body back into the same
 exception, so an error keeps its meaning as it crosses processes.
 """
 

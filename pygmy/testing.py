@@ -1,11 +1,11 @@
 """
 Real Pygmy processes for the integration tests.
 
-A :class:`Cluster` writes a ``config.ini`` with free ports on 127.0.0.1 in a
+A L{Cluster} writes a C{config.ini} with free ports on 127.0.0.1 in a
 temporary directory, starts each process with the contract's command
-(``twistd -n --pidfile= pygmy-catalog --config ... --replica A``), waits until
+(C{twistd -n --pidfile= pygmy-catalog --config ... --replica A}), waits until
 it answers, and stops it by its pid: SIGTERM for a clean stop, SIGKILL for a
-crash.  Every process it started is stopped by :meth:`Cluster.stop_all`.
+crash.  Every process it started is stopped by L{Cluster.stop_all}.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ START_TIMEOUT = 20.0
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
+    """C{count} distinct TCP ports that were free on 127.0.0.1 a moment ago."""
     sockets, ports = [], []
     for _ in range(count):
         s = socket.socket()
@@ -43,7 +43,7 @@ def free_ports(count: int) -> list[int]:
 
 
 def write_config(directory: Path, replicas=("A", "B"), **cluster) -> Path:
-    """A config.ini in ``directory`` for a cluster on free local ports."""
+    """A config.ini in C{directory} for a cluster on free local ports."""
     ports = iter(free_ports(2 + 2 * len(replicas)))
     settings = {
         "secret": SECRET,
@@ -84,7 +84,7 @@ class Cluster:
         return self.config.replica(service, name).url
 
     def command(self, role: str, replica: str | None = None) -> list[str]:
-        """The contract's command line for ``role`` (and ``replica``)."""
+        """The contract's command line for C{role} (and C{replica})."""
         command = [TWISTD, "-n", "--pidfile=", f"pygmy-{role}", "--config", str(self.path)]
         if replica is not None:
             command += ["--replica", replica]
@@ -114,7 +114,7 @@ class Cluster:
         self.start("frontend")
 
     def stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send ``sig`` to the process ``key`` by its pid and wait for it."""
+        """Send C{sig} to the process C{key} by its pid and wait for it."""
         process = self.processes.pop(key)
         if process.poll() is None:
             os.kill(process.pid, sig)
@@ -181,15 +181,14 @@ async def settled(cluster, within=10.0):
 
 
 async def converged(cluster, service, within=5.0):
-    """Wait until every replica of ``service`` reports the same seq and checksum."""
+    """Wait until every replica of C{service} reports the same seq and checksum."""
     from twisted.internet import reactor
     from twisted.internet.task import deferLater
 
     deadline = reactor.seconds() + within
     while True:
         statuses = [
-            get_json(cluster.replica_url(service, r.name) + "/status")[1]
-            for r in cluster.config.replicas[service]
+            get_json(cluster.replica_url(service, r.name) + "/status")[1] for r in cluster.config.replicas[service]
         ]
         if len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1:
             return statuses
@@ -197,13 +196,13 @@ async def converged(cluster, service, within=5.0):
         await deferLater(reactor, 0.1, lambda: None)
 
 
-# Clusters started with ``pygmy up`` (daemonised, pid files in data_dir)
+# Clusters started with C{pygmy up} (daemonised, pid files in data_dir)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_pygmy(*args: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """Run the ``pygmy`` command with this Python; its exit status and output."""
+    """Run the C{pygmy} command with this Python; its exit status and output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "pygmy.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
@@ -211,7 +210,7 @@ def run_pygmy(*args: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.Complet
 
 
 class UpCluster:
-    """The processes ``pygmy up`` started from one config file, for a certain stop."""
+    """The processes C{pygmy up} started from one config file, for a certain stop."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -230,7 +229,7 @@ class UpCluster:
         return found
 
     def stop_everything(self) -> None:
-        """``pygmy down``, then SIGKILL whatever noted pid is still ours and alive."""
+        """C{pygmy down}, then SIGKILL whatever noted pid is still ours and alive."""
         self.note()
         try:
             run_pygmy("down", "--config", str(self.path))
@@ -241,5 +240,5 @@ class UpCluster:
                     launcher.wait_gone(pid, 5.0)
 
     def client(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        """A client command against this cluster's front end (through ``--config``)."""
+        """A client command against this cluster's front end (through C{--config})."""
         return run_pygmy(*args, "--config", str(self.path), **kwargs)

@@ -1,7 +1,7 @@
 """
 Test doubles that let the real stores and apps run without threads or
 sockets: a reactor whose thread work runs at once, and HTTP clients that call
-a Klein resource in memory (``StubTreq``).
+a Klein resource in memory (C{StubTreq}).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from twisted.python.failure import Failure
 from pygmy.config import ReplicaConfig
 from pygmy.net.remote import Remote
 from pygmy.replication.store import Store
-
 
 #: The replica sections of the default config.ini: catalog and order, A and B.
 REPLICA_SECTIONS = """\
@@ -60,7 +59,7 @@ class SyncThreadPool:
 
 class SyncReactor(MemoryReactorClock):
     """
-    A memory reactor and clock whose ``callFromThread``, and ``callLater``
+    A memory reactor and clock whose C{callFromThread}, and C{callLater}
     with no delay ("at the end of this turn"), run at once.
     """
 
@@ -94,7 +93,7 @@ def sync_store(path: Path, tables, seed, reactor: SyncReactor) -> Store:
 
 
 def stub_remote(resource, service: str, name: str, reactor, secret: str = "s3cret"):
-    """A L{Remote} that calls ``resource`` in memory instead of over TCP."""
+    """A L{Remote} that calls C{resource} in memory instead of over TCP."""
     http = SimpleNamespace(
         client=None if resource is None else StubTreq(resource),
         reactor=reactor,
@@ -150,8 +149,8 @@ class InMemoryCluster:
 
     def primary_node(self, service: str, store):
         """A node that is its service's only replica, and so its primary."""
-        from pygmy.replication.node import Node
         from pygmy.net.routing import ServiceRoutes
+        from pygmy.replication.node import Node
 
         replica = self.config.replica(service, "A")
         peers = ServiceRoutes(service, [stub_remote(None, service, "A", self.reactor)], self.reactor, 1.0)

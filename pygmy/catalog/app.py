@@ -1,17 +1,17 @@
 """
 The catalog replica's own HTTP routes (mounted behind the shared secret by
-:class:`pygmy.replication.replica.ReplicaApp`).
+L{pygmy.replication.replica.ReplicaApp}).
 
 =========================================  ====================================
-``GET  /books?topic=T``                    ``{"items": [{"id", "title"}]}``
-``GET  /books``                            ``{"items": [book, ...]}``
-``GET  /books/<id>``                       ``book``
-``POST /books/<id>/update``                ``{"item": book, "seq": n}``
-  body ``{"request_id", "cost"?, "stock_delta"?}``
-``POST /books/decrement``                  a batch (:mod:`pygmy.net.batching`)
-  calls ``{"item_id", "request_id"}``       of ``{"item": book, "seq": n}``,
-                                           404 ``not_found``, 409
-                                           ``out_of_stock``
+C{GET  /books?topic=T}                    C{{"items": [{"id", "title"}]}}
+C{GET  /books}                            C{{"items": [book, ...]}}
+C{GET  /books/<id>}                       C{book}
+C{POST /books/<id>/update}                C{{"item": book, "seq": n}}
+  body C{{"request_id", "cost"?, "stock_delta"?}}
+C{POST /books/decrement}                  a batch (L{pygmy.net.batching})
+  calls C{{"item_id", "request_id"}}       of C{{"item": book, "seq": n}},
+                                           404 C{not_found}, 409
+                                           C{out_of_stock}
 =========================================  ====================================
 
 Decrements come from the order primary, one per buy, so they arrive in
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from klein import Klein
 
-from pygmy.net.batching import answer_batch
 from pygmy.catalog.books import Catalog
+from pygmy.net.batching import answer_batch
 from pygmy.net.validate import parse_id, parse_item_call, parse_request_id, parse_topic, parse_update
 from pygmy.net.web import install_error_handlers, json_response, read_json_body
 
@@ -41,7 +41,7 @@ class CatalogApp:
 
     @app.route("/books", methods=["GET"])
     async def books(self, request):
-        """Search by ``?topic=``, or list every book without it."""
+        """Search by C{?topic=}, or list every book without it."""
         topics = request.args.get(b"topic")
         if topics is None:
             return json_response(request, {"items": await self.catalog.list()})

@@ -1,7 +1,7 @@
 """
-The catalog's data: the ``books`` table, its seed, and the operations on it.
+The catalog's data: the C{books} table, its seed, and the operations on it.
 
-Costs are stored as canonical two-decimal strings (``"19.99"``) so that a row
+Costs are stored as canonical two-decimal strings (C{"19.99"}) so that a row
 in the database, in the write log and in an HTTP reply is the same dict.
 """
 
@@ -56,7 +56,7 @@ def _get(txn, item_id: int) -> dict:
 
 class Catalog:
     """
-    Searches, lookups and writes of books over a replica's :class:`Store`.
+    Searches, lookups and writes of books over a replica's L{Store}.
 
     @param writer: what writes go through: the replica's node (which
         replicates them), or the store itself.
@@ -67,7 +67,7 @@ class Catalog:
         self.writer = store if writer is None else writer
 
     def search(self, topic: str):
-        """@return: Deferred of ``[{"id", "title"}]`` for ``topic``, any case."""
+        """@return: Deferred of C{[{"id", "title"}]} for C{topic}, any case."""
         return self.store.read(self._search, topic)
 
     @staticmethod
@@ -86,17 +86,15 @@ class Catalog:
 
     def list(self):
         """@return: Deferred of every book's row, by id."""
-        return self.store.read(
-            lambda txn: [_row(v) for v in txn.execute(f"SELECT {_COLUMNS} FROM books ORDER BY id")]
-        )
+        return self.store.read(lambda txn: [_row(v) for v in txn.execute(f"SELECT {_COLUMNS} FROM books ORDER BY id")])
 
     def update(self, item_id: int, update: dict, request_id: str):
         """
-        Set the cost and/or add ``stock_delta`` to the stock.
+        Set the cost and/or add C{stock_delta} to the stock.
 
         @return: Deferred of a L{Write} whose row is the updated book; fails
             with L{NotFound}, L{BadRequest} if stock would go negative, or
-            L{Conflict} if ``request_id`` was used for another request.
+            L{Conflict} if C{request_id} was used for another request.
         """
         fingerprint = fingerprint_of("update", item_id, update)
         return self.writer.write(request_id, self._update, item_id, update, fingerprint=fingerprint)
@@ -119,7 +117,7 @@ class Catalog:
 
     def decrement(self, item_id: int, request_id: str):
         """
-        Take one copy of a book if any is left, once per ``request_id``.
+        Take one copy of a book if any is left, once per C{request_id}.
 
         @return: Deferred of a L{Write} whose row is the book after the
             decrement; fails with L{NotFound} or L{OutOfStock}.

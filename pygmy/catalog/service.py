@@ -13,8 +13,8 @@ from pygmy.replication.store import Store
 
 def catalog_service(config: Config, name: str, reactor):
     """
-    Build catalog replica ``name`` of ``config``: its database in
-    ``data_dir/catalog-<name>.sqlite``, its node and its HTTP listener.
+    Build catalog replica C{name} of C{config}: its database in
+    C{data_dir/catalog-<name>.sqlite}, its node and its HTTP listener.
     """
     replica = config.replica("catalog", name)
     store = Store(config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, reactor)

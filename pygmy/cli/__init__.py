@@ -1,5 +1,5 @@
 """
-The ``pygmy`` command: the client, load, up/down and chaos (operator tools).
+The C{pygmy} command: the client, load, up/down and chaos (operator tools).
 
 No server module imports this package; it talks to the daemons over HTTP and
 starts them as processes.  The entry point is L{main}.

@@ -1,18 +1,18 @@
 """
-``pygmy chaos``: crash replicas of a running cluster under load, restart
+C{pygmy chaos}: crash replicas of a running cluster under load, restart
 them, and check the invariants of DESIGN.md section 6.
 
-Against a cluster started by ``pygmy up`` (same ``config.ini``), concurrent
+Against a cluster started by C{pygmy up} (same C{config.ini}), concurrent
 clients buy and read through the front end (treq, one reactor, no threads)
 while a restocker adds copies of one scarce item, so that buys of the last
-copies and ``409`` answers happen too.  Before the load, the run sets that
-item's stock to :data:`SCARCE_STOCK`, tops every other item below
-:data:`TOP_UP_BELOW` up to :data:`TOP_UP`, and only then takes its
+copies and C{409} answers happen too.  Before the load, the run sets that
+item's stock to L{SCARCE_STOCK}, tops every other item below
+L{TOP_UP_BELOW} up to L{TOP_UP}, and only then takes its
 snapshot.  Meanwhile, one after the other, the catalog primary, a catalog
-backup and the order primary are killed with ``kill -9`` (pid from the pid
-file), left down for a while, and restarted with the command ``pygmy up``
+backup and the order primary are killed with C{kill -9} (pid from the pid
+file), left down for a while, and restarted with the command C{pygmy up}
 uses.  Then the load stops, the run reads back the stock, the replicas'
-tables and every order, and :mod:`pygmy.cli.invariants` checks and reports.
+tables and every order, and L{pygmy.cli.invariants} checks and reports.
 """
 
 from __future__ import annotations
@@ -24,8 +24,19 @@ import signal
 from uuid import uuid4
 
 from pygmy.cli import launcher
-from pygmy.cli.invariants import CONVERGE_WITHIN, Fault, Observations, check_all, describe_answer, report
-from pygmy.cli.invariants import describe_states, order_items, replicas_agree, row_stock, stock_levels
+from pygmy.cli.invariants import (
+    CONVERGE_WITHIN,
+    Fault,
+    Observations,
+    check_all,
+    describe_answer,
+    describe_states,
+    order_items,
+    replicas_agree,
+    report,
+    row_stock,
+    stock_levels,
+)
 
 #: What is killed, in order: (service, role).
 FAULTS = (("catalog", "primary"), ("catalog", "backup"), ("order", "primary"))
@@ -48,8 +59,8 @@ class Abort(Exception):
 def stock_targets(stock: dict[int, int], scarce: int) -> dict[int, int]:
     """
     The stock the run sets before its snapshot, by item id:
-    :data:`SCARCE_STOCK` for ``scarce``, :data:`TOP_UP` for any other item
-    below :data:`TOP_UP_BELOW`; items already there are left out.
+    L{SCARCE_STOCK} for C{scarce}, L{TOP_UP} for any other item
+    below L{TOP_UP_BELOW}; items already there are left out.
     """
     targets = {}
     for item, now in sorted(stock.items()):
@@ -64,8 +75,8 @@ def stock_targets(stock: dict[int, int], scarce: int) -> dict[int, int]:
 
 async def call(http, method: str, url: str, body=None, headers=None, timeout=REQUEST_TIMEOUT):
     """
-    One request; return ``(status, decoded JSON or None)``, or
-    ``(None, reason)`` if no answer came.
+    One request; return C{(status, decoded JSON or None)}, or
+    C{(None, reason)} if no answer came.
     """
     data = None if body is None else json.dumps(body).encode()
     try:
@@ -80,7 +91,7 @@ async def call(http, method: str, url: str, body=None, headers=None, timeout=REQ
 
 
 def sleep(clock, seconds: float):
-    """A Deferred that fires after ``seconds`` (never blocks the reactor)."""
+    """A Deferred that fires after C{seconds} (never blocks the reactor)."""
     from twisted.internet.task import deferLater
 
     return deferLater(clock, max(seconds, 0.0), lambda: None)
@@ -88,7 +99,7 @@ def sleep(clock, seconds: float):
 
 async def restart(reactor, config, process: launcher.Process) -> str:
     """
-    Start ``process`` again with ``pygmy up``'s command, without blocking the
+    Start C{process} again with C{pygmy up}'s command, without blocking the
     reactor; return "" or what went wrong.
     """
     from twisted.internet.utils import getProcessOutputAndValue
@@ -112,9 +123,9 @@ async def restart(reactor, config, process: launcher.Process) -> str:
 
 class Run:
     """
-    One chaos run against the cluster of ``config``.
+    One chaos run against the cluster of C{config}.
 
-    @param http: a treq ``HTTPClient``.
+    @param http: a treq C{HTTPClient}.
     @param rng: the run's C{random.Random}.
     @param echo: prints one line.
     """
@@ -200,35 +211,35 @@ class Run:
         self.say(f"snapshot: stock {self.obs.start_stock}, {len(self.obs.orders_before)} orders")
 
     async def fetch(self, url: str, what: str, **kwargs) -> dict:
-        """``GET url``; its JSON body, or L{Abort} naming ``what`` if it is not a 200."""
+        """C{GET url}; its JSON body, or L{Abort} naming C{what} if it is not a 200."""
         status, body = await call(self.http, "GET", url, **kwargs)
         if status != 200:
             raise Abort(f"{what}: {describe_answer(status, body)}")
         return body
 
     async def listing(self) -> dict[int, dict]:
-        """``GET /list`` through the front end, by item id."""
+        """C{GET /list} through the front end, by item id."""
         body = await self.fetch(self.url + "/list", "GET /list")
         return {item["id"]: item for item in body["items"]}
 
     async def view(self, service: str) -> dict:
-        """The front end's view of ``service`` (``GET /status``)."""
+        """The front end's view of C{service} (C{GET /status})."""
         body = await self.fetch(self.url + "/status", "GET /status of the front end", timeout=5)
         return body["services"][service]
 
     async def settled(self, service: str) -> dict:
-        """Wait until ``service`` has a primary and every replica in its view; return the view."""
+        """Wait until C{service} has a primary and every replica in its view; return the view."""
         failure = f"{service} did not settle (all replicas in the view)"
         return await self.poll(SETTLE_TIMEOUT, failure, self.full_view, service)
 
     async def full_view(self, service: str) -> dict | None:
-        """A probe: the view of ``service`` if it has a primary and every replica."""
+        """A probe: the view of C{service} if it has a primary and every replica."""
         view = await self.view(service)
         names = {r.name for r in self.config.replicas[service]}
         return view if view["primary"] and {view["primary"], *view["backups"]} == names else None
 
     async def poll(self, timeout: float, failure: str, probe, *args):
-        """Await ``probe(*args)`` every 0.1 s until it returns something true; bounded."""
+        """Await C{probe(*args)} every 0.1 s until it returns something true; bounded."""
         deadline = self.reactor.seconds() + timeout
         while True:
             result = await probe(*args)
@@ -239,7 +250,7 @@ class Run:
             await sleep(self.reactor, 0.1)
 
     async def until(self, moment: float) -> None:
-        """Sleep until ``moment`` seconds after the load began."""
+        """Sleep until C{moment} seconds after the load began."""
         await sleep(self.reactor, moment - self.now())
 
     # Load
@@ -276,7 +287,7 @@ class Run:
             self.obs.record_order_read(order, item, await self.read(f"/orders/{order}"))
 
     async def buy(self, item: int) -> None:
-        """``POST /buy/<item>``; record the order of a 200."""
+        """C{POST /buy/<item>}; record the order of a 200."""
         status, body = await call(self.http, "POST", f"{self.url}/buy/{item}")
         order = self.obs.record_buy(item, status, body)
         if order is not None:
@@ -299,7 +310,7 @@ class Run:
 
     async def update_stock(self, item: int, delta: int) -> bool:
         """
-        ``POST /update/<item>`` with one ``Idempotency-Key``, tried again
+        C{POST /update/<item>} with one C{Idempotency-Key}, tried again
         after a 503 or no answer until it is known to have been applied
         (True) or refused (False); bounded in tries and time.
         """
@@ -324,7 +335,7 @@ class Run:
     # Crashes
 
     async def crash_each(self) -> None:
-        """Kill and restart each of :data:`FAULTS` in turn, spread over the run."""
+        """Kill and restart each of L{FAULTS} in turn, spread over the run."""
         slot = self.duration / len(FAULTS)
         down = max(2.5 * self.config.cluster.heartbeat_timeout, slot * 0.35)
         for number, (service, role) in enumerate(FAULTS):
@@ -339,7 +350,7 @@ class Run:
             await sleep(self.reactor, 0.5)
 
     async def crash(self, fault: Fault, down: float) -> None:
-        """``kill -9`` the replica ``fault`` names, wait ``down`` s, restart it, wait for its rejoin."""
+        """C{kill -9} the replica C{fault} names, wait C{down} s, restart it, wait for its rejoin."""
         view = await self.settled(fault.service)
         name = view["primary"] if fault.role == "primary" else self.rng.choice(view["backups"])
         process = self.processes[f"{fault.service}:{name}"]
@@ -365,26 +376,28 @@ class Run:
         fault.ready = self.now()
         await self.settled(fault.service)
         fault.rejoined = self.now()
-        self.say(f"{process.name} is back in the {fault.service} view ({fault.rejoined - fault.killed:.2f}s after the kill)")
+        self.say(
+            f"{process.name} is back in the {fault.service} view ({fault.rejoined - fault.killed:.2f}s after the kill)"
+        )
 
     async def gone(self, pid: int) -> bool:
-        """A probe: has ``pid`` exited?"""
+        """A probe: has C{pid} exited?"""
         return not launcher.pid_alive(pid)
 
     async def new_primary(self, service: str, old: str) -> bool:
-        """A probe: has the front end chosen a primary other than ``old``?"""
+        """A probe: has the front end chosen a primary other than C{old}?"""
         primary = (await self.view(service))["primary"]
         return primary is not None and primary != old
 
     async def answers(self, url: str) -> bool:
-        """A probe: does ``url`` answer 200?"""
+        """A probe: does C{url} answer 200?"""
         return (await call(self.http, "GET", url, timeout=2))[0] == 200
 
     # Checks
 
     async def check(self) -> None:
         """Gather what the checks need once the load has stopped."""
-        from twisted.internet.defer import gatherResults, ensureDeferred
+        from twisted.internet.defer import ensureDeferred, gatherResults
 
         await gatherResults([ensureDeferred(self.converge(s)) for s in ("catalog", "order")])
         try:
@@ -397,7 +410,7 @@ class Run:
         await self.retrieve_orders()
 
     async def converge(self, service: str) -> None:
-        """Invariant 4: wait up to 5 s for the replicas of ``service`` to agree."""
+        """Invariant 4: wait up to 5 s for the replicas of C{service} to agree."""
         replicas = self.config.replicas[service]
         deadline = self.reactor.seconds() + CONVERGE_WITHIN
         while True:
@@ -414,7 +427,7 @@ class Run:
             await sleep(self.reactor, 0.1)
 
     async def dump(self, replica) -> list[dict]:
-        """A replica's ``GET /admin/dump`` rows."""
+        """A replica's C{GET /admin/dump} rows."""
         url = replica.url + "/admin/dump"
         return (await self.fetch(url, f"GET {url} ({replica.label})", headers=self.auth))["rows"]
 
@@ -424,7 +437,7 @@ class Run:
         return order_items(await self.dump(self.config.replica("order", primary)))
 
     async def retrieve_orders(self) -> None:
-        """Invariant 3: ``GET /orders/<id>`` of every buy answered 200."""
+        """Invariant 3: C{GET /orders/<id>} of every buy answered 200."""
         from twisted.internet.defer import DeferredList, DeferredSemaphore, ensureDeferred
 
         deadline = self.reactor.seconds() + 60.0
@@ -437,14 +450,12 @@ class Run:
             self.obs.record_retrieval(order, item, status, body)
 
         gate = DeferredSemaphore(max(self.clients, 16))
-        await DeferredList(
-            [gate.run(lambda o=o, i=i: ensureDeferred(one(o, i))) for o, i in self.obs.bought.items()]
-        )
+        await DeferredList([gate.run(lambda o=o, i=i: ensureDeferred(one(o, i))) for o, i in self.obs.bought.items()])
         self.say(f"{len(self.obs.bought)} orders read back, {len(self.obs.unretrievable)} not retrievable")
 
 
 async def run_chaos(reactor, config, duration: float, clients: int, seed: int, echo) -> int:
-    """Run one chaos run in ``reactor``; return the exit status."""
+    """Run one chaos run in C{reactor}; return the exit status."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -462,7 +473,7 @@ async def run_chaos(reactor, config, duration: float, clients: int, seed: int, e
 
 
 def main(config, duration: float, clients: int, seed: int | None, echo=print) -> int:
-    """``pygmy chaos``: run :func:`run_chaos` under ``react``; return the exit status."""
+    """C{pygmy chaos}: run L{run_chaos} under C{react}; return the exit status."""
     from pygmy.cli.client import react_for_status
 
     seed = random.randrange(1, 2**31) if seed is None else seed

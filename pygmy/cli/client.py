@@ -1,13 +1,13 @@
 """
-The everyday client commands of ``pygmy``: search, lookup, buy, order,
+The everyday client commands of C{pygmy}: search, lookup, buy, order,
 list and status against a front end's public API (DESIGN.md section 3).
 
 Each command is one small coroutine that makes one request and returns the
-decoded reply (:func:`search`, :func:`lookup` ...), and one function that
-turns that reply into readable text (:data:`FORMATS`); :func:`run` ties
-them together with the error handling, and :func:`main` runs it under
-``react`` with a treq client of its own.  Only Twisted and treq are needed
-(the tables here are plain text, so the optional ``load`` extra is not).
+decoded reply (L{search}, L{lookup} ...), and one function that
+turns that reply into readable text (L{FORMATS}); L{run} ties
+them together with the error handling, and L{main} runs it under
+C{react} with a treq client of its own.  Only Twisted and treq are needed
+(the tables here are plain text, so the optional C{load} extra is not).
 
 Exit status: 0 done, 1 the front end answered with an error (its message
 is printed), 2 bad usage or config file, 3 the front end cannot be reached.
@@ -33,7 +33,7 @@ OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 
 
 class ClientError(Exception):
-    """A command could not be done; ``str()`` is the line to print, ``status`` the exit status."""
+    """A command could not be done; C{str()} is the line to print, C{status} the exit status."""
 
     status = FAILED
 
@@ -76,7 +76,7 @@ class UsageError(ClientError):
 
 
 def base_url(url: str) -> str:
-    """``url`` without trailing slashes, with ``http://`` if it has no scheme."""
+    """C{url} without trailing slashes, with C{http://} if it has no scheme."""
     url = url.strip().rstrip("/")
     if not url:
         raise UsageError("--url is empty")
@@ -85,11 +85,11 @@ def base_url(url: str) -> str:
 
 def resolve_url(url: str | None, config_path: str | None) -> str:
     """
-    The front end's base URL: ``url`` if given; else ``[frontend] host`` and
-    ``port`` of ``config_path`` (default ``./config.ini``, skipped if it does
-    not exist); else :data:`DEFAULT_URL`.
+    The front end's base URL: C{url} if given; else C{[frontend] host} and
+    C{port} of C{config_path} (default C{./config.ini}, skipped if it does
+    not exist); else L{DEFAULT_URL}.
 
-    @raise UsageError: if a config file named by ``--config`` is missing or
+    @raise UsageError: if a config file named by C{--config} is missing or
         a config file is invalid.
     """
     if url is not None:
@@ -112,7 +112,7 @@ def resolve_url(url: str | None, config_path: str | None) -> str:
 @dataclass
 class Frontend:
     """
-    The public API of one front end, through a treq ``HTTPClient``.
+    The public API of one front end, through a treq C{HTTPClient}.
 
     @ivar timeout: seconds per request, or C{None}.
     """
@@ -130,9 +130,7 @@ class Frontend:
         """
         limit = {} if self.timeout is None else {"timeout": self.timeout}
         try:
-            response = await self.http.request(
-                method, self.url + path, headers=headers or {}, params=params, **limit
-            )
+            response = await self.http.request(method, self.url + path, headers=headers or {}, params=params, **limit)
             content = await response.content()
         except Exception as e:  # any transport failure means "no answer"
             raise Unreachable(f"cannot reach the front end at {self.url} ({describe_failure(e)})") from None
@@ -148,7 +146,7 @@ class Frontend:
 
 
 def describe_failure(error: Exception) -> str:
-    """A few words for a transport failure: ``connection refused``, ``timed out`` ..."""
+    """A few words for a transport failure: C{connection refused}, C{timed out} ..."""
     from twisted.internet import error as errors
     from twisted.internet.defer import CancelledError
     from twisted.web._newclient import ResponseNeverReceived
@@ -168,38 +166,38 @@ def describe_failure(error: Exception) -> str:
 
 
 def _segment(value: str) -> str:
-    """``value`` quoted as one path segment."""
+    """C{value} quoted as one path segment."""
     return quote(str(value), safe="")
 
 
 async def search(api: Frontend, topic: str) -> dict:
-    """``GET /search?topic=``: ``{"topic", "items": [{"id", "title"}]}``."""
+    """C{GET /search?topic=}: C{{"topic", "items": [{"id", "title"}]}}."""
     return await api.call("GET", "/search", params={"topic": topic})
 
 
 async def lookup(api: Frontend, item_id: str) -> dict:
-    """``GET /lookup/<id>``: one book."""
+    """C{GET /lookup/<id>}: one book."""
     return await api.call("GET", f"/lookup/{_segment(item_id)}")
 
 
 async def buy(api: Frontend, item_id: str, key: str | None = None) -> dict:
-    """``POST /buy/<id>``, with ``Idempotency-Key: key`` if given: ``{"order"}``."""
+    """C{POST /buy/<id>}, with C{Idempotency-Key: key} if given: C{{"order"}}."""
     headers = {} if key is None else {"Idempotency-Key": key}
     return await api.call("POST", f"/buy/{_segment(item_id)}", headers=headers)
 
 
 async def order(api: Frontend, order_id: str) -> dict:
-    """``GET /orders/<order_id>``: ``{"order"}``."""
+    """C{GET /orders/<order_id>}: C{{"order"}}."""
     return await api.call("GET", f"/orders/{_segment(order_id)}")
 
 
 async def listing(api: Frontend) -> dict:
-    """``GET /list``: ``{"items": [book, ...]}``."""
+    """C{GET /list}: C{{"items": [book, ...]}}."""
     return await api.call("GET", "/list")
 
 
 async def status(api: Frontend) -> dict:
-    """``GET /status``: the cluster as the front end sees it."""
+    """C{GET /status}: the cluster as the front end sees it."""
     return await api.call("GET", "/status")
 
 
@@ -209,7 +207,7 @@ async def status(api: Frontend) -> dict:
 def table(headers: list[str], rows: list[list], right: tuple[int, ...] = ()) -> str:
     """
     A plain-text table: a header line, a rule, one line per row; the
-    columns whose index is in ``right`` are right-aligned.
+    columns whose index is in C{right} are right-aligned.
     """
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
@@ -223,7 +221,7 @@ def table(headers: list[str], rows: list[list], right: tuple[int, ...] = ()) -> 
 
 
 def fields(pairs: list[tuple[str, object]]) -> str:
-    """``key  value`` lines, the values aligned."""
+    """C{key  value} lines, the values aligned."""
     width = max(len(k) for k, _ in pairs)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
 
@@ -300,14 +298,14 @@ COMMANDS: dict[str, tuple[Callable, Callable[[dict], str]]] = {
 
 
 def dump_json(body) -> str:
-    """The reply as indented JSON, for ``--json``."""
+    """The reply as indented JSON, for C{--json}."""
     return json.dumps(body, indent=2, sort_keys=False)
 
 
 async def run(api: Frontend, args, out=None, err=None) -> int:
     """
-    Do ``args.command`` against ``api``; print its reply (as a table, or
-    JSON with ``args.json``) on ``out``, or one error line on ``err``.
+    Do C{args.command} against C{api}; print its reply (as a table, or
+    JSON with C{args.json}) on C{out}, or one error line on C{err}.
 
     @return: the exit status.
     """
@@ -330,8 +328,8 @@ async def run(api: Frontend, args, out=None, err=None) -> int:
 
 def main(args, out=None, err=None) -> int:
     """
-    Run one client command (``args`` from :mod:`pygmy.cli`) under
-    ``react``, with a treq client whose pool is closed at the end.
+    Run one client command (C{args} from L{pygmy.cli}) under
+    C{react}, with a treq client whose pool is closed at the end.
 
     @return: the exit status.
     """
@@ -359,8 +357,8 @@ def main(args, out=None, err=None) -> int:
 
 def react_for_status(command) -> int:
     """
-    Run the coroutine function ``command(reactor)`` under ``react`` and
-    return the exit status it returns (``react`` itself ends with
+    Run the coroutine function C{command(reactor)} under C{react} and
+    return the exit status it returns (C{react} itself ends with
     C{SystemExit}).
     """
     from twisted.internet.defer import ensureDeferred
@@ -371,7 +369,7 @@ def react_for_status(command) -> int:
     async def guarded(reactor) -> int:
         try:
             return await command(reactor)
-        except BrokenPipeError:  # the reader went away (``| head``): nothing more to say
+        except BrokenPipeError:  # the reader went away (C{| head}): nothing more to say
             return FAILED
 
     def start(reactor):

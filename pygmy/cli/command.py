@@ -1,5 +1,5 @@
 """
-The ``pygmy`` command: use a book store, load it, run a cluster and test it.
+The C{pygmy} command: use a book store, load it, run a cluster and test it.
 
     pygmy search TOPIC | lookup ID | buy ID [--key K] | order ID | list | status
                  [--url URL | --config config.ini] [--json] [--timeout S]
@@ -10,15 +10,15 @@ The ``pygmy`` command: use a book store, load it, run a cluster and test it.
     pygmy down   [--config config.ini] [--only NAME ...]
     pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N]
 
-The client commands talk to the front end at ``--url``, or at the ``[frontend]``
-host and port of the config file (``./config.ini`` if it exists), or at
-http://127.0.0.1:8080 (:mod:`pygmy.cli.client`); ``load`` runs concurrent clients
-and reports latency per operation (:mod:`pygmy.cli.load`).  ``up`` starts every
+The client commands talk to the front end at C{--url}, or at the C{[frontend]}
+host and port of the config file (C{./config.ini} if it exists), or at
+http://127.0.0.1:8080 (L{pygmy.cli.client}); C{load} runs concurrent clients
+and reports latency per operation (L{pygmy.cli.load}).  C{up} starts every
 replica and then the front end as daemonised twistd processes (pid file and
-log of each in ``data_dir``); ``down`` stops them; ``chaos`` kills replicas
+log of each in C{data_dir}); C{down} stops them; C{chaos} kills replicas
 of a running cluster under load, restarts them and checks the invariants of
-DESIGN.md section 6 (the run is :mod:`pygmy.cli.chaos`, the checks and the
-report :mod:`pygmy.cli.invariants`).
+DESIGN.md section 6 (the run is L{pygmy.cli.chaos}, the checks and the
+report L{pygmy.cli.invariants}).
 """
 
 from __future__ import annotations
@@ -54,9 +54,7 @@ def _mix(text: str) -> dict:
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", "-c", default="config.ini", help="the cluster's config.ini (default: %(default)s)"
-    )
+    parser.add_argument("--config", "-c", default="config.ini", help="the cluster's config.ini (default: %(default)s)")
 
 
 def _add_only(parser: argparse.ArgumentParser) -> None:
@@ -71,17 +69,21 @@ def _add_only(parser: argparse.ArgumentParser) -> None:
 
 def _add_frontend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", "-u", default=None,
+        "--url",
+        "-u",
+        default=None,
         help="the front end's base URL (default: [frontend] of the config file, else http://127.0.0.1:8080)",
     )
     parser.add_argument(
-        "--config", "-c", default=None,
+        "--config",
+        "-c",
+        default=None,
         help="config.ini whose [frontend] host and port to use (default: ./config.ini if it exists)",
     )
 
 
 def _add_client_commands(commands) -> None:
-    """search, lookup, buy, order, list, status: one request each (:mod:`pygmy.cli.client`)."""
+    """search, lookup, buy, order, list, status: one request each (L{pygmy.cli.client})."""
     from pygmy.cli.client import DEFAULT_TIMEOUT
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -89,7 +91,10 @@ def _add_client_commands(commands) -> None:
         _add_frontend(parser)
         parser.add_argument("--json", action="store_true", help="print the front end's JSON reply")
         parser.add_argument(
-            "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, metavar="S",
+            "--timeout",
+            type=_positive_float,
+            default=DEFAULT_TIMEOUT,
+            metavar="S",
             help="seconds to wait for the answer (default: %(default)s)",
         )
         return parser
@@ -105,43 +110,90 @@ def _add_client_commands(commands) -> None:
 
 
 def _add_load(commands) -> None:
-    """The ``load`` sub-command (:mod:`pygmy.cli.load`)."""
+    """The C{load} sub-command (L{pygmy.cli.load})."""
     from pygmy.cli.load import DEFAULT_MIX
 
     load = commands.add_parser(
         "load", help="concurrent clients: a progress bar, then latency per operation (needs pygmy[load])"
     )
     _add_frontend(load)
-    load.add_argument("--clients", "-n", type=_positive_int, default=10, metavar="N",
-                      help="concurrent clients (default: %(default)s)")
-    load.add_argument("--duration", "-d", type=_positive_float, default=None, metavar="S",
-                      help="seconds of load (default: 10, unless --count is given)")
-    load.add_argument("--count", type=_positive_int, default=None, metavar="N",
-                      help="stop after N requests (with --duration, whichever comes first)")
-    load.add_argument("--mix", type=_mix, default=DEFAULT_MIX, metavar="OP=W,...",
-                      help="weights of search, lookup, buy, list (default: %(default)s)")
-    load.add_argument("--no-cache", action="store_true",
-                      help="send Cache-Control: no-cache with every read (compare with a run without it)")
+    load.add_argument(
+        "--clients", "-n", type=_positive_int, default=10, metavar="N", help="concurrent clients (default: %(default)s)"
+    )
+    load.add_argument(
+        "--duration",
+        "-d",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="seconds of load (default: 10, unless --count is given)",
+    )
+    load.add_argument(
+        "--count",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N requests (with --duration, whichever comes first)",
+    )
+    load.add_argument(
+        "--mix",
+        type=_mix,
+        default=DEFAULT_MIX,
+        metavar="OP=W,...",
+        help="weights of search, lookup, buy, list (default: %(default)s)",
+    )
+    load.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="send Cache-Control: no-cache with every read (compare with a run without it)",
+    )
     load.add_argument("--seed", type=int, default=None, metavar="N", help="random seed (default: a new one, printed)")
-    load.add_argument("--timeout", type=_positive_float, default=10.0, metavar="S",
-                      help="seconds a request may take before it counts as 'no answer' (default: %(default)s)")
-    load.add_argument("--plot", default=None, metavar="FILE.png",
-                      help="draw the latency distributions (and the --crash timeline) into this PNG")
-    load.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
-                      help="write the raw summary as JSON to FILE, or to stdout instead of the table")
-    load.add_argument("--crash", choices=("catalog", "order"), default=None,
-                      help="kill -9 this service's primary during the run and restart it (a cluster of `pygmy up --config`)")
-    load.add_argument("--crash-at", type=_positive_float, default=None, metavar="S",
-                      help="when to kill, in seconds from the start (default: a third of --duration)")
-    load.add_argument("--down", type=_positive_float, default=2.0, metavar="S",
-                      help="seconds the killed primary stays down before its restart (default: %(default)s)")
+    load.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        metavar="S",
+        help="seconds a request may take before it counts as 'no answer' (default: %(default)s)",
+    )
+    load.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="draw the latency distributions (and the --crash timeline) into this PNG",
+    )
+    load.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        default=None,
+        metavar="FILE",
+        help="write the raw summary as JSON to FILE, or to stdout instead of the table",
+    )
+    load.add_argument(
+        "--crash",
+        choices=("catalog", "order"),
+        default=None,
+        help="kill -9 this service's primary during the run and restart it (a cluster of `pygmy up --config`)",
+    )
+    load.add_argument(
+        "--crash-at",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="when to kill, in seconds from the start (default: a third of --duration)",
+    )
+    load.add_argument(
+        "--down",
+        type=_positive_float,
+        default=2.0,
+        metavar="S",
+        help="seconds the killed primary stays down before its restart (default: %(default)s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pygmy`` command and its sub-commands."""
-    parser = argparse.ArgumentParser(
-        prog="pygmy", description="Use, load, run and test a Pygmy book store cluster."
-    )
+    """The argument parser of the C{pygmy} command and its sub-commands."""
+    parser = argparse.ArgumentParser(prog="pygmy", description="Use, load, run and test a Pygmy book store cluster.")
     parser.add_argument("--version", action="version", version=f"pygmy {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_client_commands(commands)
@@ -155,20 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(down)
     _add_only(down)
 
-    chaos = commands.add_parser(
-        "chaos", help="kill -9 and restart replicas under load, then check the invariants"
-    )
+    chaos = commands.add_parser("chaos", help="kill -9 and restart replicas under load, then check the invariants")
     _add_config(chaos)
     chaos.add_argument(
-        "--duration", type=_positive_float, default=30.0, metavar="S",
+        "--duration",
+        type=_positive_float,
+        default=30.0,
+        metavar="S",
         help="seconds of load, spread over the kills (default: %(default)s)",
     )
     chaos.add_argument(
-        "--clients", type=_positive_int, default=8, metavar="N",
+        "--clients",
+        type=_positive_int,
+        default=8,
+        metavar="N",
         help="concurrent clients buying and reading (default: %(default)s)",
     )
     chaos.add_argument(
-        "--seed", type=int, default=None, metavar="N",
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
         help="random seed, to repeat a run (default: a new one, printed)",
     )
     return parser
@@ -183,7 +242,7 @@ def _say(line: str) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the ``pygmy`` command line; return the exit status."""
+    """Run the C{pygmy} command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -1,6 +1,6 @@
 """
-``pygmy load --crash SERVICE``: ``kill -9`` of a service's primary during a
-load run, its restart with the command ``pygmy up`` uses, and the events
+C{pygmy load --crash SERVICE}: C{kill -9} of a service's primary during a
+load run, its restart with the command C{pygmy up} uses, and the events
 around them (the failover timeline of the report, the JSON and the plot).
 """
 
@@ -17,12 +17,12 @@ GONE_TIMEOUT, FAILOVER_TIMEOUT, REJOIN_TIMEOUT = 10.0, 30.0, 30.0
 
 
 class LoadError(ClientError):
-    """The run cannot start, or its crash failed; ``str()`` is the line to print."""
+    """The run cannot start, or its crash failed; C{str()} is the line to print."""
 
 
 @dataclass
 class Event:
-    """Something that happened during the run, ``at`` seconds after the load began."""
+    """Something that happened during the run, C{at} seconds after the load began."""
 
     at: float
     what: str
@@ -30,7 +30,7 @@ class Event:
 
 class Crash:
     """
-    ``kill -9`` of ``service``'s primary during the run, its restart, and
+    C{kill -9} of C{service}'s primary during the run, its restart, and
     the events around them (the failover timeline).
     """
 
@@ -78,7 +78,7 @@ class Crash:
         return process, pid
 
     async def run(self, at: float, down: float) -> None:
-        """Wait until ``at``, kill, wait ``down`` s, restart, wait for the rejoin; never raises."""
+        """Wait until C{at}, kill, wait C{down} s, restart, wait for the rejoin; never raises."""
         try:
             await self._run(at, down)
         except LoadError as e:
@@ -110,7 +110,7 @@ class Crash:
         self.event(f"{process.name} back in the view (backup of {view['primary']})")
 
     async def poll(self, timeout: float, failure: str, probe) -> None:
-        """Check ``probe()`` every 0.05 s until it is true; bounded by ``timeout``."""
+        """Check C{probe()} every 0.05 s until it is true; bounded by C{timeout}."""
         from pygmy.cli.chaos import sleep
 
         deadline = self.reactor.seconds() + timeout
@@ -120,7 +120,7 @@ class Crash:
             await sleep(self.reactor, 0.05)
 
     async def poll_view(self, timeout: float, failure: str, wanted) -> dict:
-        """The service's view once ``wanted(view)`` holds; bounded by ``timeout``."""
+        """The service's view once C{wanted(view)} holds; bounded by C{timeout}."""
         from pygmy.cli.chaos import sleep
 
         deadline = self.reactor.seconds() + timeout

@@ -1,23 +1,23 @@
 """
 The invariants of DESIGN.md section 6, checked on what a chaos run recorded.
 
-An :class:`Observations` is the ledger of one run: the snapshot of stock
+An L{Observations} is the ledger of one run: the snapshot of stock
 and orders taken before the load, every answer the clients got, every kill
 and restart, and what the replicas hold once the load has stopped.  Its
-``record_*`` methods turn one answer into ledger entries.  The checks are
+C{record_*} methods turn one answer into ledger entries.  The checks are
 plain functions of it:
 
 1. no stock below zero (every lookup seen, the end, every replica's table);
 2. per item: starting stock + restocks = current stock + orders placed;
 3. every buy answered 200 has its order in the order table and is
-   retrievable through ``GET /orders/<id>``;
-4. within 5 s all replicas of a service report the same ``applied_seq`` and
-   ``checksum``;
+   retrievable through C{GET /orders/<id>};
+4. within 5 s all replicas of a service report the same C{applied_seq} and
+   C{checksum};
 5. no read failed, and no request got a 5xx other than 503 (or no answer);
 6. every killed replica came back and rejoined its service's view.
 
-:func:`report` formats the verdicts.  Nothing here does I/O or touches a
-reactor, so all of it can be tested on synthetic data; :mod:`pygmy.cli.chaos`
+L{report} formats the verdicts.  Nothing here does I/O or touches a
+reactor, so all of it can be tested on synthetic data; L{pygmy.cli.chaos}
 runs the load and the kills that fill the ledger.
 """
 
@@ -35,7 +35,7 @@ KEEP = 20
 def describe_answer(status, body) -> str:
     """
     A short description of an answer, for a problem line: the status and
-    the error code, or ``no answer (why)`` when ``status`` is C{None}.
+    the error code, or C{no answer (why)} when C{status} is C{None}.
     """
     if status is None:
         return f"no answer ({body})"
@@ -47,30 +47,30 @@ def describe_answer(status, body) -> str:
 
 
 def stock_levels(items: dict[int, dict]) -> dict[int, int]:
-    """Item id -> stock, from books keyed by id (``GET /list`` items)."""
+    """Item id -> stock, from books keyed by id (C{GET /list} items)."""
     return {item_id: item["stock"] for item_id, item in items.items()}
 
 
 def row_stock(rows: list[dict]) -> dict[int, int]:
-    """Item id -> stock, from a catalog replica's ``/admin/dump`` rows."""
+    """Item id -> stock, from a catalog replica's C{/admin/dump} rows."""
     return {row["id"]: row["stock"] for row in rows}
 
 
 def order_items(rows: list[dict]) -> dict[int, int]:
-    """Order id -> item id, from an order replica's ``/admin/dump`` rows."""
+    """Order id -> item id, from an order replica's C{/admin/dump} rows."""
     return {row["id"]: row["item_id"] for row in rows}
 
 
 def replicas_agree(seen: dict[str, tuple[int, str] | None]) -> bool:
     """
     Whether every replica answered and all report the same
-    ``(applied_seq, checksum)``; C{None} stands for no answer.
+    C{(applied_seq, checksum)}; C{None} stands for no answer.
     """
     return None not in seen.values() and len(set(seen.values())) == 1
 
 
 def describe_states(seen: dict[str, tuple[int, str] | None]) -> str:
-    """One line on each replica's ``(applied_seq, checksum)``, for a divergence."""
+    """One line on each replica's C{(applied_seq, checksum)}, for a divergence."""
     return ", ".join(
         f"{name} " + ("no answer" if state is None else f"seq {state[0]} checksum {state[1][:12]}")
         for name, state in seen.items()
@@ -126,7 +126,7 @@ class Observations:
 
     def record_buy(self, item: int, status, body) -> int | None:
         """
-        Record the answer to ``POST /buy/<item>``.
+        Record the answer to C{POST /buy/<item>}.
 
         @return: the id of the order a 200 placed, or C{None} (409, 503 or
             a failure).
@@ -144,7 +144,7 @@ class Observations:
         return order
 
     def record_read(self, path: str, at: float, status, body):
-        """Record the answer to ``GET path`` at ``at`` s; return its body, or C{None} if it failed."""
+        """Record the answer to C{GET path} at C{at} s; return its body, or C{None} if it failed."""
         if status == 200:
             self.reads["ok"] += 1
             return body
@@ -153,17 +153,17 @@ class Observations:
         return None
 
     def record_lookup(self, book: dict | None, at: float) -> None:
-        """Note a book read at ``at`` s whose stock is below zero (invariant 1)."""
+        """Note a book read at C{at} s whose stock is below zero (invariant 1)."""
         if book is not None and book.get("stock", 0) < 0:
             self.negative_seen.append(f"lookup at {at:.2f}s: item {book['id']} stock {book['stock']}")
 
     def record_order_read(self, order: int, item: int, body: dict | None) -> None:
-        """Note a ``GET /orders/<order>`` body that does not name the item bought."""
+        """Note a C{GET /orders/<order>} body that does not name the item bought."""
         if body is not None and body.get("order", {}).get("item_id") != item:
             self.fail(f"GET /orders/{order}: item {body.get('order')} is not {item}")
 
     def record_retrieval(self, order: int, item: int, status, body) -> None:
-        """Record the after-load ``GET /orders/<order>`` of a buy of ``item`` (invariant 3)."""
+        """Record the after-load C{GET /orders/<order>} of a buy of C{item} (invariant 3)."""
         found = body.get("order", {}).get("item_id") if isinstance(body, dict) else None
         if status != 200:
             self.unretrievable[order] = describe_answer(status, body)
@@ -203,9 +203,7 @@ def check_stock_balance(obs: Observations) -> Check:
     lost = sorted(set(obs.orders_before) - set(obs.orders_after))
     if lost:
         problems.append(f"orders that existed before the run are gone: {lost[:KEEP]}")
-    placed = Counter(
-        item for order, item in obs.orders_after.items() if order not in obs.orders_before
-    )
+    placed = Counter(item for order, item in obs.orders_after.items() if order not in obs.orders_before)
     for item in sorted(set(obs.start_stock) | set(obs.end_stock) | set(placed)):
         start, end = obs.start_stock.get(item), obs.end_stock.get(item)
         if start is None or end is None:
@@ -236,9 +234,7 @@ def check_orders_retrievable(obs: Observations) -> Check:
 def check_converged(obs: Observations) -> Check:
     """Invariant 4: the replicas of each service agree within 5 s."""
     problems = [f"{service}: {why}" for service, why in sorted(obs.divergence.items()) if why]
-    return Check(
-        4, f"replicas agree on applied_seq and checksum within {CONVERGE_WITHIN:.0f} s", tuple(problems)
-    )
+    return Check(4, f"replicas agree on applied_seq and checksum within {CONVERGE_WITHIN:.0f} s", tuple(problems))
 
 
 def check_no_failures(obs: Observations) -> Check:
@@ -297,8 +293,7 @@ def report(obs: Observations, checks: list[Check]) -> list[str]:
     lines = ["faults (seconds since the load began):"]
     lines += [f"  {describe_fault(f)}" for f in obs.faults] or ["  none"]
     lines += [
-        f"buys: {buys['200']} ok, {buys['409']} out of stock (409), "
-        f"{buys['503']} unavailable (503), {other} other",
+        f"buys: {buys['200']} ok, {buys['409']} out of stock (409), {buys['503']} unavailable (503), {other} other",
         f"reads: {reads['ok']} ok, {reads['failed']} failed",
         f"restocks: {sum(obs.restocks.values())} copies added"
         + (f", {len(obs.unresolved_restocks)} of unknown outcome" if obs.unresolved_restocks else ""),
@@ -309,8 +304,6 @@ def report(obs: Observations, checks: list[Check]) -> list[str]:
         lines += [f"         {problem}" for problem in check.problems]
     failed = [c for c in checks if not c.ok]
     lines.append(
-        "result: all invariants hold"
-        if not failed
-        else f"result: VIOLATED: {', '.join(str(c.number) for c in failed)}"
+        "result: all invariants hold" if not failed else f"result: VIOLATED: {', '.join(str(c.number) for c in failed)}"
     )
     return lines

@@ -1,16 +1,16 @@
 """
 Start and stop the processes of a cluster, one daemonised twistd per
-replica and one for the front end (``pygmy up`` / ``pygmy down``).
+replica and one for the front end (C{pygmy up} / C{pygmy down}).
 
-Each process gets ``<data_dir>/<role>-<name>.pid`` and
-``<data_dir>/<role>-<name>.log`` (``frontend.pid`` and ``frontend.log`` for
+Each process gets C{<data_dir>/<role>-<name>.pid} and
+C{<data_dir>/<role>-<name>.log} (C{frontend.pid} and C{frontend.log} for
 the front end).  twistd writes and removes the pid file itself; a process
-killed with ``kill -9`` leaves a stale one behind, which this module
+killed with C{kill -9} leaves a stale one behind, which this module
 recognises (the pid is gone, a zombie, or now some other program) and
 removes.
 
 This is blocking code for the command line, never for a reactor callback;
-:mod:`pygmy.cli.chaos` borrows a few of its helpers (the command line, pid
+L{pygmy.cli.chaos} borrows a few of its helpers (the command line, pid
 checks, the log tail).
 """
 
@@ -41,7 +41,7 @@ POLL = 0.05
 
 class LaunchError(Exception):
     """
-    A process could not be started, or ``--only`` named no process.
+    A process could not be started, or C{--only} named no process.
 
     @ivar details: more lines for the user (such as a log's tail), or "".
     """
@@ -52,9 +52,9 @@ class LaunchError(Exception):
 @dataclass(frozen=True)
 class Process:
     """
-    One process of the cluster, as ``pygmy up`` runs it.
+    One process of the cluster, as C{pygmy up} runs it.
 
-    @ivar role: ``frontend``, ``catalog`` or ``order``.
+    @ivar role: C{frontend}, C{catalog} or C{order}.
     @ivar replica: the replica's name, or C{None} for the front end.
     @ivar url: the base URL it answers on.
     @ivar data_dir: where its pid file and log go.
@@ -67,12 +67,12 @@ class Process:
 
     @property
     def name(self) -> str:
-        """``frontend`` or ``service:NAME``, as in ``--only``."""
+        """C{frontend} or C{service:NAME}, as in C{--only}."""
         return self.role if self.replica is None else f"{self.role}:{self.replica}"
 
     @property
     def stem(self) -> str:
-        """The file name stem: ``frontend`` or ``service-NAME``."""
+        """The file name stem: C{frontend} or C{service-NAME}."""
         return self.role if self.replica is None else f"{self.role}-{self.replica}"
 
     @property
@@ -87,18 +87,18 @@ class Process:
 
     @property
     def ready_url(self) -> str:
-        """What answers 200 once it is up: ``/health`` or a replica's ``/status``."""
+        """What answers 200 once it is up: C{/health} or a replica's C{/status}."""
         return self.url + ("/health" if self.replica is None else "/status")
 
 
 def processes(config: Config, only=()) -> list[Process]:
     """
-    The processes of ``config``: every catalog replica, every order replica,
-    then the front end (the order ``pygmy up`` starts them in).
+    The processes of C{config}: every catalog replica, every order replica,
+    then the front end (the order C{pygmy up} starts them in).
 
-    @param only: names to keep (``frontend``, ``catalog:A``, or a whole
-        service such as ``order``); empty keeps all.
-    @raise LaunchError: if a name in ``only`` matches no process.
+    @param only: names to keep (C{frontend}, C{catalog:A}, or a whole
+        service such as C{order}); empty keeps all.
+    @raise LaunchError: if a name in C{only} matches no process.
     """
     data_dir = config.cluster.data_dir
     found = [
@@ -117,7 +117,7 @@ def processes(config: Config, only=()) -> list[Process]:
 
 
 def command(config: Config, process: Process) -> list[str]:
-    """The daemonising twistd command line that starts ``process``."""
+    """The daemonising twistd command line that starts C{process}."""
     args = [
         TWISTD,
         f"--pidfile={process.pidfile}",
@@ -135,7 +135,7 @@ def command(config: Config, process: Process) -> list[str]:
 
 
 def read_pid(process: Process) -> int | None:
-    """The pid in ``process``'s pid file, or C{None} if there is no usable one."""
+    """The pid in C{process}'s pid file, or C{None} if there is no usable one."""
     try:
         text = process.pidfile.read_text().strip()
     except (FileNotFoundError, NotADirectoryError):
@@ -144,7 +144,7 @@ def read_pid(process: Process) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (a zombie counts as gone)."""
+    """Whether C{pid} is a running process (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -163,7 +163,7 @@ def pid_alive(pid: int) -> bool:
 
 def runs(process: Process, pid: int) -> bool:
     """
-    Whether ``pid`` is alive and is ``process``'s twistd (so a pid reused by
+    Whether C{pid} is alive and is C{process}'s twistd (so a pid reused by
     another program after a crash is never signalled).
     """
     if not pid_alive(pid):
@@ -181,14 +181,14 @@ def runs(process: Process, pid: int) -> bool:
 
 
 def running_pid(process: Process) -> int | None:
-    """The pid of ``process`` if its pid file names it running, else C{None}."""
+    """The pid of C{process} if its pid file names it running, else C{None}."""
     pid = read_pid(process)
     return pid if pid is not None and runs(process, pid) else None
 
 
 def clear_stale(process: Process) -> bool:
     """
-    Remove ``process``'s pid file if it names no running ``process``.
+    Remove C{process}'s pid file if it names no running C{process}.
 
     @return: whether a stale pid file was removed.
     """
@@ -202,7 +202,7 @@ def clear_stale(process: Process) -> bool:
 
 
 def log_tail(process: Process, lines: int = 20) -> str:
-    """The last ``lines`` lines of ``process``'s log, or a note that it has none."""
+    """The last C{lines} lines of C{process}'s log, or a note that it has none."""
     try:
         text = process.logfile.read_text(errors="replace")
     except OSError:
@@ -212,7 +212,7 @@ def log_tail(process: Process, lines: int = 20) -> str:
 
 def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> int:
     """
-    Start ``process`` as a daemonised twistd and wait until it answers.
+    Start C{process} as a daemonised twistd and wait until it answers.
 
     @return: its pid.
     @raise LaunchError: if twistd fails, or the process does not answer in
@@ -252,7 +252,7 @@ def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> i
 
 
 def answers(url: str) -> bool:
-    """Whether ``url`` answers 200 right now."""
+    """Whether C{url} answers 200 right now."""
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
@@ -262,7 +262,7 @@ def answers(url: str) -> bool:
 
 def listen_failure(process: Process, offset: int) -> str | None:
     """
-    The "cannot listen" line ``process`` logged after byte ``offset`` of
+    The "cannot listen" line C{process} logged after byte C{offset} of
     its log, if any (see L{pygmy.net.listener.Listener}: the process then
     stops, possibly before its pid can be checked).
     """
@@ -280,11 +280,11 @@ def listen_failure(process: Process, offset: int) -> str | None:
 
 def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = START_TIMEOUT) -> None:
     """
-    Wait until ``process`` (running as ``pid``) answers its ready URL.
+    Wait until C{process} (running as C{pid}) answers its ready URL.
 
     @param log_start: where this start's lines begin in its log.
     @raise LaunchError: if it exits first, logs that it cannot listen, or
-        is silent for ``timeout`` seconds.
+        is silent for C{timeout} seconds.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -301,7 +301,7 @@ def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = 
 
 def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
     """
-    ``pygmy up``: start the processes of ``config`` (replicas, then the
+    C{pygmy up}: start the processes of C{config} (replicas, then the
     front end), one line each.  All or nothing: if one fails, the ones
     this call started are stopped again.
 
@@ -334,7 +334,7 @@ def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
 
 
 def kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Send ``sig`` to ``pid`` if it still exists."""
+    """Send C{sig} to C{pid} if it still exists."""
     try:
         os.kill(pid, sig)
     except ProcessLookupError:
@@ -342,7 +342,7 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> None:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``pid`` to exit; return whether it did."""
+    """Wait up to C{timeout} seconds for C{pid} to exit; return whether it did."""
     deadline = time.monotonic() + timeout
     while pid_alive(pid):
         if time.monotonic() >= deadline:
@@ -353,7 +353,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
 
 def stop(process: Process, timeout: float = STOP_TIMEOUT) -> str:
     """
-    Stop ``process``: SIGTERM, then SIGKILL after ``timeout`` seconds; remove
+    Stop C{process}: SIGTERM, then SIGKILL after C{timeout} seconds; remove
     its pid file.
 
     @return: what happened, in a few words.
@@ -376,7 +376,7 @@ def stop(process: Process, timeout: float = STOP_TIMEOUT) -> str:
 
 def down(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
     """
-    ``pygmy down``: stop the processes of ``config``, front end first, one
+    C{pygmy down}: stop the processes of C{config}, front end first, one
     line each; stale pid files are removed.
 
     @return: 0, or 1 if a process survived SIGKILL.

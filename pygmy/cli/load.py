@@ -1,25 +1,25 @@
 """
-``pygmy load``: concurrent clients against a front end, with a live
+C{pygmy load}: concurrent clients against a front end, with a live
 progress bar, a latency table per operation, an optional plot, and an
-optional ``kill -9`` of a service's primary in the middle of the run.
+optional C{kill -9} of a service's primary in the middle of the run.
 
-The clients are :func:`pygmy.cli.loadgen.drive` coroutines on one reactor
-(Twisted + treq, no threads), sharing one treq ``HTTPClient`` whose
-``HTTPConnectionPool`` keeps a connection per client.  Each client picks
-its next operation from the ``--mix`` weights (search, lookup, buy, list)
-and a book or topic from the catalog's ``/list``, read once before the
-run.  ``--no-cache`` sends ``Cache-Control: no-cache`` with every read, so
+The clients are L{pygmy.cli.loadgen.drive} coroutines on one reactor
+(Twisted + treq, no threads), sharing one treq C{HTTPClient} whose
+C{HTTPConnectionPool} keeps a connection per client.  Each client picks
+its next operation from the C{--mix} weights (search, lookup, buy, list)
+and a book or topic from the catalog's C{/list}, read once before the
+run.  C{--no-cache} sends C{Cache-Control: no-cache} with every read, so
 the same run can be measured with and without the front end's cache.
 
-``--crash catalog`` (or ``order``) kills that service's primary with
-``kill -9`` at ``--crash-at`` seconds (its pid from the pid file ``pygmy
-up`` keeps in ``data_dir``), restarts it ``--down`` seconds later with the
-command ``pygmy up`` uses, and notes when the front end chose a new primary
+C{--crash catalog} (or C{order}) kills that service's primary with
+C{kill -9} at C{--crash-at} seconds (its pid from the pid file C{pygmy
+up} keeps in C{data_dir}), restarts it C{--down} seconds later with the
+command C{pygmy up} uses, and notes when the front end chose a new primary
 and when the restarted replica was back in the view: the events of the
 failover timeline in the report, the JSON and the plot.
 
-rich (progress bar, tables) and matplotlib (:mod:`pygmy.cli.plot`) come from
-the optional ``load`` extra and are imported only here, when the command
+rich (progress bar, tables) and matplotlib (L{pygmy.cli.plot}) come from
+the optional C{load} extra and are imported only here, when the command
 runs; the daemons never import them.
 """
 
@@ -50,7 +50,7 @@ NOTE = "latency in ms; errors by status (no answer: refused, reset or timed out)
 
 def require(module: str, what: str):
     """
-    Import ``module`` of the optional ``load`` extra.
+    Import C{module} of the optional C{load} extra.
 
     @raise UsageError: one line naming the missing package and the install command.
     """
@@ -67,8 +67,8 @@ def require(module: str, what: str):
 
 def parse_mix(text: str) -> dict[str, float]:
     """
-    ``"lookup=6,search=3,buy=1"`` -> ``{"lookup": 6.0, ...}``: weights of
-    :data:`OPERATIONS`, each a number of 0 or more, at least one above 0.
+    C{"lookup=6,search=3,buy=1"} -> C{{"lookup": 6.0, ...}}: weights of
+    L{OPERATIONS}, each a number of 0 or more, at least one above 0.
 
     @raise ValueError: with a sentence saying what is wrong.
     """
@@ -93,13 +93,13 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 def describe_mix(mix: dict[str, float]) -> str:
-    """``lookup=6 search=3 buy=1``."""
+    """C{lookup=6 search=3 buy=1}."""
     return " ".join(f"{name}={weight:g}" for name, weight in mix.items())
 
 
 @dataclass(frozen=True)
 class Settings:
-    """One run of ``pygmy load``, checked (see :func:`settings`)."""
+    """One run of C{pygmy load}, checked (see L{settings})."""
 
     url: str
     clients: int = 10
@@ -118,8 +118,8 @@ class Settings:
 
 def settings(args, url: str) -> Settings:
     """
-    The :class:`Settings` of parsed ``args``: 10 s if neither ``--duration``
-    nor ``--count`` is given; the kill at a third of the run by default.
+    The L{Settings} of parsed C{args}: 10 s if neither C{--duration}
+    nor C{--count} is given; the kill at a third of the run by default.
 
     @raise UsageError: for arguments that do not fit together.
     """
@@ -160,7 +160,7 @@ def settings(args, url: str) -> Settings:
 
 class Plan:
     """
-    The requests of a run: ``plan(n)`` picks an operation by the mix's
+    The requests of a run: C{plan(n)} picks an operation by the mix's
     weights, and a book or topic of the catalog, with a seeded generator.
     """
 
@@ -174,7 +174,7 @@ class Plan:
         self.read_headers = {"Cache-Control": "no-cache"} if no_cache else {}
 
     def __call__(self, n: int) -> Request:
-        """The ``n``-th request."""
+        """The C{n}-th request."""
         name = self.rng.choices(self.names, self.weights)[0]
         if name == "search":
             topic = quote(self.rng.choice(self.topics), safe="")
@@ -190,7 +190,7 @@ class Plan:
 
 
 class Tally:
-    """Requests and failures so far (an ``on_sample`` hook of :func:`drive`)."""
+    """Requests and failures so far (an C{on_sample} hook of L{drive})."""
 
     def __init__(self):
         self.requests = 0
@@ -203,9 +203,9 @@ class Tally:
 
 class ProgressBar:
     """
-    A rich progress bar on ``console``, redrawn by the caller's timer (rich's
-    own refresh thread is off): elapsed time of a ``--duration`` run, or
-    requests of a ``--count`` run, with the rate and the failures.
+    A rich progress bar on C{console}, redrawn by the caller's timer (rich's
+    own refresh thread is off): elapsed time of a C{--duration} run, or
+    requests of a C{--count} run, with the rate and the failures.
     """
 
     def __init__(self, console, settings: Settings, tally: Tally, clock):
@@ -217,7 +217,9 @@ class ProgressBar:
             TextColumn("[bold]load"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[requests]:>7} requests {task.fields[rate]:>7.0f} req/s {task.fields[errors]:>5} errors"),
+            TextColumn(
+                "{task.fields[requests]:>7} requests {task.fields[rate]:>7.0f} req/s {task.fields[errors]:>5} errors"
+            ),
             TimeElapsedColumn(),
             console=console,
             auto_refresh=False,
@@ -235,7 +237,9 @@ class ProgressBar:
         elapsed = max(self.clock.seconds() - self.started, 1e-9)
         done = self.tally.requests if self.settings.duration is None else min(elapsed, self.settings.duration)
         rate = self.tally.requests / elapsed
-        self.progress.update(self.task, completed=done, requests=self.tally.requests, rate=rate, errors=self.tally.errors)
+        self.progress.update(
+            self.task, completed=done, requests=self.tally.requests, rate=rate, errors=self.tally.errors
+        )
         self.progress.refresh()
 
     def note(self, line: str) -> None:
@@ -252,14 +256,14 @@ class ProgressBar:
 
 
 def error_columns(summary: dict) -> list[str]:
-    """Every error key of a summary: statuses in order, then ``no answer``."""
+    """Every error key of a summary: statuses in order, then C{no answer}."""
     keys = {key for figures in summary.values() for key in figures["errors"]}
     return sorted(keys, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
 
 
 def summary_table(summary: dict, total: dict | None):
     """
-    A rich ``Table``: per operation (and for all of them) the requests, the
+    A rich C{Table}: per operation (and for all of them) the requests, the
     2xx answers, the errors by status, requests/s and latency in ms.
     """
     from rich import box
@@ -295,7 +299,7 @@ def headline(settings: Settings, seconds: float) -> str:
 
 
 def document(settings: Settings, seconds: float, samples: list[Sample], events: list[Event], error) -> dict:
-    """The raw summary ``--json`` writes (latencies in seconds)."""
+    """The raw summary C{--json} writes (latencies in seconds)."""
     found = {
         "url": settings.url,
         "clients": settings.clients,
@@ -320,7 +324,7 @@ def document(settings: Settings, seconds: float, samples: list[Sample], events: 
 
 
 def report(console, settings: Settings, seconds: float, samples: list[Sample], events: list[Event]) -> None:
-    """Print the headline, the table and the failover timeline on ``console``."""
+    """Print the headline, the table and the failover timeline on C{console}."""
     console.print(headline(settings, seconds), highlight=False, markup=False, soft_wrap=True)
     if not samples:
         console.print("no request was sent", highlight=False)
@@ -333,15 +337,19 @@ def report(console, settings: Settings, seconds: float, samples: list[Sample], e
             console.print(f"  {event.at:7.2f}s  {event.what}", highlight=False, markup=False, soft_wrap=True)
         late = [e for e in events if e.at > seconds]
         if late:
-            console.print(f"  (after the load ended at {seconds:.2f}s: use a longer --duration to see it under load)",
-                          highlight=False, markup=False, soft_wrap=True)
+            console.print(
+                f"  (after the load ended at {seconds:.2f}s: use a longer --duration to see it under load)",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
 
 
 # The run
 
 
 async def catalog(api: Frontend) -> tuple[list[int], list[str]]:
-    """The book ids and topics the clients choose from (``GET /list``)."""
+    """The book ids and topics the clients choose from (C{GET /list})."""
     items = (await api.call("GET", "/list")).get("items") or []
     if not items:
         raise LoadError(f"the catalog at {api.url} has no books to ask for")
@@ -350,11 +358,11 @@ async def catalog(api: Frontend) -> tuple[list[int], list[str]]:
 
 async def run(reactor, settings: Settings, config=None, out=None, err=None) -> int:
     """
-    One run of ``pygmy load`` on ``reactor``: read the catalog, load (and
+    One run of C{pygmy load} on C{reactor}: read the catalog, load (and
     crash), report.  Return the exit status: 0, or 1 if the crash failed.
 
     @raise ClientError: if the front end cannot be reached or answers with
-        an error before the load, or ``--crash`` has no primary to kill.
+        an error before the load, or C{--crash} has no primary to kill.
     """
     from rich.console import Console
     from treq.client import HTTPClient
@@ -386,7 +394,7 @@ async def run(reactor, settings: Settings, config=None, out=None, err=None) -> i
 async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash | None, console):
     """
     Drive the clients (and the crash, if any) with the progress bar on
-    ``console``; return the samples and the seconds the load took.
+    C{console}; return the samples and the seconds the load took.
     """
     from twisted.internet.defer import ensureDeferred
     from twisted.internet.task import LoopingCall
@@ -405,8 +413,16 @@ async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash
         crash.started, crash.note = started, bar.note
         crashing = ensureDeferred(crash.run(settings.crash_at, settings.down))
     try:
-        samples = await drive(reactor, http, plan, settings.clients, settings.duration, settings.count,
-                              on_sample=tally, timeout=settings.timeout)
+        samples = await drive(
+            reactor,
+            http,
+            plan,
+            settings.clients,
+            settings.duration,
+            settings.count,
+            on_sample=tally,
+            timeout=settings.timeout,
+        )
         seconds = reactor.seconds() - started
         if crashing is not None:
             await crashing
@@ -440,7 +456,7 @@ def finish(settings: Settings, seconds: float, samples, events, error, out) -> N
 
 
 def main(args, out=None, err=None) -> int:
-    """``pygmy load`` (``args`` from :mod:`pygmy.cli`) under ``react``; return the exit status."""
+    """C{pygmy load} (C{args} from L{pygmy.cli}) under C{react}; return the exit status."""
     err = sys.stderr if err is None else err
     try:
         require("rich", "pygmy load")
@@ -466,11 +482,10 @@ def main(args, out=None, err=None) -> int:
 
 
 def load_config(path: str | None):
-    """The config file ``--crash`` needs (pid files, restart command)."""
+    """The config file C{--crash} needs (pid files, restart command)."""
     from pygmy import config as configuration
 
     try:
         return configuration.load(path or "config.ini")
     except configuration.ConfigError as e:
         raise UsageError(f"--crash needs the cluster's config file: {e}") from None
-

@@ -1,12 +1,12 @@
 """
 A load generator on Twisted and treq: concurrent clients, no threads.
 
-:func:`drive` runs ``clients`` coroutines that each send the requests a
-``plan`` gives them, for a duration or a number of requests, and records
-one :class:`Sample` per answer.  :func:`summarise` turns samples into
+L{drive} runs C{clients} coroutines that each send the requests a
+C{plan} gives them, for a duration or a number of requests, and records
+one L{Sample} per answer.  L{summarise} turns samples into
 counts, errors by status, requests per second and latency percentiles per
-operation; :func:`timeline` cuts the run into time slices (for the failover
-plot of ``pygmy load --crash``).  ``pygmy load`` (:mod:`pygmy.cli.load`) and
+operation; L{timeline} cuts the run into time slices (for the failover
+plot of C{pygmy load --crash}).  C{pygmy load} (L{pygmy.cli.load}) and
 the benchmarks build on these.
 """
 
@@ -46,10 +46,10 @@ class Request:
 
 def percentile(ordered: list[float], p: float) -> float:
     """
-    The ``p``-th percentile (0-100) of ``ordered`` (sorted ascending), by
+    The C{p}-th percentile (0-100) of C{ordered} (sorted ascending), by
     linear interpolation between closest ranks.
 
-    @raise ValueError: if ``ordered`` is empty.
+    @raise ValueError: if C{ordered} is empty.
     """
     if not ordered:
         raise ValueError("no samples")
@@ -61,7 +61,7 @@ def percentile(ordered: list[float], p: float) -> float:
 
 
 def error_key(status: int) -> str:
-    """How :func:`summarise` names a failed answer: ``"503"``, or ``"no answer"``."""
+    """How L{summarise} names a failed answer: C{"503"}, or C{"no answer"}."""
     return str(status) if status else "no answer"
 
 
@@ -88,8 +88,8 @@ def _statistics(found: list[Sample], seconds: float) -> dict:
 
 def summarise(samples: list[Sample], seconds: float) -> dict:
     """
-    Per operation: ``count``, ``ok`` (2xx), ``errors`` by status, ``rps``
-    over ``seconds``, and ``mean``, ``p50``, ``p90``, ``p99``, ``max`` of the
+    Per operation: C{count}, C{ok} (2xx), C{errors} by status, C{rps}
+    over C{seconds}, and C{mean}, C{p50}, C{p90}, C{p99}, C{max} of the
     latency in seconds.
     """
     by_operation: dict[str, list[Sample]] = {}
@@ -99,15 +99,15 @@ def summarise(samples: list[Sample], seconds: float) -> dict:
 
 
 def overall(samples: list[Sample], seconds: float) -> dict | None:
-    """The figures of :func:`summarise` for every sample together; C{None} if there are none."""
+    """The figures of L{summarise} for every sample together; C{None} if there are none."""
     return _statistics(samples, seconds) if samples else None
 
 
 def timeline(samples: list[Sample], width: float, until: float | None = None) -> list[dict]:
     """
-    The run cut into slices of ``width`` seconds (by when each request was
-    sent): per slice its ``start``, ``count``, ``errors``, ``rps`` and the
-    ``p50`` and ``max`` latency (C{None} in an empty slice).
+    The run cut into slices of C{width} seconds (by when each request was
+    sent): per slice its C{start}, C{count}, C{errors}, C{rps} and the
+    C{p50} and C{max} latency (C{None} in an empty slice).
 
     @param until: the end of the last slice (default: the last sample's send time).
     """
@@ -145,9 +145,9 @@ async def drive(
     timeout: float | None = None,
 ) -> list[Sample]:
     """
-    Run ``clients`` concurrent clients until ``duration`` seconds have
-    passed or ``count`` requests were sent (whichever is given; both bound
-    the run).  ``plan(n)`` gives the ``n``-th request (its ``headers`` are
+    Run C{clients} concurrent clients until C{duration} seconds have
+    passed or C{count} requests were sent (whichever is given; both bound
+    the run).  C{plan(n)} gives the C{n}-th request (its C{headers} are
     sent with it).
 
     @param on_sample: called with each L{Sample} as it is recorded.

@@ -1,10 +1,10 @@
 """
-The PNG of ``pygmy load --plot``: latency distributions per operation and,
-for a ``--crash`` run, a timeline of latency, throughput and errors around
+The PNG of C{pygmy load --plot}: latency distributions per operation and,
+for a C{--crash} run, a timeline of latency, throughput and errors around
 the kill and the restart.
 
-matplotlib (the optional ``load`` extra) is imported inside :func:`draw`
-and used through its object API with the Agg canvas: no ``pyplot``, no
+matplotlib (the optional C{load} extra) is imported inside L{draw}
+and used through its object API with the Agg canvas: no C{pyplot}, no
 global backend switch, no display needed.
 """
 
@@ -32,9 +32,9 @@ def _by_operation(samples: list[Sample]) -> dict[str, list[Sample]]:
 
 def draw(path, samples: list[Sample], title: str, events=(), seconds: float | None = None) -> None:
     """
-    Write the plot of ``samples`` to ``path`` (PNG).
+    Write the plot of C{samples} to C{path} (PNG).
 
-    @param events: ``(seconds since the start, label)`` pairs; if any, the
+    @param events: C{(seconds since the start, label)} pairs; if any, the
         timeline panels are drawn with a line at each.
     @param seconds: the length of the run (default: the last send time).
     """
@@ -61,7 +61,7 @@ def draw(path, samples: list[Sample], title: str, events=(), seconds: float | No
 
 
 def _wrap(title: str, width: int = 120) -> str:
-    """``title`` on lines of at most about ``width`` characters, broken after commas."""
+    """C{title} on lines of at most about C{width} characters, broken after commas."""
     lines, line = [], ""
     for part in title.split(", "):
         if line and len(line) + len(part) + 2 > width:
@@ -86,8 +86,14 @@ def _histograms(axes, groups: dict[str, list[Sample]]) -> None:
     """How many requests took how long, per operation (log-spaced bins)."""
     bins = _log_bins([s for found in groups.values() for s in found])
     for operation, found in groups.items():
-        axes.hist([s.seconds * 1000 for s in found], bins=bins, histtype="step", linewidth=1.5,
-                  color=_colour(operation), label=f"{operation} ({len(found)})")
+        axes.hist(
+            [s.seconds * 1000 for s in found],
+            bins=bins,
+            histtype="step",
+            linewidth=1.5,
+            color=_colour(operation),
+            label=f"{operation} ({len(found)})",
+        )
     axes.set_xscale("log")
     axes.set_xlabel("latency (ms)")
     axes.set_ylabel("requests")
@@ -120,22 +126,44 @@ def _mark_events(axes, events, end: float, labels: bool) -> None:
         axes.axvline(at, color="black", linestyle="--", linewidth=0.8)
         if labels:
             left = at > 0.7 * end
-            axes.annotate(what, (at, 1 - 0.08 * (number % 4) - 0.03), xycoords=("data", "axes fraction"),
-                          fontsize=7, ha="right" if left else "left", va="top", xytext=(-3 if left else 3, 0),
-                          textcoords="offset points",
-                          bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0})
+            axes.annotate(
+                what,
+                (at, 1 - 0.08 * (number % 4) - 0.03),
+                xycoords=("data", "axes fraction"),
+                fontsize=7,
+                ha="right" if left else "left",
+                va="top",
+                xytext=(-3 if left else 3, 0),
+                textcoords="offset points",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "alpha": 0.8, "lw": 0},
+            )
 
 
 def _latency_timeline(axes, groups: dict[str, list[Sample]], events, end: float) -> None:
     """Each request's latency at the time it was sent; failures as red crosses."""
     for operation, found in groups.items():
         answered = [s for s in found if s.ok]
-        axes.scatter([s.at for s in answered], [max(s.seconds * 1000, 1e-3) for s in answered], s=2,
-                     color=_colour(operation), alpha=0.4, label=operation, rasterized=True, linewidths=0)
+        axes.scatter(
+            [s.at for s in answered],
+            [max(s.seconds * 1000, 1e-3) for s in answered],
+            s=2,
+            color=_colour(operation),
+            alpha=0.4,
+            label=operation,
+            rasterized=True,
+            linewidths=0,
+        )
     failed = [s for found in groups.values() for s in found if not s.ok]
     if failed:
-        axes.scatter([s.at for s in failed], [max(s.seconds * 1000, 1e-3) for s in failed], s=14, marker="x",
-                     color="red", label=f"failed ({len(failed)})", rasterized=True)
+        axes.scatter(
+            [s.at for s in failed],
+            [max(s.seconds * 1000, 1e-3) for s in failed],
+            s=14,
+            marker="x",
+            color="red",
+            label=f"failed ({len(failed)})",
+            rasterized=True,
+        )
     axes.set_yscale("log")
     axes.set_ylabel("latency (ms)")
     axes.set_title("each request: latency when sent, around the kill -9 and restart", fontsize=10)
@@ -145,7 +173,7 @@ def _latency_timeline(axes, groups: dict[str, list[Sample]], events, end: float)
 
 
 def _rate_timeline(axes, samples: list[Sample], events, end: float) -> None:
-    """Answers and failures per second, in slices of :data:`SLICE` seconds."""
+    """Answers and failures per second, in slices of L{SLICE} seconds."""
     slices = timeline(samples, SLICE, end)
     starts = [row["start"] for row in slices]
     ok = [(row["count"] - row["errors"]) / SLICE for row in slices]

@@ -2,12 +2,12 @@
 The public HTTP API of Pygmy (DESIGN §3): search, lookup, list, buy, orders,
 update, status and health, as JSON.
 
-Every route validates what it gets (:mod:`pygmy.net.validate`), sends the work to
-a replica through :class:`~pygmy.net.routing.ServiceRoutes`, and leaves every
-error to the handlers of :func:`pygmy.net.web.install_error_handlers`.
+Every route validates what it gets (L{pygmy.net.validate}), sends the work to
+a replica through L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>}, and leaves every
+error to the handlers of L{pygmy.net.web.install_error_handlers}.
 
-:class:`CachedReads` stands in front of the Klein app and answers cache hits
-of ``GET /lookup/<id>`` and ``GET /list`` before any routing: for a hit,
+L{CachedReads} stands in front of the Klein app and answers cache hits
+of C{GET /lookup/<id>} and C{GET /list} before any routing: for a hit,
 Klein's routing and rendering cost more than everything else together.
 """
 
@@ -23,7 +23,6 @@ from twisted.web.resource import Resource
 from pygmy.config import Config
 from pygmy.errors import BadRequest, NotFound
 from pygmy.frontend.cache import ReplyCache
-from pygmy.process.metrics import CONTENT_TYPE
 from pygmy.net.routing import ServiceRoutes
 from pygmy.net.validate import (
     MAX_KEY,
@@ -40,22 +39,22 @@ from pygmy.net.web import (
     read_json_body,
     require_secret,
 )
+from pygmy.process.metrics import CONTENT_TYPE
 
-
-#: The cache key of ``GET /list``.
+#: The cache key of C{GET /list}.
 LIST_KEY = "list"
 
 _LOOKUP_PATH = re.compile(rb"/lookup/([1-9][0-9]{0,18})")
 
 
 def lookup_key(item_id: int) -> str:
-    """The cache key of ``GET /lookup/<item_id>``."""
+    """The cache key of C{GET /lookup/<item_id>}."""
     return f"lookup:{item_id}"
 
 
 def request_id_for(request, prefix: str) -> str:
     """
-    The request id of a write: from the client's ``Idempotency-Key`` if it
+    The request id of a write: from the client's C{Idempotency-Key} if it
     sent one, else a new random one (so our own retries stay idempotent).
     """
     key = request.getHeader(b"idempotency-key")
@@ -91,7 +90,7 @@ class FrontendApp:
     @app.route("/search", methods=["GET"])
     @app.route("/search/", methods=["GET"])
     def search_query(self, request):
-        """``GET /search?topic=T``."""
+        """C{GET /search?topic=T}."""
         topics = request.args.get(b"topic")
         if not topics:
             raise BadRequest("Give a topic: /search/<topic> or /search?topic=<topic>.")
@@ -103,7 +102,7 @@ class FrontendApp:
 
     @app.route("/search/<path:topic>", methods=["GET"])
     def search(self, request, topic):
-        """``GET /search/<topic>``: the books of a topic, any case."""
+        """C{GET /search/<topic>}: the books of a topic, any case."""
         return self._search(request, topic)
 
     def _search(self, request, topic):
@@ -118,7 +117,7 @@ class FrontendApp:
 
     @app.route("/lookup/<item_id>", methods=["GET"])
     def lookup(self, request, item_id):
-        """``GET /lookup/<id>``: one book with cost and stock."""
+        """C{GET /lookup/<id>}: one book with cost and stock."""
         item_id = parse_id(item_id)
 
         async def fetch():
@@ -128,7 +127,7 @@ class FrontendApp:
 
     @app.route("/list", methods=["GET"])
     def list(self, request):
-        """``GET /list``: every book, by id."""
+        """C{GET /list}: every book, by id."""
 
         async def fetch():
             reply = await self.catalog.read(lambda r: r.get("/books"))
@@ -138,10 +137,10 @@ class FrontendApp:
 
     def _cached(self, request, key: str, fetch):
         """
-        The reply for ``key`` from the cache, or else from ``fetch()``
+        The reply for C{key} from the cache, or else from C{fetch()}
         (which returns the body and the ids of the books it shows), stored
         unless a write invalidated one of those books meanwhile.
-        ``Cache-Control: no-cache`` bypasses the cache both ways.
+        C{Cache-Control: no-cache} bypasses the cache both ways.
         """
         use_cache = not _no_cache(request)
         if use_cache:
@@ -161,7 +160,7 @@ class FrontendApp:
 
     @app.route("/buy/<item_id>", methods=["POST"])
     async def buy(self, request, item_id):
-        """``POST /buy/<id>``: buy one copy; idempotent per ``Idempotency-Key``."""
+        """C{POST /buy/<id>}: buy one copy; idempotent per C{Idempotency-Key}."""
         item_id = parse_id(item_id)
         body = {"item_id": item_id, "request_id": request_id_for(request, "buy")}
         try:
@@ -173,14 +172,14 @@ class FrontendApp:
 
     @app.route("/orders/<order_id>", methods=["GET"])
     async def order(self, request, order_id):
-        """``GET /orders/<order_id>``: one order."""
+        """C{GET /orders/<order_id>}: one order."""
         order_id = parse_id(order_id, "order id")
         reply = await self.orders.read(lambda r: r.get(f"/orders/{order_id}"))
         return json_response(request, {"order": reply["order"]})
 
     @app.route("/update/<item_id>", methods=["POST"])
     async def update(self, request, item_id):
-        """``POST /update/<id>``: set the cost and/or change the stock."""
+        """C{POST /update/<id>}: set the cost and/or change the stock."""
         require_secret(request, self.config.cluster.secret)
         item_id = parse_id(item_id)
         body = parse_update(read_json_body(request))
@@ -193,7 +192,7 @@ class FrontendApp:
 
     @app.route("/status", methods=["GET"])
     def status(self, request):
-        """``GET /status``: the cluster as the front end sees it."""
+        """C{GET /status}: the cluster as the front end sees it."""
         return json_response(
             request,
             {
@@ -205,7 +204,7 @@ class FrontendApp:
 
     @app.route("/metrics", methods=["GET"])
     def metrics_text(self, request):
-        """``GET /metrics``: Prometheus text format."""
+        """C{GET /metrics}: Prometheus text format."""
         if self.metrics is None:
             raise NotFound("This front end keeps no metrics.")
         request.setHeader(b"content-type", CONTENT_TYPE)
@@ -213,14 +212,14 @@ class FrontendApp:
 
     @app.route("/health", methods=["GET"])
     def health(self, request):
-        """``GET /health``: the front end is up."""
+        """C{GET /health}: the front end is up."""
         return json_response(request, {"status": "ok"})
 
     install_error_handlers(app)
 
 
 def _no_cache(request) -> bool:
-    """Whether the request says ``Cache-Control: no-cache`` (any case)."""
+    """Whether the request says C{Cache-Control: no-cache} (any case)."""
     header = request.getHeader(b"cache-control")
     if not header:
         return False
@@ -229,12 +228,12 @@ def _no_cache(request) -> bool:
 
 class CachedReads(Resource):
     """
-    The front end's HTTP resource: answers a cache hit of ``GET
-    /lookup/<id>`` or ``GET /list`` at once and hands every other request
+    The front end's HTTP resource: answers a cache hit of C{GET
+    /lookup/<id>} or C{GET /list} at once and hands every other request
     to the Klein app.
 
     Only hits are answered here, and only for keys the app itself stores, so
-    the app's rules hold: a miss, ``Cache-Control: no-cache``, a malformed
+    the app's rules hold: a miss, C{Cache-Control: no-cache}, a malformed
     id or another method all go to the app, which validates, fetches, fills
     and answers errors as before.
     """

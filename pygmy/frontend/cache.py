@@ -1,19 +1,19 @@
 """
 The front end's read cache: a bounded LRU of finished reply bodies.
 
-Entries are the serialised JSON bodies of ``/lookup/<id>``, ``/search`` and
-``/list`` replies, each with the ids of the books it shows, so that a hit
+Entries are the serialised JSON bodies of C{/lookup/<id>}, C{/search} and
+C{/list} replies, each with the ids of the books it shows, so that a hit
 costs one dictionary look-up and one write of bytes.
 
-Invalidation is per book: the catalog primary pushes ``INVALIDATE <id>
-<seq>`` before it acknowledges a write, and the front end invalidates the
+Invalidation is per book: the catalog primary pushes C{INVALIDATE <id>
+<seq>} before it acknowledges a write, and the front end invalidates the
 book itself when a write it made returns.  Either way every entry showing
 the book goes.
 
 A **fill** (a miss being fetched) may race with a write: it reads the old
 value, the write is invalidated, then the fill completes.  So a fill takes
-a :meth:`ReplyCache.ticket` before it asks a replica, and
-:meth:`ReplyCache.store` refuses it if any of its books has been
+a L{ReplyCache.ticket} before it asks a replica, and
+L{ReplyCache.store} refuses it if any of its books has been
 invalidated since (an invalidation is newer than the ticket).
 """
 
@@ -56,8 +56,8 @@ class ReplyCache:
 
     def get(self, key: str, count_miss: bool = True) -> bytes | None:
         """
-        The cached body for ``key``, or C{None}; counts a hit, or a miss
-        unless ``count_miss`` is false (the caller asks again if it misses).
+        The cached body for C{key}, or C{None}; counts a hit, or a miss
+        unless C{count_miss} is false (the caller asks again if it misses).
         """
         entry = self._entries.get(key)
         if entry is None:
@@ -74,11 +74,11 @@ class ReplyCache:
 
     def store(self, key: str, body: bytes, items, ticket: int) -> bool:
         """
-        Keep ``body`` for ``key`` unless a book it shows was invalidated
-        after ``ticket`` was taken.
+        Keep C{body} for C{key} unless a book it shows was invalidated
+        after C{ticket} was taken.
 
         @param items: the ids of the books the body shows, or C{None} if it
-            shows every book (``/list``).
+            shows every book (C{/list}).
         @return: whether it was stored.
         """
         if self.capacity <= 0:
@@ -105,7 +105,7 @@ class ReplyCache:
         return True
 
     def invalidate(self, item: int) -> None:
-        """Book ``item`` changed: drop every entry that shows it."""
+        """Book C{item} changed: drop every entry that shows it."""
         self._clock += 1
         self._invalidated[item] = self._clock
         self._invalidated_any = self._clock
@@ -129,7 +129,7 @@ class ReplyCache:
                     del self._by_item[item]
 
     def status(self) -> dict:
-        """Size, capacity and counters, for ``GET /status``."""
+        """Size, capacity and counters, for C{GET /status}."""
         c = self.counters
         return {
             "size": len(self._entries),

@@ -1,8 +1,8 @@
 """
-The front end's heartbeat monitor: one :class:`~pygmy.frontend.views.ServiceView`
+The front end's heartbeat monitor: one L{ServiceView<pygmy.frontend.views.ServiceView>}
 per service, fed by the heartbeat connections, checked for silence by a
 timer, and pushing every new view to every replica and to the front end's
-own :class:`~pygmy.net.routing.ServiceRoutes`.
+own L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>}.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from pygmy.config import Config
-from pygmy.replication.heartbeat import view_line
 from pygmy.frontend.views import ServiceView
+from pygmy.replication.heartbeat import view_line
 
 log = Logger()
 
@@ -44,18 +44,18 @@ class Monitor:
         }
 
     def knows(self, service: str, replica: str) -> bool:
-        """Whether ``service:replica`` is in config.ini."""
+        """Whether C{service:replica} is in config.ini."""
         return service in self.views and replica in self.views[service].members
 
     def is_current(self, service: str, replica: str, connection) -> bool:
         """
-        Whether ``connection`` is the replica's latest: lines on an older one
+        Whether C{connection} is the replica's latest: lines on an older one
         (superseded by a newer HELLO) are not believed.
         """
         return self.connections.get((service, replica)) is connection
 
     def alive(self, service: str) -> list[str]:
-        """The live replicas of ``service``."""
+        """The live replicas of C{service}."""
         return self.views[service].alive_names()
 
     # From the heartbeat connections
@@ -78,7 +78,7 @@ class Monitor:
         self.views[service].unreachable(sender, replica)
 
     def invalidate(self, sender: str, item: int, seq: int) -> None:
-        """The catalog primary ``sender`` changed book ``item`` at ``seq``."""
+        """The catalog primary C{sender} changed book C{item} at C{seq}."""
         self.invalidated(item)
 
     def disconnected(self, service, replica, connection) -> None:
@@ -106,7 +106,7 @@ class Monitor:
             connection.send(line)
 
     def status(self) -> dict:
-        """The cluster as the front end sees it, for ``GET /status``."""
+        """The cluster as the front end sees it, for C{GET /status}."""
         return {
             service: {
                 "view": view.number,

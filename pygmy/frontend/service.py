@@ -12,12 +12,12 @@ from pygmy.config import SERVICES, Config
 from pygmy.frontend.app import FrontendApp
 from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
-from pygmy.replication.heartbeat import MonitorFactory
 from pygmy.net.listener import Listener
-from pygmy.process.metrics import FrontendCollector, registry_with
 from pygmy.net.remote import HTTPClientService
 from pygmy.net.routing import routes_for
 from pygmy.net.web import make_site
+from pygmy.process.metrics import FrontendCollector, registry_with
+from pygmy.replication.heartbeat import MonitorFactory
 
 
 class FrontendService(MultiService):
@@ -37,7 +37,7 @@ class FrontendService(MultiService):
 
 def frontend_service(config: Config, reactor) -> MultiService:
     """
-    Build the front end of ``config``: an HTTP client for the replicas, the
+    Build the front end of C{config}: an HTTP client for the replicas, the
     heartbeat monitor with its listener and timer, and the public HTTP
     listener.
     """

@@ -1,5 +1,5 @@
 """
-``twistd pygmy-frontend --config config.ini``
+C{twistd pygmy-frontend --config config.ini}
 """
 
 from pygmy.process.options import ConfigOptions
@@ -12,12 +12,11 @@ class Options(ConfigOptions):
 
 
 def makeService(options):
-    """The front end of the cluster in ``--config``."""
+    """The front end of the cluster in C{--config}."""
     from twisted.internet import reactor
 
-    from pygmy.process.options import prepare_process
-
     from pygmy.frontend.service import frontend_service
+    from pygmy.process.options import prepare_process
 
     prepare_process(options.config)
     return frontend_service(options.config, reactor)

@@ -1,11 +1,11 @@
 """
 The front end as view manager: who is alive, who is primary, who is in sync.
 
-Per service a :class:`ServiceView` holds the **view**: a number, the primary
+Per service a L{ServiceView} holds the **view**: a number, the primary
 and the in-sync backups.  It changes on four events: a replica connects and
-beats, falls silent for ``heartbeat_timeout``, loses its connection, or is
+beats, falls silent for C{heartbeat_timeout}, loses its connection, or is
 reported SYNCED by the primary after catching up.  Each change makes a new
-view number, pushed to every replica (:class:`Monitor`).
+view number, pushed to every replica (L{Monitor}).
 
 The rules that keep acknowledged writes safe:
 
@@ -17,7 +17,7 @@ The rules that keep acknowledged writes safe:
   furthest); with none alive there is no primary, and writes answer 503;
 - any other replica enters the view only through SYNCED from the primary;
 - at start-up nobody is known to be in sync: the view manager waits until
-  every replica has beaten or ``startup_grace`` has passed, then takes the
+  every replica has beaten or C{startup_grace} has passed, then takes the
   replica whose log goes furthest as primary, and those with the very same
   log position as backups.
 """
@@ -57,7 +57,7 @@ class ServiceView:
     """
     The view of one service and the liveness of its replicas.
 
-    @param names: the replicas of ``config.ini``, in order (ties go to the
+    @param names: the replicas of C{config.ini}, in order (ties go to the
         earlier one).
     @param on_change: called with this object after every new view.
     """
@@ -79,16 +79,14 @@ class ServiceView:
     # Events
 
     def connected(self, name: str, connection, now: float) -> None:
-        """A replica said HELLO on ``connection``."""
+        """A replica said HELLO on C{connection}."""
         member = self.members[name]
         if member.connection is not None and member.connection is not connection:
             self._lost(name, "reconnected")
         member.connection = connection
         member.last_seen = now
 
-    def beat(
-        self, name: str, view: int, applied_seq: int, last_view: int, state: str, now: float
-    ) -> None:
+    def beat(self, name: str, view: int, applied_seq: int, last_view: int, state: str, now: float) -> None:
         """A replica reported the view it follows, its log position and state."""
         member = self.members[name]
         member.view, member.applied_seq, member.last_view = view, applied_seq, last_view
@@ -96,8 +94,13 @@ class ServiceView:
         member.last_seen = now
         if not member.alive:
             member.alive = True
-            log.info("{service}:{name} is alive ({state}, seq {seq})",
-                     service=self.service, name=name, state=state, seq=applied_seq)
+            log.info(
+                "{service}:{name} is alive ({state}, seq {seq})",
+                service=self.service,
+                name=name,
+                state=state,
+                seq=applied_seq,
+            )
         if name in self.backups and view >= self.number and state != "backup":
             self._drop_backup(name, f"reports {state} in view {view}")
         self.elect(now)
@@ -109,7 +112,7 @@ class ServiceView:
             self.elect(now)
 
     def check(self, now: float, timeout: float) -> None:
-        """Declare dead every replica silent for more than ``timeout``."""
+        """Declare dead every replica silent for more than C{timeout}."""
         for member in self.members.values():
             if member.alive and now - member.last_seen > timeout:
                 connection = member.connection
@@ -120,7 +123,7 @@ class ServiceView:
         self.elect(now)
 
     def synced(self, sender: str, name: str, seq: int, now: float) -> None:
-        """The primary ``sender`` reports that ``name`` caught up to ``seq``."""
+        """The primary C{sender} reports that C{name} caught up to C{seq}."""
         member = self.members.get(name)
         if sender != self.primary or member is None or not member.alive:
             return
@@ -131,7 +134,7 @@ class ServiceView:
         self._new_view(f"{name} caught up to seq {seq}")
 
     def unreachable(self, sender: str, name: str) -> None:
-        """The primary ``sender`` cannot reach its backup ``name``."""
+        """The primary C{sender} cannot reach its backup C{name}."""
         if sender == self.primary and name in self.backups:
             self._drop_backup(name, f"primary {sender} cannot reach it")
 
@@ -150,9 +153,7 @@ class ServiceView:
             self.number = max([self.number] + [m.view for m in alive])
             best = max(alive, key=self._rank)
             self.primary = best.name
-            self.backups = [
-                m.name for m in alive if m is not best and m.position == best.position
-            ]
+            self.backups = [m.name for m in alive if m is not best and m.position == best.position]
             self.in_sync = {self.primary, *self.backups}
             self._new_view("start-up")
             return

@@ -6,9 +6,9 @@ the service's view) and returns them best first; the caller tries them in
 that order until one answers.  Policies also hear when a call starts and
 ends, to count connections and time answers.
 
-- ``round_robin``: each call starts one further along the list;
-- ``least_connections``: fewest calls in flight first;
-- ``least_latency``: lowest moving average of answer time first (a replica
+- C{round_robin}: each call starts one further along the list;
+- C{least_connections}: fewest calls in flight first;
+- C{least_latency}: lowest moving average of answer time first (a replica
   never timed counts as fastest, so that every one gets measured).
 """
 
@@ -23,13 +23,13 @@ class Policy(Protocol):
     name: str
 
     def order(self, candidates: list[str]) -> list[str]:
-        """``candidates``, best first."""
+        """C{candidates}, best first."""
 
     def started(self, replica: str) -> None:
-        """A call to ``replica`` starts."""
+        """A call to C{replica} starts."""
 
     def finished(self, replica: str, seconds: float, ok: bool) -> None:
-        """A call to ``replica`` ended after ``seconds``."""
+        """A call to C{replica} ended after C{seconds}."""
 
 
 class RoundRobin:
@@ -103,5 +103,5 @@ POLICIES = {cls.name: cls for cls in (RoundRobin, LeastConnections, LeastLatency
 
 
 def make_policy(name: str) -> Policy:
-    """The policy called ``name`` in config.ini."""
+    """The policy called C{name} in config.ini."""
     return POLICIES[name]()

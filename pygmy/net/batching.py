@@ -7,19 +7,19 @@ ends, a trip through the reactor) is what limits throughput, not the work
 a call does.  So calls that are made while the route is busy share a
 request, the way group commit lets concurrent writes share a transaction:
 
-- :class:`Batcher` (the caller's side) gathers the calls made in one
+- L{Batcher} (the caller's side) gathers the calls made in one
   reactor turn and sends them together at the end of it.  Two batches may
   be on their way at once (so the next stage of a buy works on one while
   the other is still in an earlier stage); while two are, new calls wait
   for one to come back and then go together.  Under light load nothing
   waits but for the end of the current turn; under heavy load one request
   carries dozens of calls.
-- :func:`answer_batch` (the replica's side) runs every call of a batch at
+- L{answer_batch} (the replica's side) runs every call of a batch at
   once and answers each separately, so one call's error (out of stock, not
   the primary any more) is that call's alone.
 
-On the wire, a batch is ``{"requests": [body, ...]}`` and its answer
-``{"results": [{"ok": answer} | {"error": {"code", "message"}}, ...]}``, in
+On the wire, a batch is C{{"requests": [body, ...]}} and its answer
+C{{"results": [{"ok": answer} | {"error": {"code", "message"}}, ...]}}, in
 the same order; every body and answer is what the single call would carry.
 """
 
@@ -115,7 +115,7 @@ class Batcher:
 
 async def answer_batch(request, handle: Callable[[dict], Awaitable[dict]]) -> bytes:
     """
-    The reply to a batch route: ``handle`` run on every call of the
+    The reply to a batch route: C{handle} run on every call of the
     request's body, each answered on its own.
     """
     return json_response(request, await answer_each(requests_of(read_json_body(request)), handle))
@@ -131,11 +131,11 @@ def requests_of(body) -> list:
 
 async def answer_each(requests: list, handle: Callable[[dict], Awaitable[dict]]) -> dict:
     """
-    Run ``handle`` on every call of a batch at once.
+    Run C{handle} on every call of a batch at once.
 
     A call whose body is not an object gets its own 400.
 
-    @return: the batch's answer: ``{"results": [...]}``, in call order.
+    @return: the batch's answer: C{{"results": [...]}}, in call order.
     """
     calls = [Deferred.fromCoroutine(_answer(handle, body)) for body in requests]
     try:

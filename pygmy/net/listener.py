@@ -1,10 +1,10 @@
 """
 Listening ports that fail loudly.
 
-twistd's own ``StreamServerEndpointService`` logs a port it cannot bind as
+twistd's own C{StreamServerEndpointService} logs a port it cannot bind as
 an "Unhandled Error" and keeps the process running without it.  A Pygmy
 process without its port is useless and misleading (a replica that never
-answers, a front end that swallows heartbeats), so :class:`Listener` logs
+answers, a front end that swallows heartbeats), so L{Listener} logs
 one clear line and stops the process instead.
 """
 
@@ -20,16 +20,16 @@ log = Logger()
 
 
 def endpoint_description(port: int, bind: str) -> str:
-    """The server endpoint string for a TCP ``port`` on address ``bind``."""
+    """The server endpoint string for a TCP C{port} on address C{bind}."""
     return f"tcp:{port}:interface=" + bind.replace(":", r"\:")
 
 
 class Listener(StreamServerEndpointService):
     """
-    Listen on TCP ``bind:port`` with ``factory``; if that fails, log why
+    Listen on TCP C{bind:port} with C{factory}; if that fails, log why
     and stop the reactor.
 
-    @param what: what listens, for the log line (``catalog:A HTTP``).
+    @param what: what listens, for the log line (C{catalog:A HTTP}).
     """
 
     def __init__(self, reactor, port: int, bind: str, factory, what: str):

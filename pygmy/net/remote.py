@@ -1,19 +1,19 @@
 """
 Calls from one Pygmy process to a replica: JSON over HTTP with treq.
 
-One :class:`HTTPClientService` per process owns a persistent connection pool
+One L{HTTPClientService} per process owns a persistent connection pool
 (sized for load: treq's default of two connections per host starves a busy
-front end) and closes it on stop.  A :class:`Remote` speaks to one replica,
+front end) and closes it on stop.  A L{Remote} speaks to one replica,
 adds the shared secret, applies a timeout, and turns answers back into the
-domain errors of :mod:`pygmy.errors`:
+domain errors of L{pygmy.errors}:
 
 - an error body from the replica raises the same error here;
-- no answer at all (refused, reset, timed out) raises :class:`ReplicaDown`,
+- no answer at all (refused, reset, timed out) raises L{ReplicaDown},
   which callers may retry on another replica.
 
-Calls on the hot path of a buy go through :meth:`Remote.batched`, which lets
+Calls on the hot path of a buy go through L{Remote.batched}, which lets
 concurrent calls to the same route share one request
-(:mod:`pygmy.net.batching`).
+(L{pygmy.net.batching}).
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ from __future__ import annotations
 import json
 from http.cookiejar import CookieJar
 
+from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
@@ -35,14 +37,12 @@ from twisted.web.client import (
     ResponseNeverReceived,
     _HTTP11ClientFactory,
 )
-from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
-from treq.client import HTTPClient
 
-from pygmy.net.batching import Batcher
 from pygmy.config import ReplicaConfig
 from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
+from pygmy.net.batching import Batcher
 from pygmy.net.web import json_bytes
 
 POOL_SIZE = 64
@@ -94,7 +94,7 @@ class _Endpoints:
     """
     One client endpoint per host and port, made once.
 
-    Agent's default makes a new ``HostnameEndpoint`` (with IDNA encoding of
+    Agent's default makes a new C{HostnameEndpoint} (with IDNA encoding of
     the host) for every request, even when a pooled connection serves it;
     replicas are addressed by IP in config.ini, so a plain TCP endpoint,
     kept, does the same for much less.
@@ -173,7 +173,7 @@ class HTTPClientService(Service):
 
     @staticmethod
     def body(data: bytes):
-        """What to hand treq as the request body ``data``."""
+        """What to hand treq as the request body C{data}."""
         return _BytesProducer(data)
 
     def stopService(self):
@@ -188,8 +188,8 @@ class Remote:
     @param http: the process's L{HTTPClientService}.
     @param replica: where the replica is.
 
-    @ivar name: the replica's label (``catalog:A``), for messages.
-    @ivar replica: the replica's name (``A``).
+    @ivar name: the replica's label (C{catalog:A}), for messages.
+    @ivar replica: the replica's name (C{A}).
     """
 
     def __init__(self, http: HTTPClientService, replica: ReplicaConfig, secret: str, timeout: float):
@@ -208,16 +208,16 @@ class Remote:
         return f"<Remote {self.name} {self.url}>"
 
     async def get(self, path: str, params: dict | None = None):
-        """GET ``path`` and return the decoded JSON body."""
+        """GET C{path} and return the decoded JSON body."""
         return await self._call("GET", path, params=params)
 
     async def post(self, path: str, body: dict):
-        """POST ``body`` as JSON to ``path`` and return the decoded JSON body."""
+        """POST C{body} as JSON to C{path} and return the decoded JSON body."""
         return await self._call("POST", path, data=self._http.body(json_bytes(body)))
 
     def batched(self, path: str, body: dict):
         """
-        POST ``body`` to the batch route ``path`` together with the other
+        POST C{body} to the batch route C{path} together with the other
         calls made to it meanwhile; a Deferred of this call's own answer,
         or of its own error.
         """
@@ -262,9 +262,7 @@ class Remote:
         try:
             body = json.loads(raw)
         except ValueError:
-            raise ReplicaDown(
-                f"{self.name} answered {response.code} without JSON."
-            ) from None
+            raise ReplicaDown(f"{self.name} answered {response.code} without JSON.") from None
         if response.code >= 400:
             raise _error_from(self.name, response.code, body)
         return body
@@ -272,7 +270,7 @@ class Remote:
 
 def _error_from(name: str, status: int | None, body) -> PygmyError:
     """
-    The domain error a replica's error body stands for (``status`` is
+    The domain error a replica's error body stands for (C{status} is
     C{None} for one call's error in a batch).
     """
     answered = "answered" if status is None else f"answered {status}"

@@ -1,18 +1,18 @@
 """
 Which replica of a service gets a call, and what happens when it fails.
 
-A :class:`ServiceRoutes` knows every replica of one service (from
-``config.ini``) and follows that service's view (number, primary, backups),
+A L{ServiceRoutes} knows every replica of one service (from
+C{config.ini}) and follows that service's view (number, primary, backups),
 pushed by the front end.  Callers hand it a function of a
-:class:`~pygmy.net.remote.Remote` rather than a replica, so the choice of
+L{Remote<pygmy.net.remote.Remote>} rather than a replica, so the choice of
 replica and the retries stay in this one place:
 
 - **writes** go to the primary.  If it does not answer, or answers that it
   is not the primary, the call waits for the view to change and tries
-  again, until ``deadline`` seconds have passed; every write carries a
+  again, until C{deadline} seconds have passed; every write carries a
   request id, so trying again never applies it twice;
 - **reads** go to the view's live members, in the order the balancer
-  (:mod:`pygmy.net.balancer`) prefers; a read that fails on one is tried on the
+  (L{pygmy.net.balancer}) prefers; a read that fails on one is tried on the
   next within the same call.  With no live member in the view, any live
   replica serves it; with none alive at all, the call fails at once.
 """
@@ -23,9 +23,9 @@ from typing import Awaitable, Callable, TypeVar
 
 from twisted.internet.task import deferLater
 
-from pygmy.net.balancer import Policy, RoundRobin, make_policy
 from pygmy.config import Config
 from pygmy.errors import NotPrimary, Unavailable
+from pygmy.net.balancer import Policy, RoundRobin, make_policy
 from pygmy.net.remote import HTTPClientService, Remote, ReplicaDown
 
 T = TypeVar("T")
@@ -90,7 +90,7 @@ class ServiceRoutes:
 
     async def write(self, call: Callable[[Remote], Awaitable[T]]) -> T:
         """
-        Run ``call`` against the primary, trying again across view changes.
+        Run C{call} against the primary, trying again across view changes.
 
         @raise Unavailable: if no primary took it within the deadline.
         """
@@ -109,7 +109,7 @@ class ServiceRoutes:
 
     async def read(self, call: Callable[[Remote], Awaitable[T]]) -> T:
         """
-        Run ``call`` against a replica chosen for reading, trying the others
+        Run C{call} against a replica chosen for reading, trying the others
         if it does not answer.
 
         @raise Unavailable: if none answered.
@@ -135,8 +135,8 @@ class ServiceRoutes:
 
 def routes_for(config: Config, service: str, http: HTTPClientService, alive=None) -> ServiceRoutes:
     """
-    Build the L{ServiceRoutes} of ``service`` from ``config``, with the
-    balancer of ``[frontend] balancer``.
+    Build the L{ServiceRoutes} of C{service} from C{config}, with the
+    balancer of C{[frontend] balancer}.
     """
     cluster = config.cluster
     return ServiceRoutes(

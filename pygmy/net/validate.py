@@ -1,7 +1,7 @@
 """
 Validation of everything a client can send: ids, topics, update bodies and
 idempotency keys.  Each function returns the clean value or raises
-:class:`~pygmy.errors.BadRequest` with a sentence saying what is wrong.
+L{BadRequest<pygmy.errors.BadRequest>} with a sentence saying what is wrong.
 """
 
 from __future__ import annotations
@@ -52,12 +52,10 @@ def parse_topic(topic) -> str:
 def parse_cost(value) -> str:
     """
     A cost: a decimal string with at most two decimals, returned in the
-    canonical two-decimal form (``"12.5"`` -> ``"12.50"``).
+    canonical two-decimal form (C{"12.5"} -> C{"12.50"}).
     """
     if not isinstance(value, str) or not _COST.fullmatch(value):
-        raise BadRequest(
-            'cost must be a decimal string with at most two decimals, like "12.50".'
-        )
+        raise BadRequest('cost must be a decimal string with at most two decimals, like "12.50".')
     amount = Decimal(value)
     if amount >= MAX_COST:
         raise BadRequest(f"cost must be below {MAX_COST}.")
@@ -75,7 +73,7 @@ def parse_stock_delta(value) -> int:
 
 def parse_update(body: dict) -> dict:
     """
-    The body of ``POST /update/<id>``: ``cost`` and/or ``stock_delta``.
+    The body of C{POST /update/<id>}: C{cost} and/or C{stock_delta}.
 
     @return: a dict with the clean values of the keys present.
     """
@@ -93,21 +91,17 @@ def parse_update(body: dict) -> dict:
 
 
 def parse_request_id(value, what: str = "request_id", limit: int = MAX_REQUEST_ID) -> str:
-    """A request id or idempotency key: 1 to ``limit`` visible ASCII characters."""
+    """A request id or idempotency key: 1 to C{limit} visible ASCII characters."""
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
         except UnicodeDecodeError:
             raise BadRequest(f"{what} must be visible ASCII.") from None
-    if (
-        not isinstance(value, str)
-        or len(value) > limit
-        or not _VISIBLE_ASCII.fullmatch(value)
-    ):
+    if not isinstance(value, str) or len(value) > limit or not _VISIBLE_ASCII.fullmatch(value):
         raise BadRequest(f"{what} must be 1 to {limit} visible ASCII characters.")
     return value
 
 
 def parse_item_call(call: dict) -> tuple[int, str]:
-    """The ``item_id`` and ``request_id`` of one call of a batch of buys or decrements."""
+    """The C{item_id} and C{request_id} of one call of a batch of buys or decrements."""
     return parse_id(call.get("item_id"), "item_id"), parse_request_id(call.get("request_id"))

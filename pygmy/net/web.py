@@ -1,13 +1,13 @@
 """
 HTTP pieces shared by the Klein apps of every role.
 
-- :func:`json_response` writes a JSON body with its content type;
-- :func:`install_error_handlers` maps every exception to a JSON error, in one
+- L{json_response} writes a JSON body with its content type;
+- L{install_error_handlers} maps every exception to a JSON error, in one
   place, most specific first, so no request ever sees a traceback;
-- :class:`JSONRequest` refuses bodies over the site's limit (the public
-  API's :data:`MAX_BODY` unless the site says otherwise) with 413 before
+- L{JSONRequest} refuses bodies over the site's limit (the public
+  API's L{MAX_BODY} unless the site says otherwise) with 413 before
   buffering them;
-- :func:`read_json_body` and :func:`require_secret` validate what a route gets.
+- L{read_json_body} and L{require_secret} validate what a route gets.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ log = Logger()
 
 
 def json_bytes(obj) -> bytes:
-    """Serialise ``obj`` compactly as UTF-8 JSON."""
+    """Serialise C{obj} compactly as UTF-8 JSON."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def json_response(request, obj, code: int = 200) -> bytes:
     """
-    Set status and headers on ``request``; return ``obj`` as JSON bytes.
+    Set status and headers on C{request}; return C{obj} as JSON bytes.
     """
     request.setResponseCode(code)
     return json_body(request, json_bytes(obj))
@@ -45,7 +45,7 @@ def json_response(request, obj, code: int = 200) -> bytes:
 
 def json_body(request, body: bytes) -> bytes:
     """
-    Set the content type and length of an already serialised JSON ``body``
+    Set the content type and length of an already serialised JSON C{body}
     and return it.  With a length, the reply goes out in one write instead
     of chunks (whose last one would wait on Nagle's algorithm).
     """
@@ -96,7 +96,7 @@ def _on_anything_else(instance, request, failure):
 
 def install_error_handlers(app) -> None:
     """
-    Register the JSON error handlers on a Klein ``app``.
+    Register the JSON error handlers on a Klein C{app}.
 
     Call once, after the app's routes, in the class body.
     """
@@ -110,7 +110,7 @@ def read_json_body(request) -> dict:
     Parse the request body as a JSON object.
 
     @raise BadRequest: if it is not valid UTF-8 JSON of a single object, or
-        nests deeper than :data:`MAX_JSON_DEPTH`.
+        nests deeper than L{MAX_JSON_DEPTH}.
     """
     raw = request.content.read() if request.content is not None else b""
     limit = body_limit(request)
@@ -130,7 +130,7 @@ def read_json_body(request) -> dict:
 
 
 def body_limit(request) -> int:
-    """The most bytes of body the site of ``request`` takes."""
+    """The most bytes of body the site of C{request} takes."""
     site = getattr(getattr(request, "channel", None), "site", None)
     return getattr(site, "max_body", MAX_BODY)
 
@@ -151,7 +151,7 @@ def _depth(value, level: int = 1) -> int:
 
 def bearer_matches(request, secret: str) -> bool:
     """
-    Whether ``request`` carries ``Authorization: Bearer <secret>``.
+    Whether C{request} carries C{Authorization: Bearer <secret>}.
 
     The comparison takes the same time whatever the mismatch.
     """
@@ -163,7 +163,7 @@ def bearer_matches(request, secret: str) -> bool:
 
 def require_secret(request, secret: str) -> None:
     """
-    @raise Unauthorized: unless ``request`` carries the shared secret.
+    @raise Unauthorized: unless C{request} carries the shared secret.
     """
     if not bearer_matches(request, secret):
         request.setHeader(b"www-authenticate", b'Bearer realm="pygmy"')
@@ -220,7 +220,7 @@ class JSONRequest(server.Request):
         super().process()
 
     def _answer_early(self, error: PygmyError) -> None:
-        """Answer ``error`` without routing the request."""
+        """Answer C{error} without routing the request."""
         self.site = self.channel.site
         self.write(error_response(self, error))
         self.finish()
@@ -236,8 +236,8 @@ def make_site(
     resource, access_log: bool = False, metrics=None, idle_timeout: float = 60.0, max_body: int = MAX_BODY
 ) -> server.Site:
     """
-    A :class:`~twisted.web.server.Site` for ``resource`` that makes
-    :class:`JSONRequest` requests and never shows a traceback to a client.
+    A L{Site<twisted.web.server.Site>} for C{resource} that makes
+    L{JSONRequest} requests and never shows a traceback to a client.
 
     @param access_log: log a line per request.  Off by default: on a busy
         server it costs more than answering a cached read; request counts
@@ -248,9 +248,7 @@ def make_site(
     """
     # Every route speaks JSON: no form parsing (Twisted would parse the
     # Content-Type of every POST with the email package to look for forms).
-    site = server.Site(
-        resource, requestFactory=JSONRequest, timeout=idle_timeout, parsePOSTFormSubmission=False
-    )
+    site = server.Site(resource, requestFactory=JSONRequest, timeout=idle_timeout, parsePOSTFormSubmission=False)
     site.displayTracebacks = False
     site.metrics = metrics
     site.max_body = max_body

@@ -1,12 +1,12 @@
 """
 The order replica's own HTTP routes (mounted behind the shared secret by
-:class:`pygmy.replication.replica.ReplicaApp`).
+L{pygmy.replication.replica.ReplicaApp}).
 
 ====================================  ==========================================
-``POST /orders/buy``                  a batch (:mod:`pygmy.net.batching`) of
-  calls ``{"item_id", "request_id"}``  ``{"order": order}``, 404 ``not_found``,
-                                      409 ``out_of_stock``
-``GET  /orders/<id>``                 ``{"order": order}``
+C{POST /orders/buy}                  a batch (L{pygmy.net.batching}) of
+  calls C{{"item_id", "request_id"}}  C{{"order": order}}, 404 C{not_found},
+                                      409 C{out_of_stock}
+C{GET  /orders/<id>}                 C{{"order": order}}
 ====================================  ==========================================
 
 Buys come from the front end in batches: one request carries every buy it
@@ -18,9 +18,9 @@ from __future__ import annotations
 from klein import Klein
 
 from pygmy.net.batching import answer_batch
-from pygmy.order.orders import Orders, public
 from pygmy.net.validate import parse_id, parse_item_call
 from pygmy.net.web import install_error_handlers, json_response
+from pygmy.order.orders import Orders, public
 
 
 class OrderApp:

@@ -1,7 +1,7 @@
 """
-The order service's data: the ``orders`` table and the buy operation.
+The order service's data: the C{orders} table and the buy operation.
 
-An order's id is the ``seq`` of the write-log entry that recorded it, so ids
+An order's id is the C{seq} of the write-log entry that recorded it, so ids
 are unique and increasing on every replica, across failovers too.
 """
 
@@ -48,7 +48,7 @@ def _record(txn, seq, created, item_id, request_id):
 
 class Orders:
     """
-    Orders over a replica's :class:`Store`; buys go through the catalog.
+    Orders over a replica's L{Store}; buys go through the catalog.
 
     @param catalog: where the catalog's primary is.
     @param writer: what writes go through: the replica's node (which
@@ -61,7 +61,7 @@ class Orders:
         self.writer = store if writer is None else writer
 
     async def get(self, order_id: int) -> dict:
-        """The order ``order_id``; raises L{NotFound}."""
+        """The order C{order_id}; raises L{NotFound}."""
         order = await self.store.read(_select, "id", order_id)
         if order is None:
             raise NotFound(f"No order with id {order_id}.")
@@ -69,15 +69,15 @@ class Orders:
 
     async def buy(self, item_id: int, request_id: str) -> dict:
         """
-        Buy one copy of ``item_id``, once per ``request_id``.
+        Buy one copy of C{item_id}, once per C{request_id}.
 
         The catalog's decrement and the order record both carry
-        ``request_id``, so a retry after any failure decrements at most once
+        C{request_id}, so a retry after any failure decrements at most once
         and returns the same order.
 
         @raise NotFound: no such book.
         @raise OutOfStock: no copy left.
-        @raise Conflict: ``request_id`` was used to buy another book.
+        @raise Conflict: C{request_id} was used to buy another book.
         """
         # No look-up first: on a retry the catalog replays its decrement
         # and our log replays the order, both by request id; a request id

@@ -13,8 +13,8 @@ from pygmy.replication.store import Store
 
 def order_service(config: Config, name: str, reactor):
     """
-    Build order replica ``name`` of ``config``: its database in
-    ``data_dir/order-<name>.sqlite``, its node (which also follows the
+    Build order replica C{name} of C{config}: its database in
+    C{data_dir/order-<name>.sqlite}, its node (which also follows the
     catalog's view, to reach its primary) and its HTTP listener.
     """
     replica = config.replica("order", name)

@@ -1,5 +1,5 @@
 """
-``twistd pygmy-order --config config.ini --replica NAME``
+C{twistd pygmy-order --config config.ini --replica NAME}
 """
 
 from pygmy.process.options import ReplicaOptions
@@ -13,12 +13,11 @@ class Options(ReplicaOptions):
 
 
 def makeService(options):
-    """Order replica ``--replica`` of the cluster in ``--config``."""
+    """Order replica C{--replica} of the cluster in C{--config}."""
     from twisted.internet import reactor
 
-    from pygmy.process.options import prepare_process
-
     from pygmy.order.service import order_service
+    from pygmy.process.options import prepare_process
 
     prepare_process(options.config)
     return order_service(options.config, options["replica"], reactor)

@@ -1,8 +1,8 @@
 """
 Log output of the Pygmy processes.
 
-twistd writes text logs (to stdout with ``-n``, else to ``--logfile``);
-``--log-format json`` on any Pygmy plugin writes the same events as one
+twistd writes text logs (to stdout with C{-n}, else to C{--logfile});
+C{--log-format json} on any Pygmy plugin writes the same events as one
 JSON object per line instead (twisted.logger's JSON format), to the same
 place, for log shippers.
 """
@@ -27,8 +27,8 @@ _json_target: dict = {}
 def use_json(twistd_options) -> str:
     """
     Make twistd log JSON where it would have written text: remember where
-    (from twistd's ``--logfile`` and ``-n``) and return the dotted name of
-    the observer factory, for twistd's ``logger`` option.
+    (from twistd's C{--logfile} and C{-n}) and return the dotted name of
+    the observer factory, for twistd's C{logger} option.
     """
     _json_target["logfile"] = twistd_options.get("logfile") or ""
     _json_target["nodaemon"] = bool(twistd_options.get("nodaemon"))
@@ -36,7 +36,7 @@ def use_json(twistd_options) -> str:
 
 
 def json_observer():
-    """twistd's observer factory for ``--log-format json`` (see L{use_json})."""
+    """twistd's observer factory for C{--log-format json} (see L{use_json})."""
     name = _json_target.get("logfile", "")
     if name == "-" or (not name and _json_target.get("nodaemon", True)):
         stream = sys.stdout

@@ -1,9 +1,9 @@
 """
-Prometheus metrics of every Pygmy process (``GET /metrics``).
+Prometheus metrics of every Pygmy process (C{GET /metrics}).
 
 Each server (the front end, each replica) has its own
-:class:`~prometheus_client.CollectorRegistry`, so that the whole cluster in
-one process (``pygmy.tac``) still exposes each server's numbers on its own
+L{CollectorRegistry<prometheus_client.CollectorRegistry>}, so that the whole cluster in
+one process (C{pygmy.tac}) still exposes each server's numbers on its own
 port.  What is counted as it happens (requests, latency, view changes,
 heartbeat misses) uses prometheus-client's counters and histograms; what
 already exists as state (cache counters, replica states, replication lag,
@@ -22,8 +22,20 @@ STATES = ("primary", "backup", "recovering", "idle", "down")
 #: Route labels: the first path segment of the known routes; anything else
 #: is "other", so that no client can make up new label values.
 ROUTES = frozenset(
-    ["search", "lookup", "list", "buy", "orders", "update", "status", "health", "metrics",
-     "books", "replication", "admin"]
+    [
+        "search",
+        "lookup",
+        "list",
+        "buy",
+        "orders",
+        "update",
+        "status",
+        "health",
+        "metrics",
+        "books",
+        "replication",
+        "admin",
+    ]
 )
 
 
@@ -108,7 +120,8 @@ class FrontendCollector:
             "pygmy_replica_state", "1 for the state each replica is in.", labels=["service", "replica", "state"]
         )
         lag = GaugeMetricFamily(
-            "pygmy_replication_lag", "Primary's seq minus the backup's, from heartbeats.",
+            "pygmy_replication_lag",
+            "Primary's seq minus the backup's, from heartbeats.",
             labels=["service", "replica"],
         )
         for service, view in self.monitor.views.items():

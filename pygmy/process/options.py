@@ -1,8 +1,8 @@
 """
 Command-line options shared by the three twistd plugins.
 
-A broken ``config.ini`` ends start-up with one line on stderr naming the
-file, section and key.  (Raising ``UsageError`` instead would make twistd
+A broken C{config.ini} ends start-up with one line on stderr naming the
+file, section and key.  (Raising C{UsageError} instead would make twistd
 print its whole usage text before that line.)
 """
 
@@ -18,7 +18,7 @@ from pygmy.process.logs import FORMATS, use_json, warn_about_defaults
 
 class ConfigOptions(usage.Options):
     """
-    ``--config PATH``: load and validate ``config.ini`` into ``self.config``.
+    C{--config PATH}: load and validate C{config.ini} into C{self.config}.
     """
 
     tapname = "pygmy"
@@ -41,7 +41,7 @@ class ConfigOptions(usage.Options):
 
 class ReplicaOptions(ConfigOptions):
     """
-    ``--config PATH --replica NAME`` for a replica of :attr:`service`.
+    C{--config PATH --replica NAME} for a replica of L{service}.
     """
 
     service = ""

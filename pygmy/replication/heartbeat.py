@@ -1,8 +1,8 @@
 """
 The heartbeat line protocol between the replicas and the front end.
 
-Each replica keeps one TCP connection to the front end's ``heartbeat_port``.
-Lines end with ``\\n``, are ASCII, at most :data:`MAX_LINE` bytes, and are
+Each replica keeps one TCP connection to the front end's C{heartbeat_port}.
+Lines end with C{\\n}, are ASCII, at most L{MAX_LINE} bytes, and are
 space-separated words::
 
     front end -> replica  CHALLENGE <nonce>
@@ -13,26 +13,26 @@ space-separated words::
     primary -> front end  UNREACHABLE <service> <replica>
     primary -> front end  INVALIDATE <item_id> <seq>
 
-- ``CHALLENGE`` is the first line of every connection: a fresh random nonce.
-- ``HELLO`` proves the shared secret without sending it:
-  ``proof = hex(HMAC-SHA256(secret, "HELLO <service> <replica> <nonce>"))``.
-  Nothing but ``HELLO`` is accepted before it.
-- ``BEAT`` is sent every ``heartbeat_interval`` and at once when the state
-  changes; ``view`` is the newest view of its service the replica knows,
-  ``state`` is ``primary``, ``backup``, ``recovering`` or ``idle``, and
-  ``last_view`` the view of the replica's last log entry.
-- ``VIEW`` is pushed for every service to every replica, whenever a view
-  changes and right after ``HELLO``.
-- ``SYNCED`` comes from a primary: a joining replica now holds every entry
-  up to ``seq`` and receives every new one, so it can enter the view.
-- ``UNREACHABLE`` comes from a primary that has not reached a backup for a
+- C{CHALLENGE} is the first line of every connection: a fresh random nonce.
+- C{HELLO} proves the shared secret without sending it:
+  C{proof = hex(HMAC-SHA256(secret, "HELLO <service> <replica> <nonce>"))}.
+  Nothing but C{HELLO} is accepted before it.
+- C{BEAT} is sent every C{heartbeat_interval} and at once when the state
+  changes; C{view} is the newest view of its service the replica knows,
+  C{state} is C{primary}, C{backup}, C{recovering} or C{idle}, and
+  C{last_view} the view of the replica's last log entry.
+- C{VIEW} is pushed for every service to every replica, whenever a view
+  changes and right after C{HELLO}.
+- C{SYNCED} comes from a primary: a joining replica now holds every entry
+  up to C{seq} and receives every new one, so it can enter the view.
+- C{UNREACHABLE} comes from a primary that has not reached a backup for a
   while although the backup still beats (a partial partition): the front
   end takes it out of the view, so writes stop waiting for it.
-- ``INVALIDATE`` comes from the catalog primary after a write to book
-  ``item_id`` was replicated and before it is acknowledged, so the front
+- C{INVALIDATE} comes from the catalog primary after a write to book
+  C{item_id} was replicated and before it is acknowledged, so the front
   end drops what it cached of that book.
 
-A replica is dead after ``heartbeat_timeout`` without a line, or at once when
+A replica is dead after C{heartbeat_timeout} without a line, or at once when
 its connection drops.  A malformed, over-long or unauthenticated line closes
 the connection and is logged; it changes nothing.
 """
@@ -60,7 +60,7 @@ class ProtocolError(Exception):
 
 
 def proof(secret: str, service: str, replica: str, nonce: str) -> str:
-    """The HMAC a replica sends in HELLO to prove it knows ``secret``."""
+    """The HMAC a replica sends in HELLO to prove it knows C{secret}."""
     message = f"HELLO {service} {replica} {nonce}".encode("ascii")
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
@@ -199,9 +199,7 @@ class MonitorProtocol(_LineProtocol):
 
     def connectionMade(self):
         self.sendLine(b"CHALLENGE " + self.nonce.encode("ascii"))
-        self._deadline = self._clock.callLater(
-            self._hello_timeout, self.refuse, "no HELLO in time"
-        )
+        self._deadline = self._clock.callLater(self._hello_timeout, self.refuse, "no HELLO in time")
 
     def handle(self, verb, *args):
         if verb == "HELLO":
@@ -282,7 +280,7 @@ class BeatProtocol(_LineProtocol):
     """
     A replica's end of its heartbeat connection.
 
-    After the challenge it says HELLO and beats every ``interval`` with the
+    After the challenge it says HELLO and beats every C{interval} with the
     node's state; VIEW lines go to the node (see L{pygmy.replication.node.Node}).
     """
 
@@ -301,13 +299,12 @@ class BeatProtocol(_LineProtocol):
                 raise ProtocolError("second CHALLENGE")
             node = self.node
             self.sendLine(
-                f"HELLO {node.service} {node.name} "
-                f"{proof(self._secret, node.service, node.name, args[0])}".encode("ascii")
+                f"HELLO {node.service} {node.name} {proof(self._secret, node.service, node.name, args[0])}".encode(
+                    "ascii"
+                )
             )
             self.ready = True
-            self._beats.start(self._interval, now=True).addErrback(
-                lambda f: log.failure("Heartbeat loop failed", f)
-            )
+            self._beats.start(self._interval, now=True).addErrback(lambda f: log.failure("Heartbeat loop failed", f))
             self.node.heartbeat_connected(self)
         elif verb == "VIEW":
             if not self.ready:
@@ -320,8 +317,9 @@ class BeatProtocol(_LineProtocol):
         """Send one BEAT with the node's current state."""
         node = self.node
         self.sendLine(
-            f"BEAT {node.service} {node.name} {node.view} {node.applied_seq} "
-            f"{node.last_view} {node.role}".encode("ascii")
+            f"BEAT {node.service} {node.name} {node.view} {node.applied_seq} {node.last_view} {node.role}".encode(
+                "ascii"
+            )
         )
 
     def send(self, line: bytes) -> None:

@@ -6,16 +6,16 @@ does in each role.
 role       what the replica does
 ========== =================================================================
 idle       just started; waits for the front end's first view
-primary    takes writes through its :class:`~pygmy.replication.primary.Replicator`
-backup     applies the primary's entries in ``seq`` order; serves reads
+primary    takes writes through its L{Replicator<pygmy.replication.primary.Replicator>}
+backup     applies the primary's entries in C{seq} order; serves reads
 recovering not in the view: fetches what it missed from the primary's log
            (or a snapshot if its log diverged or was compacted past), joins
            (the primary forwards it every later entry), and waits to be
            taken into the view (SYNCED)
 ========== =================================================================
 
-The front end's VIEW lines drive every change (:meth:`Node.view_received`);
-they also update the :class:`~pygmy.net.routing.ServiceRoutes` of every service,
+The front end's VIEW lines drive every change (L{Node.view_received});
+they also update the L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>} of every service,
 which is how an order replica finds the catalog's primary.
 """
 
@@ -74,7 +74,7 @@ class Node:
         self.applied_seq, self.last_view, _ = await self.store.status()
 
     def advanced(self, seq: int, view: int) -> None:
-        """The local log now ends at ``seq`` of ``view``."""
+        """The local log now ends at C{seq} of C{view}."""
         self.applied_seq, self.last_view = seq, view
 
     # Heartbeat connection
@@ -95,14 +95,14 @@ class Node:
             self.heartbeat.beat()
 
     def report_synced(self, name: str, seq: int) -> bool:
-        """Tell the front end that joining backup ``name`` holds ``seq``."""
+        """Tell the front end that joining backup C{name} holds C{seq}."""
         if self.heartbeat is None:
             return False
         self.heartbeat.send(f"SYNCED {self.service} {name} {seq}".encode("ascii"))
         return True
 
     def report_unreachable(self, name: str) -> bool:
-        """Ask the front end to take backup ``name``, which we cannot reach, out of the view."""
+        """Ask the front end to take backup C{name}, which we cannot reach, out of the view."""
         if self.heartbeat is None:
             return False
         self.heartbeat.send(f"UNREACHABLE {self.service} {name}".encode("ascii"))
@@ -142,8 +142,9 @@ class Node:
             in_view = self.name in backups and not self._needs_resync
             self.role = "backup" if in_view else "recovering"
         if self.role != before:
-            log.info("{label}: {before} -> {role} in view {view}", label=self.label,
-                     before=before, role=self.role, view=view)
+            log.info(
+                "{label}: {before} -> {role} in view {view}", label=self.label, before=before, role=self.role, view=view
+            )
             self._beat_now()
         if self.role == "recovering" and primary is not None:
             self.catch_up()
@@ -173,10 +174,10 @@ class Node:
 
     async def apply(self, view: int, entries: list[dict], resync: bool = False) -> tuple[int, int]:
         """
-        Entries forwarded by the primary of ``view``; ``resync`` if the
+        Entries forwarded by the primary of C{view}; C{resync} if the
         primary found that our log diverged from its own.
 
-        @return: where our log now ends: ``(applied_seq, last_view)``.
+        @return: where our log now ends: C{(applied_seq, last_view)}.
         """
         if view < self.view:
             raise StaleView(f"{self.label} follows view {self.view}, not {view}.")
@@ -238,15 +239,18 @@ class Node:
                     {"replica": self.name, "after": self.applied_seq, "view": self.last_view},
                 )
             except PygmyError as e:
-                log.info("{label}: catch-up from {primary}: {why}", label=self.label,
-                         primary=primary.name, why=e.message)
+                log.info(
+                    "{label}: catch-up from {primary}: {why}", label=self.label, primary=primary.name, why=e.message
+                )
                 await deferLater(self.clock, self.interval, lambda: None)
                 continue
             if joined["joined"]:
                 self._needs_resync = False
                 log.info(
                     "{label}: caught up from seq {start} to {seq} in {seconds:.2f}s; joining",
-                    label=self.label, start=start_seq, seq=self.applied_seq,
+                    label=self.label,
+                    start=start_seq,
+                    seq=self.applied_seq,
                     seconds=self.clock.seconds() - started,
                 )
                 # Wait to be taken into the view; if not, try again.
@@ -274,7 +278,7 @@ class Node:
     # Compaction
 
     async def compact(self) -> None:
-        """Trim the log to ``log_keep`` entries, keeping what backups need."""
+        """Trim the log to C{log_keep} entries, keeping what backups need."""
         below = self.applied_seq if self.replicator is None else self.replicator.lowest_acked()
         deleted = await self.store.compact(self.log_keep, below)
         if deleted:
@@ -305,9 +309,7 @@ class NodeService(Service):
         if not self.running:
             return
         self._connector = self._connect()
-        self._compaction.start(self._compact_every, now=False).addErrback(
-            lambda f: log.failure("compaction loop", f)
-        )
+        self._compaction.start(self._compact_every, now=False).addErrback(lambda f: log.failure("compaction loop", f))
 
     def _compact(self):
         return Deferred.fromCoroutine(self.node.compact()).addErrback(

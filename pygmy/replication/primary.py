@@ -2,14 +2,14 @@
 The primary's side of replication: serialised writes, forwarded to every
 backup, acknowledged only once they are applied.
 
-A :class:`Replicator` exists while its replica is primary.  It runs the
+A L{Replicator} exists while its replica is primary.  It runs the
 write (rows + log entry, atomic; the store commits writes in arrival order,
 several per transaction under load), hands the new entry to one
-:class:`BackupLink` per backup, and waits until every link has the entry
+L{BackupLink} per backup, and waits until every link has the entry
 applied, or until the front end has taken that backup out of the view.
 
-A :class:`BackupLink` sends a backup what it lacks, in ``seq`` order, in
-batches: whatever is past the backup's last acknowledged ``seq``, from the
+A L{BackupLink} sends a backup what it lacks, in C{seq} order, in
+batches: whatever is past the backup's last acknowledged C{seq}, from the
 recent entries in memory or else from the log.  It learns that position from
 the backup's own answer, so a backup that is behind (just promoted primary,
 just joined) is brought up to date by the same loop.
@@ -38,7 +38,7 @@ class BackupLink:
     Forwards log entries to one backup and tracks what it has applied.
 
     @param joining: the backup is catching up and not yet in the view: if it
-        fails it is dropped at once, and once it holds ``join_head`` the
+        fails it is dropped at once, and once it holds C{join_head} the
         primary reports it SYNCED.
     """
 
@@ -60,7 +60,7 @@ class BackupLink:
 
     def want(self, seq: int) -> None:
         """
-        The backup must get everything up to ``seq``.  Sending starts at the
+        The backup must get everything up to C{seq}.  Sending starts at the
         end of this reactor turn, so that the entries of writes committed
         together go together.
         """
@@ -70,7 +70,7 @@ class BackupLink:
             self.replicator.clock.callLater(0, self._pump)
 
     def wait_for(self, seq: int) -> Deferred:
-        """A Deferred that fires once the backup holds ``seq``, or is out."""
+        """A Deferred that fires once the backup holds C{seq}, or is out."""
         if self.closed or (self.acked is not None and self.acked >= seq):
             return succeed(None)
         d = Deferred()
@@ -81,7 +81,7 @@ class BackupLink:
     def close(self, error: PygmyError | None = None) -> None:
         """
         Stop forwarding.  Waiters succeed (the backup left the view) unless
-        ``error`` says the write must not be acknowledged (we are no longer
+        C{error} says the write must not be acknowledged (we are no longer
         primary).
         """
         self.closed = True
@@ -123,8 +123,9 @@ class BackupLink:
                 if probe and not await replicator.store.matches(reply["applied_seq"], reply["last_view"]):
                     # Its log holds entries ours does not: writes of an old
                     # primary that were never acknowledged.
-                    log.warn("{name} diverged at seq {seq}; it must resynchronise",
-                             name=self.name, seq=reply["applied_seq"])
+                    log.warn(
+                        "{name} diverged at seq {seq}; it must resynchronise", name=self.name, seq=reply["applied_seq"]
+                    )
                     await self._post([], resync=True)
                     await deferLater(replicator.clock, replicator.retry_delay, lambda: None)
                     continue
@@ -152,8 +153,12 @@ class BackupLink:
             self._failing_since = now
             self._reported = False
         elif not self._reported and now - self._failing_since >= self.replicator.patience:
-            log.warn("Backup {name} unreachable for {s:.1f}s ({why}); reporting it",
-                     name=self.name, s=now - self._failing_since, why=error.message)
+            log.warn(
+                "Backup {name} unreachable for {s:.1f}s ({why}); reporting it",
+                name=self.name,
+                s=now - self._failing_since,
+                why=error.message,
+            )
             self._reported = self.replicator.node.report_unreachable(self.name)
 
     def _post(self, entries: list, resync: bool = False):
@@ -210,7 +215,7 @@ class Replicator:
                 self.drop(name)
 
     def drop(self, name: str) -> None:
-        """Stop forwarding to ``name``; writes waiting for it go on."""
+        """Stop forwarding to C{name}; writes waiting for it go on."""
         link = self.links.pop(name, None)
         if link is not None:
             link.close()
@@ -224,7 +229,7 @@ class Replicator:
 
     async def write(self, request_id, mutate, *args, fingerprint=None) -> Write:
         """
-        Write (the store serialises writes and assigns their ``seq``), then
+        Write (the store serialises writes and assigns their C{seq}), then
         wait until every backup applied it.
 
         A replayed request id waits too: the first attempt may still be on
@@ -242,11 +247,11 @@ class Replicator:
 
     async def join(self, name: str, after: int, view: int) -> bool:
         """
-        Let ``name`` join: check that its log matches ours up to ``after``,
-        and forward it everything past ``after``.
+        Let C{name} join: check that its log matches ours up to C{after},
+        and forward it everything past C{after}.
 
         No write slips between the check and the first forwarded entry: the
-        link starts at ``after`` and is owed every entry up to the head the
+        link starts at C{after} and is owed every entry up to the head the
         check saw; a write committed after that check finds the link in
         place when it completes, and adds its own entry.
 
@@ -262,7 +267,7 @@ class Replicator:
         return True
 
     async def entries_after(self, seq: int) -> list[dict]:
-        """Up to L{BATCH} entries after ``seq``: from memory, else the log."""
+        """Up to L{BATCH} entries after C{seq}: from memory, else the log."""
         recent = self._recent
         if seq + 1 in recent:
             entries = []

@@ -1,23 +1,23 @@
 """
 What every replica serves, whatever its service, and how it is assembled.
 
-:class:`ReplicaApp` answers ``GET /status`` to anyone.  Behind the shared
-secret it serves ``/admin/dump``, the replication routes, and mounts the
+L{ReplicaApp} answers C{GET /status} to anyone.  Behind the shared
+secret it serves C{/admin/dump}, the replication routes, and mounts the
 service's own Klein app (books or orders), so no internal route can forget
 the check:
 
 ==================================  ==========================================
-``GET  /replication/log``           ``?after=S&view=V&limit=N`` ->
-                                    ``{"entries": [...] | null, "head": n}``
-                                    (``null``: the caller needs a snapshot)
-``GET  /replication/snapshot``      ``{"applied_seq", "last_view", "tables"}``
-``POST /replication/apply``         ``{"view", "entries", "resync"?}`` ->
-                                    ``{"applied_seq", "last_view"}``
-``POST /replication/join``          ``{"replica", "after", "view"}`` ->
-                                    ``{"joined": bool}``
+C{GET  /replication/log}           C{?after=S&view=V&limit=N} ->
+                                    C{{"entries": [...] | null, "head": n}}
+                                    (C{null}: the caller needs a snapshot)
+C{GET  /replication/snapshot}      C{{"applied_seq", "last_view", "tables"}}
+C{POST /replication/apply}         C{{"view", "entries", "resync"?}} ->
+                                    C{{"applied_seq", "last_view"}}
+C{POST /replication/join}          C{{"replica", "after", "view"}} ->
+                                    C{{"joined": bool}}
 ==================================  ==========================================
 
-:func:`replica_service` composes the twistd service of one replica: its
+L{replica_service} composes the twistd service of one replica: its
 store, an HTTP client, the node with its heartbeat connection, and the HTTP
 listener.
 """
@@ -29,10 +29,7 @@ from twisted.application.service import MultiService
 
 from pygmy.config import SERVICES, Config, ReplicaConfig
 from pygmy.errors import BadRequest, NotFound
-from pygmy.replication.heartbeat import BeatFactory
 from pygmy.net.listener import Listener
-from pygmy.process.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
-from pygmy.replication.node import Node, NodeService
 from pygmy.net.remote import HTTPClientService
 from pygmy.net.routing import routes_for
 from pygmy.net.validate import parse_request_id
@@ -43,6 +40,9 @@ from pygmy.net.web import (
     read_json_body,
     require_secret,
 )
+from pygmy.process.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
+from pygmy.replication.heartbeat import BeatFactory
+from pygmy.replication.node import Node, NodeService
 
 MAX_LOG_BATCH = 10_000
 
@@ -78,7 +78,7 @@ class ReplicaApp:
     The HTTP app of one replica.
 
     @param service_app: the service's own Klein app instance (it provides
-        ``app``); its routes are served after the secret check.
+        C{app}); its routes are served after the secret check.
     """
 
     app = Klein()
@@ -124,7 +124,7 @@ class ReplicaApp:
 
     @app.route("/replication/log", methods=["GET"])
     async def log(self, request):
-        """Log entries after ``after``, if the caller's log matches ours."""
+        """Log entries after C{after}, if the caller's log matches ours."""
         require_secret(request, self._secret)
         after, view = _count(request, "after"), _count(request, "view")
         limit = min(_count(request, "limit", 1000), MAX_LOG_BATCH)
@@ -145,9 +145,7 @@ class ReplicaApp:
         entries = body.get("entries")
         if not isinstance(entries, list):
             raise BadRequest("entries must be a list.")
-        applied, last_view = await self.node.apply(
-            _integer(body, "view"), entries, resync=body.get("resync") is True
-        )
+        applied, last_view = await self.node.apply(_integer(body, "view"), entries, resync=body.get("resync") is True)
         return json_response(request, {"applied_seq": applied, "last_view": last_view})
 
     @app.route("/replication/join", methods=["POST"])

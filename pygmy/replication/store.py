@@ -2,7 +2,7 @@
 A replica's SQLite database: its tables plus the write log.
 
 Both services store data the same way.  Every write is one SQLite
-transaction that changes rows *and* appends an entry to the ``log`` table::
+transaction that changes rows *and* appends an entry to the C{log} table::
 
     seq         position in the log, 1, 2, 3 ... (the order ids of the
                 order service are this number)
@@ -14,10 +14,10 @@ transaction that changes rows *and* appends an entry to the ``log`` table::
     created     when the write was accepted, ISO-8601 UTC
 
 A log entry therefore holds everything needed to replay the write on another
-replica (``INSERT OR REPLACE`` of the resulting rows) without re-running its
+replica (C{INSERT OR REPLACE} of the resulting rows) without re-running its
 logic, which is what replication and catch-up need.
 
-All access goes through one :class:`~twisted.enterprise.adbapi.ConnectionPool`
+All access goes through one L{ConnectionPool<twisted.enterprise.adbapi.ConnectionPool>}
 with a single connection, so interactions run one at a time in submission
 order and never block the reactor thread.
 """
@@ -35,8 +35,8 @@ from typing import Callable
 from twisted.application.service import Service
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
-from twisted.python.failure import Failure
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pygmy.errors import Conflict, Diverged
 
@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS meta (
 @dataclass(frozen=True)
 class Table:
     """
-    A replicated table: its name, its columns and the ``CREATE`` statements.
+    A replicated table: its name, its columns and the C{CREATE} statements.
 
     The first column is the integer primary key.
     """
@@ -82,7 +82,7 @@ class Write:
     The outcome of a write: its log entry.
 
     @ivar entry: the log entry as replicas exchange it:
-        ``{"seq", "view", "request_id", "changes", "created"}``.
+        C{{"seq", "view", "request_id", "changes", "created"}}.
     @ivar replayed: C{True} if the request id had been written before and
         this is the logged result of that earlier write.
     """
@@ -101,10 +101,8 @@ class Write:
         return self.entry["changes"][0]["row"]
 
 
-
-
 def utc_timestamp(seconds: float) -> str:
-    """Format a POSIX time as ISO-8601 UTC with milliseconds and a ``Z``."""
+    """Format a POSIX time as ISO-8601 UTC with milliseconds and a C{Z}."""
     moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -116,7 +114,7 @@ def fingerprint_of(*request) -> str:
 
 
 def change(table: Table, row: dict) -> dict:
-    """One element of a log entry's ``changes``."""
+    """One element of a log entry's C{changes}."""
     return {"table": table.name, "row": row}
 
 
@@ -172,13 +170,9 @@ class Store(Service):
         cursor.execute("BEGIN IMMEDIATE")
         try:
             # Not executescript(): it would COMMIT the BEGIN above first.
-            for statement in _statements(
-                "".join(table.schema for table in self.tables) + LOG_SCHEMA
-            ):
+            for statement in _statements("".join(table.schema for table in self.tables) + LOG_SCHEMA):
                 cursor.execute(statement)
-            found = cursor.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'"
-            ).fetchone()
+            found = cursor.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if found is None:
                 cursor.executemany(
                     "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -188,16 +182,13 @@ class Store(Service):
                     self._seed(cursor)
             elif found[0] > SCHEMA_VERSION:
                 raise RuntimeError(
-                    f"{self.path}: schema version {found[0]} is newer than this "
-                    f"Pygmy's ({SCHEMA_VERSION})"
+                    f"{self.path}: schema version {found[0]} is newer than this Pygmy's ({SCHEMA_VERSION})"
                 )
             else:
                 for version in range(found[0], SCHEMA_VERSION):
                     for statement in MIGRATIONS[version]:
                         cursor.execute(statement)
-                cursor.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
-                )
+                cursor.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
             cursor.execute("COMMIT")
         except BaseException:
             cursor.execute("ROLLBACK")
@@ -215,7 +206,7 @@ class Store(Service):
 
     def read(self, query: Callable, *args):
         """
-        Run ``query(cursor, *args)`` in the database thread.
+        Run C{query(cursor, *args)} in the database thread.
 
         @return: a Deferred firing with its result.
         """
@@ -223,7 +214,7 @@ class Store(Service):
 
     def status(self):
         """
-        @return: a Deferred firing with ``(applied_seq, last_view, checksum)``:
+        @return: a Deferred firing with C{(applied_seq, last_view, checksum)}:
             how far the log goes, the view of its last entry, and a digest of
             the tables.
         """
@@ -236,8 +227,8 @@ class Store(Service):
 
     def dump(self):
         """
-        @return: a Deferred firing with ``{"applied_seq": n, "rows": [...]}``
-            for the single table, or ``"tables": {...}`` when there are more.
+        @return: a Deferred firing with C{{"applied_seq": n, "rows": [...]}}
+            for the single table, or C{"tables": {...}} when there are more.
         """
         return self.read(self._dump)
 
@@ -255,8 +246,7 @@ class Store(Service):
             table.name: [
                 dict(zip(table.columns, values))
                 for values in txn.execute(
-                    f"SELECT {', '.join(table.columns)} FROM {table.name} "
-                    f"ORDER BY {table.columns[0]}"
+                    f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {table.columns[0]}"
                 )
             ]
             for table in self.tables
@@ -266,14 +256,14 @@ class Store(Service):
 
     def write(self, request_id: str | None, mutate: Callable, *args, fingerprint: str | None = None):
         """
-        Run ``mutate(cursor, seq, created, *args)`` and log its result, as
+        Run C{mutate(cursor, seq, created, *args)} and log its result, as
         one atomic write.
 
-        ``mutate`` changes rows and returns the ``changes`` list of the log
-        entry (see :func:`change`); raising undoes the write.  If
-        ``request_id`` is already in the log, nothing runs and the logged
-        result is returned with ``replayed=True`` -- unless the logged write
-        had another ``fingerprint`` (a digest of what was asked), which
+        C{mutate} changes rows and returns the C{changes} list of the log
+        entry (see L{change}); raising undoes the write.  If
+        C{request_id} is already in the log, nothing runs and the logged
+        result is returned with C{replayed=True} -- unless the logged write
+        had another C{fingerprint} (a digest of what was asked), which
         fails with L{Conflict}: the id was reused for a different request.
 
         Writes that arrive while others are being committed are committed
@@ -281,7 +271,7 @@ class Store(Service):
         each (group commit): one trip to the database thread for many
         writes, which is what bounds throughput under load.
 
-        @return: a Deferred firing with a :class:`Write`.
+        @return: a Deferred firing with a L{Write}.
         """
         d = Deferred()
         created = utc_timestamp(self._clock.seconds())
@@ -334,9 +324,7 @@ class Store(Service):
 
     def _write(self, txn, request_id, fingerprint, created, view, mutate, args) -> Write:
         if request_id is not None:
-            found = txn.execute(
-                f"SELECT {_ENTRY} FROM log WHERE request_id = ?", (request_id,)
-            ).fetchone()
+            found = txn.execute(f"SELECT {_ENTRY} FROM log WHERE request_id = ?", (request_id,)).fetchone()
             if found is not None:
                 entry = _entry(found)
                 if fingerprint != entry["fingerprint"]:
@@ -359,12 +347,12 @@ class Store(Service):
 
     def apply(self, entries: list[dict]):
         """
-        Apply log entries received from the primary, strictly in ``seq`` order.
+        Apply log entries received from the primary, strictly in C{seq} order.
 
         Entries this replica already has are checked, not applied again; the
         first entry past a gap stops the batch.
 
-        @return: a Deferred firing with ``(applied_seq, last_view)`` after the
+        @return: a Deferred firing with C{(applied_seq, last_view)} after the
             batch; fails with L{Diverged} if an entry contradicts the log.
         """
         return self.pool.runInteraction(self._apply, entries)
@@ -400,9 +388,9 @@ class Store(Service):
 
     def entries_after(self, seq: int, view: int, limit: int):
         """
-        The log after ``seq``, if this log has the entry ``seq`` of ``view``.
+        The log after C{seq}, if this log has the entry C{seq} of C{view}.
 
-        @return: a Deferred firing with ``(entries, head)``, where ``entries``
+        @return: a Deferred firing with C{(entries, head)}, where C{entries}
             is C{None} when the caller's log does not match ours (it diverged,
             or we compacted past it) and it needs a snapshot.
         """
@@ -412,9 +400,7 @@ class Store(Service):
         head = _meta(txn, "applied_seq")
         if not _matches(txn, seq, view):
             return None, head
-        rows = txn.execute(
-            f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-        ).fetchall()
+        rows = txn.execute(f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
         entries = [_entry(row) for row in rows]
         if entries and entries[0]["seq"] != seq + 1:
             return None, head
@@ -423,29 +409,27 @@ class Store(Service):
     def matches(self, seq: int, view: int):
         """
         @return: a Deferred firing with whether a log that ends at entry
-            ``seq`` of ``view`` is a prefix of this one (as far as we can
+            C{seq} of C{view} is a prefix of this one (as far as we can
             tell: an entry we compacted away counts as a mismatch).
         """
         return self.read(_matches, seq, view)
 
     def read_log(self, after: int, limit: int):
         """
-        @return: a Deferred firing with up to ``limit`` log entries after
-            ``after``, in order (fewer, or a gap, where compaction took them).
+        @return: a Deferred firing with up to C{limit} log entries after
+            C{after}, in order (fewer, or a gap, where compaction took them).
         """
         return self.read(self._read_log, after, limit)
 
     @staticmethod
     def _read_log(txn, after, limit):
-        rows = txn.execute(
-            f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-        ).fetchall()
+        rows = txn.execute(f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
         return [_entry(row) for row in rows]
 
     def snapshot(self):
         """
         @return: a Deferred firing with every table's rows and where the log
-            stands: ``{"applied_seq", "last_view", "tables": {name: rows}}``.
+            stands: C{{"applied_seq", "last_view", "tables": {name: rows}}}.
         """
         return self.read(self._snapshot)
 
@@ -458,9 +442,9 @@ class Store(Service):
 
     def install(self, snapshot: dict):
         """
-        Replace every table and the log with ``snapshot``, in one transaction.
+        Replace every table and the log with C{snapshot}, in one transaction.
 
-        @return: a Deferred firing with ``(applied_seq, last_view)``.
+        @return: a Deferred firing with C{(applied_seq, last_view)}.
         """
         return self.pool.runInteraction(self._install, snapshot)
 
@@ -479,8 +463,8 @@ class Store(Service):
 
     def compact(self, keep: int, below: int):
         """
-        Delete log entries, keeping the last ``keep`` and every entry above
-        ``below`` (what a backup may still need).
+        Delete log entries, keeping the last C{keep} and every entry above
+        C{below} (what a backup may still need).
 
         @return: a Deferred firing with the number of entries deleted.
         """
@@ -507,7 +491,7 @@ def _entry(row) -> dict:
 
 
 def _append(txn, entry: dict) -> None:
-    """Add ``entry`` to the log and move the applied position to it."""
+    """Add C{entry} to the log and move the applied position to it."""
     txn.execute(
         f"INSERT INTO log ({_ENTRY}) VALUES (?, ?, ?, ?, ?, ?)",
         (

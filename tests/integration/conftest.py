@@ -5,8 +5,8 @@ treq client whose connections are closed after each test.
 
 import pytest
 import pytest_twisted
-from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from pygmy.testing import Cluster
 
@@ -31,5 +31,3 @@ def http():
     pool.maxPersistentPerHost = 100
     yield HTTPClient(Agent(reactor, pool=pool))
     pytest_twisted.blockon(pool.closeCachedConnections())
-
-

@@ -33,7 +33,7 @@ async def request(http, method, url):
 
 
 async def client(http, url, record: Record, until: float, reactor, rng: random.Random):
-    """One client: alternately buy and look up a random book until ``until``."""
+    """One client: alternately buy and look up a random book until C{until}."""
     while reactor.seconds() < until:
         item = rng.randint(1, 7)
         try:
@@ -58,8 +58,8 @@ async def client(http, url, record: Record, until: float, reactor, rng: random.R
 
 async def run_load(http, url, seconds: float, clients: int = 8, seed: int = 7, events=()):
     """
-    Run ``clients`` concurrent clients for ``seconds``; meanwhile call each
-    ``(at, function)`` of ``events`` at ``at`` seconds from the start.
+    Run C{clients} concurrent clients for C{seconds}; meanwhile call each
+    C{(at, function)} of C{events} at C{at} seconds from the start.
     """
     from twisted.internet import reactor
 
@@ -104,8 +104,7 @@ def check_invariants(cluster, before: dict, record: Record, restocks: dict | Non
     for item, (stock, orders) in after.items():
         assert stock >= 0, (item, stock)
         start_stock, start_orders = before[item]
-        assert start_stock + restocks.get(item, 0) == stock + (orders - start_orders), (
-            item, before[item], after[item])
+        assert start_stock + restocks.get(item, 0) == stock + (orders - start_orders), (item, before[item], after[item])
     assert record.errors == [], record.errors[:10]
     for order in record.orders:
         status, body = get_json(f"{cluster.url}/orders/{order['id']}")

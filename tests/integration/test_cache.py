@@ -30,7 +30,7 @@ def cache_cluster(tmp_path_factory):
 
 
 async def readers(http, url, items, until, reactor, seen, headers=None):
-    """Keep looking up ``items`` until ``until``; count the answers."""
+    """Keep looking up C{items} until C{until}; count the answers."""
     n = 0
     while reactor.seconds() < until:
         response = await http.request("GET", f"{url}/lookup/{items[n % len(items)]}", headers=headers)
@@ -53,10 +53,7 @@ async def test_reads_see_every_acknowledged_write(cache_cluster, http):
     url = cluster.url
     await settled(cluster)
     seen = {}
-    background = [
-        ensureDeferred(readers(http, url, [2, 3], reactor.seconds() + 8, reactor, seen))
-        for _ in range(12)
-    ]
+    background = [ensureDeferred(readers(http, url, [2, 3], reactor.seconds() + 8, reactor, seen)) for _ in range(12)]
     checked = 0
     for n in range(60):
         if n % 3 == 0:

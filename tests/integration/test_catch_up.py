@@ -1,7 +1,7 @@
 """
 A replica that was down while 10,000 writes happened catches up from the
 primary's log, joins, and ends with the same data; with a short log
-(``log_keep``) it gets a snapshot instead.
+(C{log_keep}) it gets a snapshot instead.
 """
 
 import signal
@@ -18,7 +18,7 @@ WRITES = 10_000
 
 
 async def write_many(http, url, count, clients=32):
-    """``count`` stock increments straight to the catalog primary."""
+    """C{count} stock increments straight to the catalog primary."""
     import json
 
     remaining = iter(range(count))

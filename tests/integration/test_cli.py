@@ -1,9 +1,9 @@
 """
-``pygmy up``, ``pygmy chaos`` and ``pygmy down`` end to end: a cluster of
+C{pygmy up}, C{pygmy chaos} and C{pygmy down} end to end: a cluster of
 daemonised twistd processes on free ports, crashed and restarted under load,
 with the invariants checked; then stopped, with every pid gone.
 
-Every process is stopped by its pid even if a step fails: ``pygmy down``
+Every process is stopped by its pid even if a step fails: C{pygmy down}
 first, then SIGKILL for any pid still alive that any pid file ever named.
 """
 
@@ -59,7 +59,11 @@ def test_up_chaos_down(started):
     done = run_pygmy("down", "--config", config)
     assert done.returncode == 0, done.stderr
     assert [line.split()[0] for line in done.stdout.splitlines()] == [
-        "frontend", "order:B", "order:A", "catalog:B", "catalog:A"
+        "frontend",
+        "order:B",
+        "order:A",
+        "catalog:B",
+        "catalog:A",
     ]
     for pid, process in started.pids.items():
         assert not launcher.runs(process, pid), f"{process.name} (pid {pid}) still runs"

@@ -1,12 +1,12 @@
 """
-The client commands and ``pygmy load`` against a real cluster: five
-daemonised twistd processes started by ``pygmy up`` on free ports (pid
-files in ``data_dir``, which ``pygmy load --crash`` needs), each command
+The client commands and C{pygmy load} against a real cluster: five
+daemonised twistd processes started by C{pygmy up} on free ports (pid
+files in C{data_dir}, which C{pygmy load --crash} needs), each command
 run as its own process, as a user would.
 
-Every process is stopped by its pid, even if a test fails: ``pygmy down``,
+Every process is stopped by its pid, even if a test fails: C{pygmy down},
 then SIGKILL for any pid still alive that a pid file ever named (the
-primary that ``--crash`` restarts gets a new one).
+primary that C{--crash} restarts gets a new one).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """One cluster for the module, started with ``pygmy up``; always stopped."""
+    """One cluster for the module, started with C{pygmy up}; always stopped."""
     started = UpCluster(write_config(tmp_path_factory.mktemp("client")))
     try:
         done = run_pygmy("up", "--config", str(started.path))
@@ -53,9 +53,13 @@ def test_search_table_and_json(cluster):
     ]
     done = cluster.client("search", "Graduate School", "--json")
     assert done.returncode == 0 and done.stderr == ""
-    assert json.loads(done.stdout) == {"topic": "Graduate School", "items": [
-        {"id": 3, "title": "Xen and the Art of Surviving Graduate School"},
-        {"id": 4, "title": "Cooking for the Impatient Graduate Student"}]}
+    assert json.loads(done.stdout) == {
+        "topic": "Graduate School",
+        "items": [
+            {"id": 3, "title": "Xen and the Art of Surviving Graduate School"},
+            {"id": 4, "title": "Cooking for the Impatient Graduate Student"},
+        ],
+    }
     done = cluster.client("search", "knitting")
     assert (done.returncode, done.stdout) == (0, 'no books on "knitting"\n')
 
@@ -64,7 +68,10 @@ def test_lookup_and_list(cluster):
     done = cluster.client("lookup", "6")
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout)[:4] == [
-        "id     6", "title  Why theory classes are so hard", "topic  theory", "cost   9.99"
+        "id     6",
+        "title  Why theory classes are so hard",
+        "topic  theory",
+        "cost   9.99",
     ]
     assert lines(done.stdout)[4].startswith("stock  ")
     assert json.loads(cluster.client("lookup", "6", "--json").stdout) == get_json(f"{cluster.url}/lookup/6")[1]
@@ -72,7 +79,9 @@ def test_lookup_and_list(cluster):
     assert done.returncode == 0
     table = lines(done.stdout)
     assert table[0].split() == ["id", "title", "topic", "cost", "stock"] and len(table) == 2 + 7
-    assert table[2].startswith(" 1  How to get a good grade") and table[-1].startswith(" 7  Spring in the Pioneer Valley")
+    assert table[2].startswith(" 1  How to get a good grade") and table[-1].startswith(
+        " 7  Spring in the Pioneer Valley"
+    )
     assert [item["id"] for item in json.loads(cluster.client("list", "--json").stdout)["items"]] == list(range(1, 8))
 
 
@@ -121,7 +130,9 @@ def test_unreachable_front_end_is_one_line(cluster):
     for args in (("status",), ("buy", "1"), ("load", "--duration", "1")):
         done = run_pygmy(*args, "--url", f"http://127.0.0.1:{port}")
         assert done.returncode == 3, done.stderr
-        assert lines(done.stderr) == [f"pygmy {args[0]}: cannot reach the front end at http://127.0.0.1:{port} (connection refused)"]
+        assert lines(done.stderr) == [
+            f"pygmy {args[0]}: cannot reach the front end at http://127.0.0.1:{port} (connection refused)"
+        ]
         assert "Traceback" not in done.stdout + done.stderr
 
 
@@ -140,16 +151,30 @@ def test_url_comes_from_config_ini_in_the_current_directory(cluster, tmp_path):
 def test_load_table_json_and_plot(cluster, tmp_path):
     summary, png = tmp_path / "run.json", tmp_path / "run.png"
     done = cluster.client(
-        "load", "--clients", "4", "--duration", "2", "--mix", "search=1,lookup=2,buy=1,list=1", "--seed", "3",
-        "--json", str(summary), "--plot", str(png),
+        "load",
+        "--clients",
+        "4",
+        "--duration",
+        "2",
+        "--mix",
+        "search=1,lookup=2,buy=1,list=1",
+        "--seed",
+        "3",
+        "--json",
+        str(summary),
+        "--plot",
+        str(png),
     )
     assert done.returncode == 0, done.stdout + done.stderr
     text = lines(done.stdout)
     assert text[0].startswith(f"pygmy load: {cluster.url}, 4 clients, ")
     assert "mix search=1 lookup=2 buy=1 list=1, cache used, seed 3" in text[0]
     assert text[1].split() == ["operation", "requests", "ok", "errors", "req/s", "mean", "p50", "p90", "p99", "max"]
-    rows = {line.split()[0]: line.split()[1:] for line in text[3:] if line.split() and line.split()[0] in
-            ("buy", "list", "lookup", "search", "all")}
+    rows = {
+        line.split()[0]: line.split()[1:]
+        for line in text[3:]
+        if line.split() and line.split()[0] in ("buy", "list", "lookup", "search", "all")
+    }
     assert set(rows) == {"buy", "list", "lookup", "search", "all"}
     for name, row in rows.items():
         assert int(row[0]) > 0 and row[0] == row[1] and row[2] == "0", (name, row)
@@ -169,7 +194,9 @@ def cache_hits(cluster) -> int:
 
 def test_load_with_and_without_the_cache(cluster):
     before = cache_hits(cluster)
-    done = cluster.client("load", "--clients", "3", "--count", "60", "--mix", "lookup=1,search=1", "--no-cache", "--json")
+    done = cluster.client(
+        "load", "--clients", "3", "--count", "60", "--mix", "lookup=1,search=1", "--no-cache", "--json"
+    )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)  # --json alone: the summary on stdout, no table
     assert found["cache"] is False and found["all"]["count"] == found["all"]["ok"] == 60
@@ -184,8 +211,21 @@ def test_load_crash_catalog_primary(cluster, tmp_path):
     primary = get_json(f"{cluster.url}/status")[1]["services"]["catalog"]["primary"]
     try:
         done = cluster.client(
-            "load", "--clients", "4", "--duration", "6", "--crash", "catalog", "--crash-at", "1", "--down", "1",
-            "--json", "--plot", str(png), timeout=90,
+            "load",
+            "--clients",
+            "4",
+            "--duration",
+            "6",
+            "--crash",
+            "catalog",
+            "--crash-at",
+            "1",
+            "--down",
+            "1",
+            "--json",
+            "--plot",
+            str(png),
+            timeout=90,
         )
     finally:
         cluster.note()  # the restarted primary's pid

@@ -28,9 +28,7 @@ async def call(http, method, url, body=None, headers=None):
 
 async def set_stock(http, url, item_id, stock):
     _, item = await call(http, "GET", f"{url}/lookup/{item_id}")
-    status, body = await call(
-        http, "POST", f"{url}/update/{item_id}", {"stock_delta": stock - item["stock"]}, AUTH
-    )
+    status, body = await call(http, "POST", f"{url}/update/{item_id}", {"stock_delta": stock - item["stock"]}, AUTH)
     assert status == 200, body
     return body["item"]
 
@@ -134,7 +132,11 @@ def test_replicas_take_replication_sized_bodies(cluster):
 
 def test_garbage_request_line_gets_no_500(cluster):
     host, port = "127.0.0.1", cluster.config.frontend.port
-    for garbage in [b"\x00\xff garbage\r\n\r\n", b"GET /lookup/1 HTTP/9.9\r\n\r\n", b"GET " + b"x" * 20000 + b"\r\n\r\n"]:
+    for garbage in [
+        b"\x00\xff garbage\r\n\r\n",
+        b"GET /lookup/1 HTTP/9.9\r\n\r\n",
+        b"GET " + b"x" * 20000 + b"\r\n\r\n",
+    ]:
         with socket.create_connection((host, port), timeout=5) as s:
             s.sendall(garbage)
             reply = s.recv(200)
@@ -157,8 +159,14 @@ def test_replica_status_and_dump(cluster):
     "text, expected",
     [
         ("[frontend]\nport = 1\n", "section [cluster] is missing"),
-        ("[cluster]\nsecret = x\n[frontend]\nport = 8080\nheartbeat_port = 8090\nbalancer = random\n", "[frontend] balancer"),
-        ("[cluster]\nsecret = x\n[frontend]\nport = 8080\nheartbeat_port = 8090\n[catalog:A]\nhost = 127.0.0.1\n", "[catalog:A] port"),
+        (
+            "[cluster]\nsecret = x\n[frontend]\nport = 8080\nheartbeat_port = 8090\nbalancer = random\n",
+            "[frontend] balancer",
+        ),
+        (
+            "[cluster]\nsecret = x\n[frontend]\nport = 8080\nheartbeat_port = 8090\n[catalog:A]\nhost = 127.0.0.1\n",
+            "[catalog:A] port",
+        ),
     ],
 )
 def test_bad_config_stops_with_one_line(tmp_path, text, expected):

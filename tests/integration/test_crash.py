@@ -1,6 +1,6 @@
 """
 Crashes under load on real twistd processes (DESIGN §6 invariants 1-6):
-``kill -9`` of the catalog primary, the order primary, or a backup while
+C{kill -9} of the catalog primary, the order primary, or a backup while
 clients buy and look up books; the process restarts; then stock and orders
 add up, every acknowledged order is there, reads never failed, and the
 replicas agree within 5 s.

@@ -4,11 +4,11 @@ cluster: raw TCP connections that send garbage, giant lines, forged HELLOs,
 BEATs before HELLO, and garbage after a genuine HELLO.
 
 Each such connection must be closed by the front end within a few seconds,
-logged without a traceback, and change nothing: afterwards ``GET /status``
+logged without a traceback, and change nothing: afterwards C{GET /status}
 shows the same views, primaries and live replicas, and buys and lookups
 still work.
 
-The cluster has a third replica per service, ``C``, that is in config.ini
+The cluster has a third replica per service, C{C}, that is in config.ini
 but never started: a genuine HELLO (with the real secret) can name it
 without displacing a live replica's connection, which a HELLO naming a
 running replica would do by design (a replica that reconnects replaces its
@@ -48,7 +48,7 @@ def cluster(tmp_path_factory):
 
 
 def view_of(cluster) -> dict:
-    """Per service: view number, primary, backups and live replicas, from ``GET /status``."""
+    """Per service: view number, primary, backups and live replicas, from C{GET /status}."""
     status, body = get_json(cluster.url + "/status")
     assert status == 200, body
     return {
@@ -103,7 +103,7 @@ class Probe:
         return words[1]
 
     def send(self, data: bytes) -> None:
-        """Send ``data``; a reset because the front end already closed is fine."""
+        """Send C{data}; a reset because the front end already closed is fine."""
         try:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -132,7 +132,7 @@ def _garbage(rng: random.Random, size: int) -> bytes:
 
 def probes(rng: random.Random):
     """
-    ``(name, talk)`` pairs: ``talk(probe)`` speaks to the front end over a
+    C{(name, talk)} pairs: C{talk(probe)} speaks to the front end over a
     fresh connection, which the front end must then close.
     """
     hexdigits = "0123456789abcdef"
@@ -143,6 +143,7 @@ def probes(rng: random.Random):
     def after_challenge(make_line):
         def talk(p):
             p.send(make_line(p.nonce()) + b"\n")
+
         return talk
 
     def genuine_then(*lines):
@@ -151,6 +152,7 @@ def probes(rng: random.Random):
             p.send(f"HELLO catalog C {proof(SECRET, 'catalog', 'C', nonce)}\n".encode())
             for line in lines:
                 p.send(line)
+
         return talk
 
     found = []
@@ -163,20 +165,36 @@ def probes(rng: random.Random):
         ("100 KB without newline", send(b"HELLO " + b"x" * 100_000)),
         ("line one byte too long", send(b"B" * (MAX_LINE + 1) + b"\n")),
         ("NUL bytes", send(b"\x00" * 64 + b"\n")),
-        ("HELLO with a random proof", after_challenge(
-            lambda nonce: f"HELLO catalog A {''.join(rng.choice(hexdigits) for _ in range(64))}".encode())),
-        ("HELLO with a proof of the wrong secret", after_challenge(
-            lambda nonce: f"HELLO catalog A {proof('not-the-secret', 'catalog', 'A', nonce)}".encode())),
-        ("HELLO with a proof for another nonce", after_challenge(
-            lambda nonce: f"HELLO order B {proof(SECRET, 'order', 'B', '0' * 32)}".encode())),
-        ("HELLO proving catalog:A but naming order:A", after_challenge(
-            lambda nonce: f"HELLO order A {proof(SECRET, 'catalog', 'A', nonce)}".encode())),
-        ("HELLO for a replica not in config", after_challenge(
-            lambda nonce: f"HELLO catalog Z {proof(SECRET, 'catalog', 'Z', nonce)}".encode())),
-        ("HELLO for a service not in config", after_challenge(
-            lambda nonce: f"HELLO shipping A {proof(SECRET, 'shipping', 'A', nonce)}".encode())),
-        ("HELLO with a bad name", after_challenge(
-            lambda nonce: f"HELLO catalog A;B {proof(SECRET, 'catalog', 'A;B', nonce)}".encode())),
+        (
+            "HELLO with a random proof",
+            after_challenge(
+                lambda nonce: f"HELLO catalog A {''.join(rng.choice(hexdigits) for _ in range(64))}".encode()
+            ),
+        ),
+        (
+            "HELLO with a proof of the wrong secret",
+            after_challenge(lambda nonce: f"HELLO catalog A {proof('not-the-secret', 'catalog', 'A', nonce)}".encode()),
+        ),
+        (
+            "HELLO with a proof for another nonce",
+            after_challenge(lambda nonce: f"HELLO order B {proof(SECRET, 'order', 'B', '0' * 32)}".encode()),
+        ),
+        (
+            "HELLO proving catalog:A but naming order:A",
+            after_challenge(lambda nonce: f"HELLO order A {proof(SECRET, 'catalog', 'A', nonce)}".encode()),
+        ),
+        (
+            "HELLO for a replica not in config",
+            after_challenge(lambda nonce: f"HELLO catalog Z {proof(SECRET, 'catalog', 'Z', nonce)}".encode()),
+        ),
+        (
+            "HELLO for a service not in config",
+            after_challenge(lambda nonce: f"HELLO shipping A {proof(SECRET, 'shipping', 'A', nonce)}".encode()),
+        ),
+        (
+            "HELLO with a bad name",
+            after_challenge(lambda nonce: f"HELLO catalog A;B {proof(SECRET, 'catalog', 'A;B', nonce)}".encode()),
+        ),
         ("HELLO with too few words", after_challenge(lambda nonce: b"HELLO catalog A")),
         ("BEAT before HELLO", send(b"BEAT catalog A 1 5 1 primary\n")),
         ("BEAT before HELLO, after the challenge", after_challenge(lambda nonce: b"BEAT order B 1 5 1 backup")),
@@ -251,8 +269,7 @@ def test_a_displaced_replica_comes_back(cluster):
             break
         time.sleep(0.1)
     assert view_of(cluster)["catalog"][1:] == before["catalog"][1:], (
-        f"catalog:B did not come back into the view: {view_of(cluster)['catalog']}, "
-        f"before {before['catalog']}"
+        f"catalog:B did not come back into the view: {view_of(cluster)['catalog']}, before {before['catalog']}"
     )
     status, bought = get_json(cluster.url + "/buy/2", method="POST")
     assert status == 200, bought

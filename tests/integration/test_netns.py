@@ -17,7 +17,7 @@ addresses (in 10.201.0.0/24) exist only inside namespaces this test creates
 (named after its pid) and deletes again, even on failure.  There is no
 default route and no forwarding, so no packet can leave the machine.
 
-It needs root, ``ip netns`` and ``iptables``, and is skipped otherwise.
+It needs root, C{ip netns} and C{iptables}, and is skipped otherwise.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ CLIENT = textwrap.dedent(
 
 
 def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a short administrative command (``ip``, ``iptables``)."""
+    """Run a short administrative command (C{ip}, C{iptables})."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip() or done.returncode}")
@@ -88,7 +88,7 @@ def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def in_netns(namespace: str, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` inside ``namespace``."""
+    """Run C{command} inside C{namespace}."""
     return run("ip", "netns", "exec", namespace, *command, check=check)
 
 
@@ -117,7 +117,7 @@ def why_not_supported() -> str | None:
 
 
 def namespaces() -> set[str]:
-    """The names of the network namespaces ``ip netns`` knows."""
+    """The names of the network namespaces C{ip netns} knows."""
     return {line.split()[0] for line in run("ip", "netns", "list").stdout.splitlines() if line.strip()}
 
 
@@ -130,7 +130,7 @@ def root_links() -> set[str]:
 class Network:
     """
     One namespace per process, joined by a bridge in a namespace of its
-    own; :meth:`destroy` removes every namespace (and with them every veth,
+    own; L{destroy} removes every namespace (and with them every veth,
     the bridge, every address and every iptables rule).
     """
 
@@ -152,8 +152,7 @@ class Network:
             port = f"port{index}"
             # Both ends are made inside namespaces: nothing appears on the
             # machine's own network, even for a moment.
-            in_netns(SWITCH, "ip", "link", "add", port, "type", "veth",
-                     "peer", "name", "eth0", "netns", namespace)
+            in_netns(SWITCH, "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", namespace)
             in_netns(SWITCH, "ip", "link", "set", port, "master", "br0")
             in_netns(SWITCH, "ip", "link", "set", port, "up")
             in_netns(namespace, "ip", "link", "set", "lo", "up")
@@ -161,12 +160,12 @@ class Network:
             in_netns(namespace, "ip", "link", "set", "eth0", "up")
 
     def add(self, namespace: str) -> None:
-        """Create ``namespace`` and remember to delete it."""
+        """Create C{namespace} and remember to delete it."""
         run("ip", "netns", "add", namespace)
         self.created.append(namespace)
 
     def cut(self, namespace: str, cut: bool = True) -> None:
-        """Drop every packet into or out of ``namespace`` (but loopback), or stop dropping."""
+        """Drop every packet into or out of C{namespace} (but loopback), or stop dropping."""
         action = "-I" if cut else "-D"
         in_netns(namespace, "iptables", "-w", action, "INPUT", "!", "-i", "lo", "-j", "DROP")
         in_netns(namespace, "iptables", "-w", action, "OUTPUT", "!", "-o", "lo", "-j", "DROP")
@@ -195,7 +194,7 @@ class Client:
         )
 
     def call(self, method: str, url: str, body=None, headers=None, timeout: float = 10.0):
-        """One request; return ``(status, decoded body)``, status None if it failed."""
+        """One request; return C{(status, decoded body)}, status None if it failed."""
         ask = {"method": method, "url": url, "body": body, "headers": headers or {}, "timeout": timeout}
         self.process.stdin.write(json.dumps(ask) + "\n")
         self.process.stdin.flush()
@@ -219,7 +218,7 @@ class Client:
 class Hosts:
     """
     The cluster, one process per namespace, started with the contract's
-    commands under ``ip netns exec`` and stopped by pid.
+    commands under C{ip netns exec} and stopped by pid.
     """
 
     def __init__(self, directory: Path, network: Network, client: Client):
@@ -248,25 +247,36 @@ class Hosts:
         return "\n".join(lines) + "\n"
 
     def url(self, key: str = "frontend") -> str:
-        """The base URL of process ``key`` (the front end by default)."""
+        """The base URL of process C{key} (the front end by default)."""
         _, address, _, _, port = HOSTS[key]
         return f"http://{address}:{port}"
 
     def get(self, key: str, path: str, headers=None):
-        """GET ``path`` of process ``key`` through the test's client."""
+        """GET C{path} of process C{key} through the test's client."""
         return self.client.call("GET", self.url(key) + path, headers=headers)
 
     def start(self, key: str) -> None:
-        """Start ``key`` in its namespace and wait until it answers."""
+        """Start C{key} in its namespace and wait until it answers."""
         namespace, _, role, replica, _ = HOSTS[key]
-        command = ["ip", "netns", "exec", namespace, TWISTD, "-n", "--pidfile=",
-                   f"pygmy-{role}", "--config", str(self.config)]
+        command = [
+            "ip",
+            "netns",
+            "exec",
+            namespace,
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            f"pygmy-{role}",
+            "--config",
+            str(self.config),
+        ]
         if replica is not None:
             command += ["--replica", replica]
         with open(self.log(key), "ab") as log:
             # `ip netns exec` execs the command: the pid is twistd's own.
             self.processes[key] = process = subprocess.Popen(
-                command, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT)
+                command, cwd=self.directory, stdout=log, stderr=subprocess.STDOUT
+            )
         ready = "/health" if replica is None else "/status"
         deadline = time.monotonic() + START_TIMEOUT
         while self.get(key, ready)[0] != 200:
@@ -288,21 +298,21 @@ class Hosts:
                 process.wait(10)
 
     def log(self, key: str) -> Path:
-        """Where process ``key`` writes its stdout and stderr."""
+        """Where process C{key} writes its stdout and stderr."""
         return self.directory / f"{key.replace(':', '-')}.log"
 
     def tail(self, key: str, lines: int = 30) -> str:
-        """The last ``lines`` lines of process ``key``'s log."""
+        """The last C{lines} lines of process C{key}'s log."""
         return "\n".join(self.log(key).read_text(errors="replace").splitlines()[-lines:])
 
     def status(self) -> dict:
-        """The front end's view of every service (``GET /status``)."""
+        """The front end's view of every service (C{GET /status})."""
         status, body = self.get("frontend", "/status")
         assert status == 200, body
         return body["services"]
 
     def wait_for(self, what: str, condition, within: float):
-        """Poll ``condition()`` until it returns something true; return that."""
+        """Poll C{condition()} until it returns something true; return that."""
         deadline = time.monotonic() + within
         while True:
             found = condition()
@@ -371,7 +381,7 @@ def hosts(tmp_path):
 
 
 def buy(cluster: Hosts, item: int, acknowledged: list) -> int | None:
-    """Buy ``item``; keep the order if it was acknowledged; return the status."""
+    """Buy C{item}; keep the order if it was acknowledged; return the status."""
     status, body = cluster.client.call("POST", cluster.url() + f"/buy/{item}")
     if status == 200:
         acknowledged.append(body["order"])
@@ -379,16 +389,14 @@ def buy(cluster: Hosts, item: int, acknowledged: list) -> int | None:
 
 
 def reads_succeed(cluster: Hosts, rng: random.Random, count: int) -> None:
-    """``count`` rounds of lookup, search and list through the front end, all 200."""
+    """C{count} rounds of lookup, search and list through the front end, all 200."""
     for _ in range(count):
         for path in (f"/lookup/{rng.randint(1, 7)}", "/search/graduate%20school", "/list"):
             status, body = cluster.get("frontend", path)
             assert status == 200, (path, status, body)
 
 
-@pytest.mark.parametrize(
-    "service, which", [("catalog", "backup"), ("catalog", "primary"), ("order", "primary")]
-)
+@pytest.mark.parametrize("service, which", [("catalog", "backup"), ("catalog", "primary"), ("order", "primary")])
 def test_cut_off_replica_is_routed_around_and_rejoins(hosts, service, which):
     cluster = hosts
     rng = random.Random(677)

@@ -1,7 +1,7 @@
 """
-Three replicas per service, from config.ini alone (sections ``catalog:C``
-and ``order:C``; no other setting): every replica joins the view, buys and
-lookups work, and ``kill -9`` of the catalog primary and then of the order
+Three replicas per service, from config.ini alone (sections C{catalog:C}
+and C{order:C}; no other setting): every replica joins the view, buys and
+lookups work, and C{kill -9} of the catalog primary and then of the order
 primary under load keeps DESIGN §6's invariants, with all three replicas of
 each service converging afterwards.
 """
@@ -30,7 +30,7 @@ def three(tmp_path):
 
 
 def roles(services: dict, service: str) -> tuple:
-    """``(primary, sorted backups)`` of ``service`` in the front end's status."""
+    """C{(primary, sorted backups)} of C{service} in the front end's status."""
     view = services[service]
     return view["primary"], sorted(view["backups"])
 

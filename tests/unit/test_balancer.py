@@ -1,6 +1,6 @@
 """
-Read balancing (DESIGN §7): the order each policy of :mod:`pygmy.net.balancer`
-gives over successive calls, and :meth:`ServiceRoutes.read` trying the next
+Read balancing (DESIGN §7): the order each policy of L{pygmy.net.balancer}
+gives over successive calls, and L{ServiceRoutes.read} trying the next
 replica when one does not answer, telling the policy, and failing at once
 when no replica is alive.
 """
@@ -10,9 +10,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pygmy.net.balancer import LeastConnections, LeastLatency, RoundRobin, make_policy
 from pygmy.config import BALANCERS
 from pygmy.errors import NotFound, Unavailable
+from pygmy.net.balancer import LeastConnections, LeastLatency, RoundRobin, make_policy
 from pygmy.net.remote import ReplicaDown
 from pygmy.net.routing import ServiceRoutes
 
@@ -20,7 +20,7 @@ NAMES = ["A", "B", "C"]
 
 
 def is_rotation(order, names):
-    """Whether ``order`` is ``names`` rotated."""
+    """Whether C{order} is C{names} rotated."""
     start = names.index(order[0])
     return order == names[start:] + names[:start]
 
@@ -109,7 +109,7 @@ def test_every_configurable_balancer_has_a_policy():
 
 
 class FakeRemote:
-    """A replica that answers its name, raises ``fails``, or never answers."""
+    """A replica that answers its name, raises C{fails}, or never answers."""
 
     def __init__(self, replica, fails=None, clock=None, takes=0.0):
         self.name = f"catalog:{replica}"

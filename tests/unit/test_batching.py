@@ -12,8 +12,8 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
-from pygmy.net.batching import BATCH_LIMIT, Batcher, answer_each, requests_of
 from pygmy.errors import BadRequest, NotFound, OutOfStock, PygmyError
+from pygmy.net.batching import BATCH_LIMIT, Batcher, answer_each, requests_of
 from pygmy.net.remote import ReplicaDown
 from tests.fakes import InMemoryCluster, result, stub_remote
 
@@ -238,8 +238,12 @@ def test_batch_routes_need_the_secret(cluster, route):
 
 
 def test_order_batch_buys_each_call_once(cluster):
-    calls = [{"item_id": 3, "request_id": "buy:a"}, {"item_id": 3, "request_id": "buy:a"},
-             {"item_id": 4, "request_id": "buy:b"}, {"item_id": 404, "request_id": "buy:c"}]
+    calls = [
+        {"item_id": 3, "request_id": "buy:a"},
+        {"item_id": 3, "request_id": "buy:a"},
+        {"item_id": 4, "request_id": "buy:b"},
+        {"item_id": 404, "request_id": "buy:c"},
+    ]
     code, body = post(cluster.order, "/orders/buy", {"requests": calls})
     assert code == 200
     first, again, other, missing = body["results"]
@@ -262,8 +266,7 @@ def test_remote_batched_maps_each_answer(cluster):
 
 @pytest.mark.parametrize(
     "answer",
-    [{"nothing": []}, {"results": [{"error": {"code": "made_up", "message": "?"}}]}, {"results": [7]},
-     {"results": []}],
+    [{"nothing": []}, {"results": [{"error": {"code": "made_up", "message": "?"}}]}, {"results": [7]}, {"results": []}],
     ids=["no-results", "unknown-code", "not-an-object", "too-few"],
 )
 def test_remote_batched_turns_odd_answers_into_replica_down(answer):

@@ -1,7 +1,7 @@
 """
 The front end's reply cache (DESIGN §7) on its own: the LRU bound and which
 entry goes first, per-book invalidation of lookup, search and list entries,
-the counters and ``status()``, and the rule that refuses a fill fetched
+the counters and C{status()}, and the rule that refuses a fill fetched
 before an invalidation of a book it shows.
 """
 
@@ -11,7 +11,7 @@ from pygmy.frontend.cache import ReplyCache
 
 
 def store(cache, key, items=(), body=None):
-    """Store ``key`` with a fresh ticket; return what store() said."""
+    """Store C{key} with a fresh ticket; return what store() said."""
     return cache.store(key, body or key.encode(), items, cache.ticket())
 
 

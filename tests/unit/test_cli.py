@@ -1,7 +1,7 @@
 """
-Unit tests of the ``pygmy`` command: argument parsing, the launcher's view
+Unit tests of the C{pygmy} command: argument parsing, the launcher's view
 of processes and pid files, and the stock a chaos run sets before its
-snapshot.  The invariant checks are in ``test_invariants.py``.
+snapshot.  The invariant checks are in C{test_invariants.py}.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def test_chaos_arguments_and_defaults():
     assert (args.duration, args.clients, args.seed) == (30.0, 8, None)
 
 
-@pytest.mark.parametrize("bad", [["chaos", "--clients", "0"], ["chaos", "--duration", "-1"], ["chaos", "--seed", "x"], ["nope"]])
+@pytest.mark.parametrize(
+    "bad", [["chaos", "--clients", "0"], ["chaos", "--duration", "-1"], ["chaos", "--seed", "x"], ["nope"]]
+)
 def test_bad_arguments_exit_2(bad, capsys):
     with pytest.raises(SystemExit) as exit:
         cli.main(bad)

@@ -1,9 +1,9 @@
 """
-Unit tests of the everyday client commands (:mod:`pygmy.cli.client`), without
+Unit tests of the everyday client commands (L{pygmy.cli.client}), without
 sockets: where the front end is, what each command asks (through
-``StubTreq`` and a canned front end), how replies and errors are printed.
+C{StubTreq} and a canned front end), how replies and errors are printed.
 The same commands against a real cluster are in
-``tests/integration/test_client_commands.py``.
+C{tests/integration/test_client_commands.py}.
 """
 
 from __future__ import annotations
@@ -20,27 +20,65 @@ from twisted.web.resource import Resource
 from pygmy import cli
 from pygmy.cli import client
 
-BOOK = {"id": 3, "title": "Xen and the Art of Surviving Graduate School", "topic": "graduate school",
-        "cost": "15.00", "stock": 1000}
+BOOK = {
+    "id": 3,
+    "title": "Xen and the Art of Surviving Graduate School",
+    "topic": "graduate school",
+    "cost": "15.00",
+    "stock": 1000,
+}
 ORDER = {"order": {"id": 12, "item_id": 3, "created": "2026-11-21T19:53:52.770Z"}}
-SEARCH = {"topic": "distributed systems", "items": [
-    {"id": 1, "title": "How to get a good grade in 677 in 20 minutes a day"}, {"id": 2, "title": "RPCs for Dummies"}]}
-LIST = {"items": [
-    {"id": 1, "title": "How to get a good grade in 677 in 20 minutes a day", "topic": "distributed systems",
-     "cost": "19.99", "stock": 1000},
-    {"id": 6, "title": "Why theory classes are so hard", "topic": "theory", "cost": "9.99", "stock": 7},
-]}
+SEARCH = {
+    "topic": "distributed systems",
+    "items": [
+        {"id": 1, "title": "How to get a good grade in 677 in 20 minutes a day"},
+        {"id": 2, "title": "RPCs for Dummies"},
+    ],
+}
+LIST = {
+    "items": [
+        {
+            "id": 1,
+            "title": "How to get a good grade in 677 in 20 minutes a day",
+            "topic": "distributed systems",
+            "cost": "19.99",
+            "stock": 1000,
+        },
+        {"id": 6, "title": "Why theory classes are so hard", "topic": "theory", "cost": "9.99", "stock": 7},
+    ]
+}
 STATUS = {
     "services": {
-        "catalog": {"view": 3, "primary": "B", "backups": ["A"], "in_sync": ["A", "B"], "replicas": {
-            "A": {"alive": True, "state": "backup", "applied_seq": 41},
-            "B": {"alive": True, "state": "primary", "applied_seq": 41}}},
-        "order": {"view": 2, "primary": "A", "backups": [], "in_sync": ["A"], "replicas": {
-            "A": {"alive": True, "state": "primary", "applied_seq": 12},
-            "B": {"alive": False, "state": "down", "applied_seq": 9}}},
+        "catalog": {
+            "view": 3,
+            "primary": "B",
+            "backups": ["A"],
+            "in_sync": ["A", "B"],
+            "replicas": {
+                "A": {"alive": True, "state": "backup", "applied_seq": 41},
+                "B": {"alive": True, "state": "primary", "applied_seq": 41},
+            },
+        },
+        "order": {
+            "view": 2,
+            "primary": "A",
+            "backups": [],
+            "in_sync": ["A"],
+            "replicas": {
+                "A": {"alive": True, "state": "primary", "applied_seq": 12},
+                "B": {"alive": False, "state": "down", "applied_seq": 9},
+            },
+        },
     },
-    "cache": {"size": 3, "capacity": 1000, "hits": 10, "misses": 4, "invalidations": 2, "evictions": 0,
-              "refused_fills": 0},
+    "cache": {
+        "size": 3,
+        "capacity": 1000,
+        "hits": 10,
+        "misses": 4,
+        "invalidations": 2,
+        "evictions": 0,
+        "refused_fills": 0,
+    },
     "balancer": "round_robin",
 }
 
@@ -50,7 +88,7 @@ def error(code, word, message):
 
 
 class FakeFrontend(Resource):
-    """Canned replies by ``(method, path)``; remembers every request."""
+    """Canned replies by C{(method, path)}; remembers every request."""
 
     isLeaf = True
 
@@ -84,7 +122,7 @@ def front():
 
 
 def run(front, argv):
-    """Parse ``argv`` as the ``pygmy`` command and run it against ``front``; (status, out, err)."""
+    """Parse C{argv} as the C{pygmy} command and run it against C{front}; (status, out, err)."""
     args = cli.build_parser().parse_args(argv)
     out, err = io.StringIO(), io.StringIO()
     api = client.Frontend(StubTreq(front), "http://front", timeout=None)
@@ -122,9 +160,22 @@ def test_url_from_config_or_default(tmp_path, monkeypatch):
 def test_client_arguments():
     parse = cli.build_parser().parse_args
     args = parse(["search", "distributed", "systems", "--json", "--url", "http://h:1"])
-    assert (args.command, args.topic, args.json, args.url, args.config) == ("search", ["distributed", "systems"], True, "http://h:1", None)
+    assert (args.command, args.topic, args.json, args.url, args.config) == (
+        "search",
+        ["distributed", "systems"],
+        True,
+        "http://h:1",
+        None,
+    )
     args = parse(["buy", "3", "--key", "k1", "-c", "c.ini", "--timeout", "2"])
-    assert (args.command, args.id, args.key, args.config, args.timeout, args.json) == ("buy", "3", "k1", "c.ini", 2.0, False)
+    assert (args.command, args.id, args.key, args.config, args.timeout, args.json) == (
+        "buy",
+        "3",
+        "k1",
+        "c.ini",
+        2.0,
+        False,
+    )
     assert parse(["status"]).timeout == client.DEFAULT_TIMEOUT
     for command in ("lookup", "order", "list", "status"):
         assert parse([command] + (["1"] if command in ("lookup", "order") else [])).command == command
@@ -273,7 +324,7 @@ def test_a_reply_that_is_not_pygmy_json(front):
 
 
 class Refusing:
-    """An HTTP client whose every request fails with ``error``."""
+    """An HTTP client whose every request fails with C{error}."""
 
     def __init__(self, error):
         self.error = error

@@ -1,7 +1,7 @@
 """
-Unit tests of :func:`pygmy.config.load`: the repository's ``config.ini``
+Unit tests of L{pygmy.config.load}: the repository's C{config.ini}
 loads with the documented typed values, and every broken file is refused
-with one :class:`~pygmy.config.ConfigError` line naming the section and key.
+with one L{ConfigError<pygmy.config.ConfigError>} line naming the section and key.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ VALID = CLUSTER + FRONTEND + REPLICAS
 
 
 def write(tmp_path: Path, text: str) -> Path:
-    """Write ``text`` as ``config.ini`` in ``tmp_path`` and return its path."""
+    """Write C{text} as C{config.ini} in C{tmp_path} and return its path."""
     path = tmp_path / "config.ini"
     path.write_text(text, encoding="utf-8")
     return path
 
 
 def refused(tmp_path: Path, text: str) -> str:
-    """Load ``text`` and return the message of the ConfigError it must raise."""
+    """Load C{text} and return the message of the ConfigError it must raise."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load(path, environ={})
@@ -69,10 +69,7 @@ def test_repository_config_loads():
     assert config.cluster.heartbeat_timeout == 1.5
     assert isinstance(config.cluster.heartbeat_interval, float)
     assert config.cluster.data_dir == REPO_CONFIG.parent / "var"
-    ports = {
-        service: {r.name: r.port for r in found}
-        for service, found in config.replicas.items()
-    }
+    ports = {service: {r.name: r.port for r in found} for service, found in config.replicas.items()}
     assert ports == {"catalog": {"A": 8081, "B": 8082}, "order": {"A": 8083, "B": 8084}}
     assert config.replica("order", "B").url == "http://127.0.0.1:8084"
     assert config.replica("catalog", "A").label == "catalog:A"
@@ -168,7 +165,7 @@ def test_duplicate_port(tmp_path, old, new, first, second):
 
 
 def replicas_without(prefix: str) -> str:
-    """L{REPLICAS} without the sections whose header starts with ``prefix``."""
+    """L{REPLICAS} without the sections whose header starts with C{prefix}."""
     lines = REPLICAS.splitlines(keepends=True)
     sections = ["".join(lines[i : i + 2]) for i in range(0, len(lines), 2)]
     return "".join(section for section in sections if not section.startswith(prefix))

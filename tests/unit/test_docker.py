@@ -1,9 +1,9 @@
 """
-Checks of the Docker files without a Docker engine: ``compose.yaml`` parses
+Checks of the Docker files without a Docker engine: C{compose.yaml} parses
 and runs the plugin commands that exist, with the mounted
-``docker/config.ini`` (which loads, and whose hosts are the compose service
+C{docker/config.ini} (which loads, and whose hosts are the compose service
 names); each replica keeps its data on a named volume of its own; the
-``Dockerfile`` runs twistd in the foreground as a non-root user.
+C{Dockerfile} runs twistd in the foreground as a non-root user.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def config():
 
 
 def option(command: list[str], name: str) -> str | None:
-    """The value after ``name`` in ``command``, or None."""
+    """The value after C{name} in C{command}, or None."""
     if name not in command:
         return None
     index = command.index(name)
@@ -57,13 +57,13 @@ def option(command: list[str], name: str) -> str | None:
 
 
 def role_of(command: list[str]) -> tuple[str, str | None]:
-    """``(role, replica)`` of a compose command such as ``pygmy-order ... --replica B``."""
+    """C{(role, replica)} of a compose command such as C{pygmy-order ... --replica B}."""
     assert command[0].startswith("pygmy-"), command
     return command[0].removeprefix("pygmy-"), option(command, "--replica")
 
 
 def mounted_config(service: dict) -> str:
-    """Where ``service`` finds docker/config.ini inside its container."""
+    """Where C{service} finds docker/config.ini inside its container."""
     for entry in service.get("configs", []):
         if isinstance(entry, dict) and entry.get("source") == "pygmy-config":
             return entry["target"]
@@ -75,7 +75,7 @@ def mounted_config(service: dict) -> str:
 
 
 def dockerfile() -> list[tuple[str, str]]:
-    """The Dockerfile's instructions as ``(INSTRUCTION, arguments)``, continuations joined."""
+    """The Dockerfile's instructions as C{(INSTRUCTION, arguments)}, continuations joined."""
     instructions, current = [], ""
     for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
         if line.strip().startswith("#") or (not line.strip() and not current):
@@ -91,7 +91,7 @@ def dockerfile() -> list[tuple[str, str]]:
 
 
 def instruction(name: str) -> list[str]:
-    """The arguments of every ``name`` instruction, in order."""
+    """The arguments of every C{name} instruction, in order."""
     return [arguments for keyword, arguments in dockerfile() if keyword == name]
 
 
@@ -169,11 +169,7 @@ def test_each_replica_has_a_named_volume_of_its_own(compose, config):
     for name, service in compose["services"].items():
         if name == "frontend":
             continue
-        data = [
-            str(v).split(":")[0]
-            for v in service.get("volumes", [])
-            if str(v).split(":")[1:2] == [data_dir]
-        ]
+        data = [str(v).split(":")[0] for v in service.get("volumes", []) if str(v).split(":")[1:2] == [data_dir]]
         assert len(data) == 1, (name, service.get("volumes"))
         assert data[0] in named, f"{name}: {data[0]} is not a named volume"
         assert data[0] not in seen, f"{name} shares {data[0]} with {seen.get(data[0])}"

@@ -7,8 +7,8 @@ shapes.
 import json
 import shutil
 import tempfile
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
@@ -34,13 +34,9 @@ class FrontendTests(SynchronousTestCase):
         """Make one request; return (status, headers, decoded JSON body)."""
         front = self.cluster.front
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        response = self.successResultOf(
-            front.request(method, URL + path, data=data, headers=headers or {})
-        )
+        response = self.successResultOf(front.request(method, URL + path, data=data, headers=headers or {}))
         content = self.successResultOf(response.content())
-        self.assertEqual(
-            response.headers.getRawHeaders(b"content-type"), [b"application/json"], content
-        )
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"application/json"], content)
         return response.code, response.headers, json.loads(content)
 
     def assertError(self, reply, status, code):

@@ -1,6 +1,6 @@
 """
 The front end with its reply cache (DESIGN §7, invariant 6), through
-``StubTreq`` on :class:`FrontendApp`'s resource.
+C{StubTreq} on L{FrontendApp}'s resource.
 
 Most tests use a fake catalog whose answers the test holds and fires by
 hand, to stage the race between a fill and a write; the last ones use the
@@ -12,10 +12,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
-from treq.testing import StubTreq
 
 from pygmy import config as configuration
 from pygmy.frontend.app import FrontendApp
@@ -32,14 +32,16 @@ REPO = Path(__file__).resolve().parents[2]
 class FakeCatalog:
     """
     A catalog replica with the interface of L{pygmy.net.remote.Remote}.  Reads
-    answer at once from ``books``, or, while ``hold`` is set, wait until
+    answer at once from C{books}, or, while C{hold} is set, wait until
     the test calls L{release}.
     """
 
     def __init__(self):
         self.name, self.replica = "catalog:A", "A"
-        self.books = {1: {"id": 1, "title": "One", "topic": "t", "cost": "1.00", "stock": 5},
-                      2: {"id": 2, "title": "Two", "topic": "t", "cost": "2.00", "stock": 7}}
+        self.books = {
+            1: {"id": 1, "title": "One", "topic": "t", "cost": "1.00", "stock": 5},
+            2: {"id": 2, "title": "Two", "topic": "t", "cost": "2.00", "stock": 7},
+        }
         self.hold = False
         self.gets = []
         self.held = []
@@ -133,7 +135,7 @@ class FakeCatalogTests(SynchronousTestCase):
 
     def assertStaleFillRefused(self, path, invalidate):
         """
-        A read of ``path`` held by the catalog, ``invalidate()`` while it
+        A read of C{path} held by the catalog, C{invalidate()} while it
         waits, then the old answer: the client gets it, the cache keeps
         nothing, and the next read asks the catalog again.
         """
@@ -225,7 +227,7 @@ class ClusterTests(SynchronousTestCase):
         return response.code, json.loads(self.successResultOf(response.content()))
 
     def cached_lookup(self, item):
-        """Look ``item`` up twice, the second time from the cache."""
+        """Look C{item} up twice, the second time from the cache."""
         _, body = self.call("GET", f"/lookup/{item}")
         hits = self.cache.counters.hits
         self.assertEqual(self.call("GET", f"/lookup/{item}"), (200, body))
@@ -233,7 +235,7 @@ class ClusterTests(SynchronousTestCase):
         return body
 
     def assertNextLookupAsks(self, item):
-        """The next lookup of ``item`` is a miss; return its body."""
+        """The next lookup of C{item} is a miss; return its body."""
         misses = self.cache.counters.misses
         status, body = self.call("GET", f"/lookup/{item}")
         self.assertEqual((status, self.cache.counters.misses), (200, misses + 1))
@@ -277,7 +279,7 @@ class CachedReadsTests(SynchronousTestCase):
     """Hits are answered before routing; everything else reaches the app."""
 
     def setUp(self):
-        from pygmy.frontend.app import CachedReads, lookup_key, LIST_KEY
+        from pygmy.frontend.app import LIST_KEY, CachedReads, lookup_key
 
         self.cache = ReplyCache(10)
         self.cache.store(lookup_key(1), b'{"id": 1}', [1], self.cache.ticket())

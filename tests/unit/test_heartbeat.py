@@ -74,7 +74,7 @@ class FakeNode:
 
 
 def lost(protocol) -> None:
-    """Tell ``protocol`` its connection is gone, as a transport would."""
+    """Tell C{protocol} its connection is gone, as a transport would."""
     protocol.connectionLost(Failure(ConnectionDone()))
 
 
@@ -296,9 +296,16 @@ def test_parse_typed_words():
 
 @pytest.mark.parametrize(
     "line",
-    [b"", b"beat catalog A 1 1 1 backup", b"VIEW catalog 1 A", b"VIEW catalog 1 A B,",
-     b"VIEW catalog 1 A-B -", b"HELLO catalog A 0123", b"SYNCED catalog B 12345678901234567890",
-     b"VIEW catalog \xd9\xa3 A -"],
+    [
+        b"",
+        b"beat catalog A 1 1 1 backup",
+        b"VIEW catalog 1 A",
+        b"VIEW catalog 1 A B,",
+        b"VIEW catalog 1 A-B -",
+        b"HELLO catalog A 0123",
+        b"SYNCED catalog B 12345678901234567890",
+        b"VIEW catalog \xd9\xa3 A -",
+    ],
 )
 def test_parse_refuses(line):
     with pytest.raises(ProtocolError):

@@ -1,5 +1,5 @@
 """
-Unit tests of :mod:`pygmy.cli.invariants`: the ledger's recording of answers,
+Unit tests of L{pygmy.cli.invariants}: the ledger's recording of answers,
 the snapshot helpers, and the invariant checks and report on synthetic
 observations (a violation must be caught).
 """

@@ -1,10 +1,10 @@
 """
-Unit tests of the load generator (:mod:`pygmy.cli.loadgen`: percentiles,
-summaries, time slices, :func:`drive`) and of ``pygmy load``'s parts that
-need no cluster (:mod:`pygmy.cli.load`: the mix, the plan, the settings, the
+Unit tests of the load generator (L{pygmy.cli.loadgen}: percentiles,
+summaries, time slices, L{drive}) and of C{pygmy load}'s parts that
+need no cluster (L{pygmy.cli.load}: the mix, the plan, the settings, the
 table, the JSON document, the progress bar, the missing-extra error) and
-of :mod:`pygmy.cli.plot` (a valid PNG).  The runs against real processes are in
-``tests/integration/test_client_commands.py``.
+of L{pygmy.cli.plot} (a valid PNG).  The runs against real processes are in
+C{tests/integration/test_client_commands.py}.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def test_timeline_slices_by_send_time():
 
 
 class Recorder(Resource):
-    """Answers every request with 200 (or ``status``) and keeps what it got."""
+    """Answers every request with 200 (or C{status}) and keeps what it got."""
 
     isLeaf = True
 
@@ -165,7 +165,9 @@ def test_drive_sends_count_requests_with_their_headers():
 
 
 def test_drive_records_error_statuses_and_failures():
-    found = result_of(loadgen.drive(Clock(), StubTreq(Recorder(503)), lambda n: Request("buy", "POST", "http://f/buy/1"), 2, count=4))
+    found = result_of(
+        loadgen.drive(Clock(), StubTreq(Recorder(503)), lambda n: Request("buy", "POST", "http://f/buy/1"), 2, count=4)
+    )
     assert [s.status for s in found] == [503] * 4
 
     class Refusing:
@@ -181,7 +183,7 @@ def test_drive_records_error_statuses_and_failures():
 
 
 class SlowHTTP:
-    """Answers each request 0.125 s later on ``clock``; records the keyword arguments."""
+    """Answers each request 0.125 s later on C{clock}; records the keyword arguments."""
 
     def __init__(self, clock):
         self.clock = clock
@@ -237,7 +239,9 @@ def test_parse_mix():
 def test_plan_follows_the_mix_and_sends_no_cache_on_reads_only():
     import random
 
-    plan = load.Plan("http://f", {"lookup": 3, "buy": 1, "search": 0}, [1, 2], ["graduate school"], random.Random(3), True)
+    plan = load.Plan(
+        "http://f", {"lookup": 3, "buy": 1, "search": 0}, [1, 2], ["graduate school"], random.Random(3), True
+    )
     requests = [plan(n) for n in range(2000)]
     names = [r.operation for r in requests]
     assert set(names) == {"lookup", "buy"}
@@ -265,7 +269,13 @@ def test_load_arguments_and_settings(tmp_path):
     args = load_args("-n", "4", "--count", "50", "--no-cache", "--json", "--seed", "9", "--mix", "buy=1")
     chosen = load.settings(args, "http://f")
     assert (chosen.clients, chosen.duration, chosen.count, chosen.no_cache, chosen.json, chosen.seed) == (
-        4, None, 50, True, "-", 9)
+        4,
+        None,
+        50,
+        True,
+        "-",
+        9,
+    )
     chosen = load.settings(load_args("--duration", "9", "--crash", "order", "--json", str(tmp_path / "x.json")), "u")
     assert (chosen.crash, chosen.crash_at, chosen.down, chosen.json) == ("order", 3.0, 2.0, str(tmp_path / "x.json"))
     for argv, message in [
@@ -286,9 +296,8 @@ def test_bad_load_arguments_exit_2(argv, capsys):
     assert "usage: pygmy load" in capsys.readouterr().err
 
 
-SAMPLES = (
-    samples_of("buy", [(200, 0.050), (200, 0.060), (409, 0.010), (0, 10.0)])
-    + samples_of("lookup", [(200, 0.002), (200, 0.003), (200, 0.004), (503, 0.5)])
+SAMPLES = samples_of("buy", [(200, 0.050), (200, 0.060), (409, 0.010), (0, 10.0)]) + samples_of(
+    "lookup", [(200, 0.002), (200, 0.003), (200, 0.004), (503, 0.5)]
 )
 
 
@@ -303,8 +312,21 @@ def render(renderable, width=120) -> str:
 def test_summary_table_has_a_row_per_operation_errors_by_status_and_a_total():
     text = render(load.summary_table(summarise(SAMPLES, 2.0), loadgen.overall(SAMPLES, 2.0)))
     lines = [line.split() for line in text.splitlines() if line.strip()]
-    assert lines[0] == ["operation", "requests", "ok", "409", "503", "no", "answer", "req/s",
-                        "mean", "p50", "p90", "p99", "max"]
+    assert lines[0] == [
+        "operation",
+        "requests",
+        "ok",
+        "409",
+        "503",
+        "no",
+        "answer",
+        "req/s",
+        "mean",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+    ]
     rows = {line[0]: line[1:] for line in lines if line[0] in ("buy", "lookup", "all")}
     assert rows["buy"] == ["4", "2", "1", "0", "1", "2.0", "2530.00", "55.00", "7018.00", "9701.80", "10000.00"]
     assert rows["lookup"][:6] == ["4", "3", "0", "1", "0", "2.0"]
@@ -322,7 +344,13 @@ def test_json_document_is_the_raw_summary():
     chosen = load.Settings(url="http://f", clients=3, crash="catalog", crash_at=1.0, seed=5)
     events = [load.Event(1.0, "kill -9 catalog:A (primary, pid 9)"), load.Event(1.2, "catalog: new primary B")]
     found = json.loads(json.dumps(load.document(chosen, 2.0, SAMPLES, events, None)))
-    assert (found["url"], found["clients"], found["seconds"], found["cache"], found["seed"]) == ("http://f", 3, 2.0, True, 5)
+    assert (found["url"], found["clients"], found["seconds"], found["cache"], found["seed"]) == (
+        "http://f",
+        3,
+        2.0,
+        True,
+        5,
+    )
     assert found["operations"]["buy"]["errors"] == {"409": 1, "no answer": 1}
     assert found["operations"]["lookup"]["p50"] == pytest.approx(0.0035)
     assert found["all"]["count"] == 8
@@ -353,7 +381,9 @@ def test_progress_bar_shows_requests_rate_and_errors():
     out = io.StringIO()
     clock = Clock()
     tally = load.Tally()
-    bar = load.ProgressBar(Console(file=out, force_terminal=True, width=120), load.Settings(url="u", duration=4.0), tally, clock)
+    bar = load.ProgressBar(
+        Console(file=out, force_terminal=True, width=120), load.Settings(url="u", duration=4.0), tally, clock
+    )
     bar.start()
     for sample in SAMPLES:
         tally(sample)
@@ -363,7 +393,9 @@ def test_progress_bar_shows_requests_rate_and_errors():
     text = out.getvalue()
     assert "8 requests" in text and "4 req/s" in text and "3 errors" in text and "50%" in text
     quiet = io.StringIO()
-    bar = load.ProgressBar(Console(file=quiet, force_terminal=False), load.Settings(url="u", duration=4.0), tally, clock)
+    bar = load.ProgressBar(
+        Console(file=quiet, force_terminal=False), load.Settings(url="u", duration=4.0), tally, clock
+    )
     bar.start()
     bar.stop()
     assert quiet.getvalue() == ""  # no bar when stderr is not a terminal
@@ -379,7 +411,10 @@ def test_missing_extra_is_one_line(monkeypatch):
     err = io.StringIO()
     monkeypatch.delitem(sys.modules, "rich")
     assert load.main(args, err=err) == 2
-    assert err.getvalue() == "pygmy load: pygmy load --plot needs matplotlib, which is not installed: pip install 'pygmy[load]'\n"
+    assert (
+        err.getvalue()
+        == "pygmy load: pygmy load --plot needs matplotlib, which is not installed: pip install 'pygmy[load]'\n"
+    )
 
 
 def test_the_commands_do_not_import_rich_or_matplotlib():
@@ -388,8 +423,13 @@ def test_the_commands_do_not_import_rich_or_matplotlib():
         "pygmy.cli.build_parser(); "
         "print(sorted(m for m in ('rich', 'matplotlib') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -405,8 +445,12 @@ def test_crash_needs_a_primary_started_by_pygmy_up(tmp_path):
 
     (tmp_path / "config.ini").write_text(
         "[cluster]\n[frontend]\nport = 8080\nheartbeat_port = 8090\n"
-        + "".join(f"[{s}:{n}]\nport = {p}\n" for (s, n), p in zip(
-            [("catalog", "A"), ("catalog", "B"), ("order", "A"), ("order", "B")], range(8081, 8085)))
+        + "".join(
+            f"[{s}:{n}]\nport = {p}\n"
+            for (s, n), p in zip(
+                [("catalog", "A"), ("catalog", "B"), ("order", "A"), ("order", "B")], range(8081, 8085)
+            )
+        )
     )
     config = load_config(tmp_path / "config.ini")
     crash = load.Crash(Clock(), Frontend(StubTreq(Status()), "http://f", None), config, "catalog", print)
@@ -437,8 +481,12 @@ def test_plot_with_a_crash_adds_the_timeline(tmp_path):
         Sample(rng.choice(["lookup", "search", "buy"]), 503 if 2.0 < at < 2.3 else 200, rng.uniform(0.001, 0.08), at)
         for at in (i / 200 for i in range(1200))
     ]
-    events = [(2.0, "kill -9 catalog:A (primary, pid 1)"), (2.3, "catalog: new primary B"),
-              (4.0, "restart catalog:A"), (5.5, "catalog:A back in the view (backup of B)")]
+    events = [
+        (2.0, "kill -9 catalog:A (primary, pid 1)"),
+        (2.3, "catalog: new primary B"),
+        (4.0, "restart catalog:A"),
+        (5.5, "catalog:A back in the view (backup of B)"),
+    ]
     path = tmp_path / "crash.png"
     plot.draw(path, many, "pygmy load --crash catalog", events, 6.0)
     check_png(path)

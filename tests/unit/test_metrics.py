@@ -15,7 +15,7 @@ URL = "http://front.invalid"
 
 
 def samples(text: bytes) -> dict:
-    """``{(name, sorted label items): value}`` of a Prometheus text body."""
+    """C{{(name, sorted label items): value}} of a Prometheus text body."""
     found = {}
     for family in text_string_to_metric_families(text.decode()):
         for sample in family.samples:
@@ -87,7 +87,7 @@ def test_metrics_routes(tmp_path):
         response = cluster.front.get(URL + "/metrics")
         got = []
         response.addCallback(lambda r: r.content().addCallback(lambda body: got.append((r, body))))
-        (reply, body), = got
+        ((reply, body),) = got
         assert reply.code == 200
         assert reply.headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
         assert ("pygmy_cache_entries", ()) in samples(body)

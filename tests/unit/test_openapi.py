@@ -1,12 +1,12 @@
 """
-``docs/openapi.yaml``, the description of the public API (DESIGN §3): it is a
+C{docs/openapi.yaml}, the description of the public API (DESIGN §3): it is a
 valid OpenAPI document, it names exactly the routes the front end's Klein app
 serves, and what the real app answers (real catalog and order apps on SQLite,
-in memory through ``StubTreq``) matches its response schemas, status codes and
+in memory through C{StubTreq}) matches its response schemas, status codes and
 headers.
 
-The helpers here (:func:`document`, :func:`check_response`, :func:`call`,
-:func:`front_end`) are shared with ``test_fuzz.py``.
+The helpers here (L{document}, L{check_response}, L{call},
+L{front_end}) are shared with C{test_fuzz.py}.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def document() -> dict:
 
 @functools.cache
 def _registry() -> Registry:
-    """The whole document as one JSON Schema 2020-12 resource, for ``$ref``."""
+    """The whole document as one JSON Schema 2020-12 resource, for C{$ref}."""
     return Registry().with_resource(DOCUMENT_URI, DRAFT202012.create_resource(_loaded()))
 
 
@@ -66,7 +66,7 @@ def _pointer(*parts) -> str:
 
 
 def _resolve(node: dict) -> tuple[dict, tuple]:
-    """Follow a local ``$ref`` (of a response, parameter or header)."""
+    """Follow a local C{$ref} (of a response, parameter or header)."""
     ref = node.get("$ref")
     if ref is None:
         return node, ()
@@ -79,14 +79,9 @@ def _resolve(node: dict) -> tuple[dict, tuple]:
 
 
 def schema_errors(pointer: str, instance) -> list[str]:
-    """Why ``instance`` does not match the schema at ``pointer`` in the document."""
-    validator = jsonschema.Draft202012Validator(
-        {"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=_registry()
-    )
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
-        for e in validator.iter_errors(instance)
-    ]
+    """Why C{instance} does not match the schema at C{pointer} in the document."""
+    validator = jsonschema.Draft202012Validator({"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=_registry())
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}" for e in validator.iter_errors(instance)]
 
 
 def response_spec(template: str, method: str, status: int) -> tuple[dict, tuple] | None:
@@ -103,7 +98,7 @@ def response_spec(template: str, method: str, status: int) -> tuple[dict, tuple]
 
 
 def error_spec(status: int) -> tuple[dict, tuple] | None:
-    """The shared error response component for ``status``, if it is one."""
+    """The shared error response component for C{status}, if it is one."""
     name = ERROR_RESPONSES.get(status)
     if name is None:
         return None
@@ -147,7 +142,7 @@ def check_against(spec, status: int, headers, body: bytes, what: str) -> None:
 
 
 def check_response(template: str, method: str, status: int, headers, body: bytes) -> None:
-    """Assert that an answer to ``method template`` is one the document describes."""
+    """Assert that an answer to C{method template} is one the document describes."""
     what = f"{method} {template}"
     check_against(response_spec(template, method, status), status, headers, body, what)
 
@@ -168,7 +163,7 @@ def front_end(cluster: InMemoryCluster) -> StubTreq:
 
 def call(front: StubTreq, method: str, path, data=None, headers=None, flush=None):
     """
-    One request through ``front``, run to completion.
+    One request through C{front}, run to completion.
 
     @param path: the path and query, as text or as the exact bytes to send.
     @param flush: called (with no argument) until the answer is in, for
@@ -177,9 +172,7 @@ def call(front: StubTreq, method: str, path, data=None, headers=None, flush=None
     """
     url = URL.encode("ascii") + path if isinstance(path, bytes) else URL + path
     outcome = []
-    front.request(
-        method, url, data=data, headers=headers or {}, allow_redirects=False
-    ).addBoth(outcome.append)
+    front.request(method, url, data=data, headers=headers or {}, allow_redirects=False).addBoth(outcome.append)
     for _ in range(100):
         if outcome or flush is None:
             break
@@ -261,9 +254,19 @@ def test_update_body_schema():
     pointer = "/components/schemas/UpdateRequest"
     for good in [{"cost": "12.50"}, {"cost": "3"}, {"stock_delta": -5}, {"cost": "0.5", "stock_delta": 0}]:
         assert schema_errors(pointer, good) == [], good
-    for bad in [{}, {"cost": 12.5}, {"cost": "1.234"}, {"cost": "-1"}, {"cost": "NaN"},
-                {"stock_delta": "5"}, {"stock_delta": 1.5}, {"stock_delta": True},
-                {"colour": "red"}, {"cost": "1", "extra": 1}, [1, 2]]:
+    for bad in [
+        {},
+        {"cost": 12.5},
+        {"cost": "1.234"},
+        {"cost": "-1"},
+        {"cost": "NaN"},
+        {"stock_delta": "5"},
+        {"stock_delta": 1.5},
+        {"stock_delta": True},
+        {"colour": "red"},
+        {"cost": "1", "extra": 1},
+        [1, 2],
+    ]:
         assert schema_errors(pointer, bad), bad
     doc = document()
     assert doc["paths"]["/update/{id}"]["post"]["security"] == [{"bearerAuth": []}]
@@ -284,7 +287,7 @@ def test_idempotency_key_header_on_buy():
 
 
 def _shape(template: str) -> str:
-    """A path template with its parameters blanked: ``/lookup/{}``."""
+    """A path template with its parameters blanked: C{/lookup/{}}."""
     template = re.sub(r"<(?:[a-z]+:)?[A-Za-z_]+>", "{}", template)
     template = re.sub(r"\{[A-Za-z_]+\}", "{}", template)
     # `/search/` is the same route as `/search` (an empty topic in the path).
@@ -328,7 +331,7 @@ def exchange(front, template, method, path, status, **kwargs):
 
 
 def wrong_method(front, template, method, path, documented):
-    """A method ``path`` does not serve: 405, as the documented operation says."""
+    """A method C{path} does not serve: 405, as the documented operation says."""
     code, headers, body = call(front, method, path, data=b"{}")
     assert code == 405, (method, path, code, body)
     check_response(template, documented, code, headers, body)
@@ -376,8 +379,9 @@ def test_buy_and_order_answers(cluster, front):
     exchange(front, t, "POST", "/buy/1", 413, data=b"x" * (MAX_BODY + 1))
     auth = {"Authorization": f"Bearer {cluster.secret}"}
     stock = exchange(front, "/lookup/{id}", "GET", "/lookup/6", 200)["stock"]
-    exchange(front, "/update/{id}", "POST", "/update/6", 200,
-             data=json.dumps({"stock_delta": -stock}).encode(), headers=auth)
+    exchange(
+        front, "/update/{id}", "POST", "/update/6", 200, data=json.dumps({"stock_delta": -stock}).encode(), headers=auth
+    )
     assert exchange(front, t, "POST", "/buy/6", 409)["error"]["code"] == "out_of_stock"
     assert wrong_method(front, t, "GET", "/buy/1", "POST").getRawHeaders(b"allow") == [b"POST"]
 
@@ -395,8 +399,7 @@ def test_buy_and_update_without_primary_answer_503(cluster, front):
     exchange(front, "/buy/{id}", "POST", "/buy/1", 503, flush=advance)
     cluster.frontend.catalog.update(2, None, [])
     auth = {"Authorization": f"Bearer {cluster.secret}"}
-    exchange(front, "/update/{id}", "POST", "/update/1", 503,
-             data=b'{"stock_delta": 1}', headers=auth, flush=advance)
+    exchange(front, "/update/{id}", "POST", "/update/1", 503, data=b'{"stock_delta": 1}', headers=auth, flush=advance)
     # Reads go on.
     exchange(front, "/lookup/{id}", "GET", "/lookup/1", 200)
 

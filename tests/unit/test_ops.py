@@ -1,5 +1,5 @@
 """
-Operations: ``--log-format``, the warning about the default secret, and the
+Operations: C{--log-format}, the warning about the default secret, and the
 heartbeat flood limit.
 """
 
@@ -11,9 +11,9 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 from twisted.python import usage
 
-from pygmy.process import logs
 from pygmy.catalog.tap import Options
 from pygmy.config import load
+from pygmy.process import logs
 from pygmy.replication.heartbeat import MonitorProtocol
 from tests.fakes import config_text
 

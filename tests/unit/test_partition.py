@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from pygmy.replication.heartbeat import parse
-from pygmy.net.remote import ReplicaDown
-from pygmy.replication.primary import BackupLink, Replicator
 from pygmy.frontend.views import ServiceView
+from pygmy.net.remote import ReplicaDown
+from pygmy.replication.heartbeat import parse
+from pygmy.replication.primary import BackupLink, Replicator
 
 
 def test_parse_unreachable():
@@ -59,7 +59,9 @@ def test_primary_reports_a_backup_that_does_not_answer():
     clock = Clock()
     reported = []
     node = SimpleNamespace(
-        view=3, name="A", applied_seq=10,
+        view=3,
+        name="A",
+        applied_seq=10,
         report_unreachable=lambda name: reported.append(name) or True,
     )
     replicator = Replicator(node, store=None, peers=None, clock=clock, retry_delay=0.25, patience=1.5)

@@ -1,7 +1,7 @@
 """
-Unit tests of the twistd plugins: they are discoverable, their ``Options``
-load ``config.ini`` (refusing a bad one with a single line, not a traceback)
-and their ``makeService`` builds a ``MultiService`` without opening sockets.
+Unit tests of the twistd plugins: they are discoverable, their C{Options}
+load C{config.ini} (refusing a bad one with a single line, not a traceback)
+and their C{makeService} builds a C{MultiService} without opening sockets.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def config_path(tmp_path) -> Path:
 @pytest.fixture
 def reactor(monkeypatch) -> MemoryReactorClock:
     """
-    A memory reactor standing in for the global one that ``makeService``
+    A memory reactor standing in for the global one that C{makeService}
     imports, so building a service leaves no triggers on the real reactor
-    and any attempt to listen would show up in ``tcpServers``.
+    and any attempt to listen would show up in C{tcpServers}.
     """
     fake = MemoryReactorClock()
     monkeypatch.setattr("twisted.internet.reactor", fake)
@@ -51,7 +51,7 @@ def reactor(monkeypatch) -> MemoryReactorClock:
 
 
 def exit_message(options, argv) -> str:
-    """Parse ``argv`` expecting SystemExit; return its one-line message."""
+    """Parse C{argv} expecting SystemExit; return its one-line message."""
     with pytest.raises(SystemExit) as info:
         options.parseOptions(argv)
     message = info.value.code
@@ -116,9 +116,7 @@ def test_missing_replica_is_usage_error(config_path, options):
     assert "--replica" in str(info.value)
 
 
-@pytest.mark.parametrize(
-    "options, service", [(catalog_tap.Options, "catalog"), (order_tap.Options, "order")]
-)
+@pytest.mark.parametrize("options, service", [(catalog_tap.Options, "catalog"), (order_tap.Options, "order")])
 def test_unknown_replica_exits_with_one_line(config_path, options, service):
     message = exit_message(options(), ["--config", str(config_path), "--replica", "Q"])
     assert message.startswith(f"pygmy-{service}: ")

@@ -17,14 +17,13 @@ from pygmy import config as configuration
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.errors import Diverged, StaleView
+from pygmy.net.routing import ServiceRoutes
 from pygmy.replication.node import Node
 from pygmy.replication.replica import ReplicaApp
-from pygmy.net.routing import ServiceRoutes
-from tests.fakes import result, SyncReactor, stub_remote, sync_store
+from tests.fakes import SyncReactor, result, stub_remote, sync_store
 
 SECRET = "s3cret"
 REPO = Path(__file__).resolve().parents[2]
-
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ def make_store(tmp_path, reactor):
 
 
 def written(store, count, view=1, start=0):
-    """Write ``count`` decrements of book 1 straight to ``store``; their entries."""
+    """Write C{count} decrements of book 1 straight to C{store}; their entries."""
     store.view = view
     return [result(Catalog(store).decrement(1, f"w{start + i}")).entry for i in range(count)]
 
@@ -165,13 +164,18 @@ class Pair:
             for name in "AB"
         }
         self.nodes = {
-            name: Node(config.replica("catalog", name), self.stores[name], {"catalog": self.routes[name]},
-                       reactor, interval=0.5, log_keep=1000)
+            name: Node(
+                config.replica("catalog", name),
+                self.stores[name],
+                {"catalog": self.routes[name]},
+                reactor,
+                interval=0.5,
+                log_keep=1000,
+            )
             for name in "AB"
         }
         self.apps = {
-            name: ReplicaApp(config.replica("catalog", name), node, SECRET,
-                             CatalogApp(Catalog(node.store, node)))
+            name: ReplicaApp(config.replica("catalog", name), node, SECRET, CatalogApp(Catalog(node.store, node)))
             for name, node in self.nodes.items()
         }
         for name, other in (("A", "B"), ("B", "A")):
@@ -181,7 +185,7 @@ class Pair:
         self.nodes["A"].heartbeat_connected(self.heartbeat)
 
     def view(self, number, primary, backups, to="AB"):
-        """The front end pushes a view of the catalog to the nodes in ``to``."""
+        """The front end pushes a view of the catalog to the nodes in C{to}."""
         for name in to:
             self.nodes[name].view_received("catalog", number, primary, list(backups))
 
@@ -302,17 +306,23 @@ def test_the_largest_replication_batch_fits_a_replica_body():
     BATCH entries as large as they can be (request ids of MAX_REQUEST_ID
     characters that JSON must escape) fit in one request to a backup.
     """
-    from pygmy.replication.replica import MAX_REPLICA_BODY
-    from pygmy.replication.primary import BATCH
     from pygmy.net.validate import MAX_REQUEST_ID
     from pygmy.net.web import json_bytes
+    from pygmy.replication.primary import BATCH
+    from pygmy.replication.replica import MAX_REPLICA_BODY
 
     request_id = '"' * MAX_REQUEST_ID
     order = {"id": 2**62, "item_id": 2**62, "created": "2026-11-21T19:35:00.123Z", "request_id": request_id}
     book = {"id": 2**62, "title": "x" * 60, "topic": "y" * 30, "cost": "999999999.99", "stock": 10**12}
     entries = [
-        {"seq": 2**62, "view": 2**40, "request_id": request_id, "created": order["created"],
-         "fingerprint": "f" * 32, "changes": [{"table": "orders", "row": order}, {"table": "books", "row": book}]}
+        {
+            "seq": 2**62,
+            "view": 2**40,
+            "request_id": request_id,
+            "created": order["created"],
+            "fingerprint": "f" * 32,
+            "changes": [{"table": "orders", "row": order}, {"table": "books", "row": book}],
+        }
     ] * BATCH
     body = json_bytes({"view": 2**40, "primary": "a-replica-name", "entries": entries})
     assert len(body) <= MAX_REPLICA_BODY, len(body)

@@ -10,8 +10,7 @@ import pytest
 from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
 from pygmy.errors import BadRequest, NotFound, OutOfStock
 from pygmy.order.orders import ORDERS
-from tests.fakes import result, SyncReactor, sync_store
-
+from tests.fakes import SyncReactor, result, sync_store
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def test_write_appends_log_entry_with_resulting_row(catalog, tmp_path):
     assert write.seq == 1 and not write.replayed
     assert write.row["stock"] == SEED[1][4] - 1
     connection = sqlite3.connect(tmp_path / "catalog.sqlite")
-    (seq, request_id, changes), = connection.execute("SELECT seq, request_id, changes FROM log")
+    ((seq, request_id, changes),) = connection.execute("SELECT seq, request_id, changes FROM log")
     assert (seq, request_id) == (1, "r1")
     assert '"stock": %d' % (SEED[1][4] - 1) in changes
 

@@ -1,6 +1,6 @@
 """
-Unit tests of :mod:`pygmy.net.validate`: every client-supplied value is either
-returned in its clean form or refused with :class:`~pygmy.errors.BadRequest`.
+Unit tests of L{pygmy.net.validate}: every client-supplied value is either
+returned in its clean form or refused with L{BadRequest<pygmy.errors.BadRequest>}.
 """
 
 from __future__ import annotations

@@ -44,14 +44,14 @@ def make_view(names=("A", "B", "C"), started=0.0, grace=GRACE):
 
 
 def join(view, name, now=0.0, seq=0, last_view=0, state="idle", number=0):
-    """Connect ``name`` and let it beat once."""
+    """Connect C{name} and let it beat once."""
     view.conns[name] = connection()
     view.connected(name, view.conns[name], now)
     view.beat(name, number, seq, last_view, state, now)
 
 
 def running(names=("A", "B", "C"), backups=("B", "C")):
-    """A view with A primary and ``backups`` in sync, every replica alive."""
+    """A view with A primary and C{backups} in sync, every replica alive."""
     view, views = make_view(names)
     for name in names:
         join(view, name, seq=10 if name == "A" or name in backups else 4, last_view=1)

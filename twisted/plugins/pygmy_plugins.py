@@ -1,6 +1,6 @@
 """
-twistd plugins of Pygmy: ``pygmy-frontend``, ``pygmy-catalog`` and
-``pygmy-order``.  Each only points at its role's ``tap`` module.
+twistd plugins of Pygmy: C{pygmy-frontend}, C{pygmy-catalog} and
+C{pygmy-order}.  Each only points at its role's C{tap} module.
 """
 
 from twisted.application.service import ServiceMaker
