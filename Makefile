@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - a virtualenv, the install, then the whole cluster in one process
-#   make test  - the same set-up, then the full test suite
+#   make test  - the same set-up, then lint (ruff) and the full test suite
 #   make bench - the benchmarks (by hand: they take a while and load the machine)
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run test lint bench install clean
 
 install: $(STAMP)
 
@@ -22,8 +22,12 @@ run: $(STAMP)
 	@echo "Pygmy front end: http://127.0.0.1:8080  (Ctrl-C stops the cluster)"
 	PYGMY_CONFIG=config.ini $(BIN)/twistd -n --pidfile= -y pygmy.tac
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
