@@ -44,7 +44,7 @@ def seed(cursor) -> None:
 
 
 def _row(values) -> dict:
-    return dict(zip(BOOKS.columns, values))
+    return dict(zip(BOOKS.columns, values, strict=True))
 
 
 def _get(txn, item_id: int) -> dict:

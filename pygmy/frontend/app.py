@@ -246,6 +246,7 @@ class CachedReads(Resource):
         self._app = app
 
     def render(self, request):
+        """Answer a cache hit at once; hand anything else to the Klein app."""
         if request.method == b"GET":
             key = _hit_key(request.path)
             if key is not None and not _no_cache(request):

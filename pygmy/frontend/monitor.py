@@ -69,12 +69,15 @@ class Monitor:
                 connection.send(view_line(view.service, view.number, view.primary, view.backups))
 
     def beat(self, service, replica, view, applied_seq, last_view, state) -> None:
+        """Record a C{BEAT} of C{replica} in its service's view."""
         self.views[service].beat(replica, view, applied_seq, last_view, state, self.clock.seconds())
 
     def synced(self, service, sender, replica, seq) -> None:
+        """Record that C{sender}, a primary, has C{replica} in sync up to C{seq}."""
         self.views[service].synced(sender, replica, seq, self.clock.seconds())
 
     def unreachable(self, service, sender, replica) -> None:
+        """Take C{replica} out of the view: its primary C{sender} cannot reach it."""
         self.views[service].unreachable(sender, replica)
 
     def invalidate(self, sender: str, item: int, seq: int) -> None:
@@ -82,6 +85,7 @@ class Monitor:
         self.invalidated(item)
 
     def disconnected(self, service, replica, connection) -> None:
+        """Forget C{connection} of C{replica}, unless a newer one replaced it."""
         if self.connections.get((service, replica)) is connection:
             del self.connections[(service, replica)]
         self.views[service].disconnected(replica, connection, self.clock.seconds())

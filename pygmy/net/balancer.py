@@ -41,15 +41,18 @@ class RoundRobin:
         self._turn = 0
 
     def order(self, candidates):
+        """The candidates, rotated one further each call."""
         if not candidates:
             return []
         self._turn = (self._turn + 1) % len(candidates)
         return candidates[self._turn :] + candidates[: self._turn]
 
     def started(self, replica):
+        """A call to C{replica} started (round robin keeps no count)."""
         pass
 
     def finished(self, replica, seconds, ok):
+        """A call to C{replica} ended after C{seconds}, C{ok} or not (nothing to record)."""
         pass
 
 
@@ -63,13 +66,16 @@ class LeastConnections(RoundRobin):
         self.in_flight: dict[str, int] = {}
 
     def order(self, candidates):
+        """The candidates with the fewest calls in flight first."""
         rotated = super().order(candidates)
         return sorted(rotated, key=lambda name: self.in_flight.get(name, 0))
 
     def started(self, replica):
+        """Count one more call in flight to C{replica}."""
         self.in_flight[replica] = self.in_flight.get(replica, 0) + 1
 
     def finished(self, replica, seconds, ok):
+        """Count one call fewer in flight to C{replica}."""
         self.in_flight[replica] = max(0, self.in_flight.get(replica, 0) - 1)
 
 
@@ -90,10 +96,12 @@ class LeastLatency(RoundRobin):
         self.average: dict[str, float] = {}
 
     def order(self, candidates):
+        """The candidates with the lowest moving average first."""
         rotated = super().order(candidates)
         return sorted(rotated, key=lambda name: self.average.get(name, 0.0))
 
     def finished(self, replica, seconds, ok):
+        """Fold this call's time (or the penalty, if it failed) into C{replica}'s average."""
         sample = seconds if ok else max(seconds, self.penalty)
         old = self.average.get(replica)
         self.average[replica] = sample if old is None else old + self.weight * (sample - old)

@@ -103,7 +103,7 @@ class Batcher:
         if isinstance(outcomes, Failure):
             outcomes = [outcomes] * len(waiters)
         # A waiter its caller cancelled meanwhile ignores what it gets here.
-        for outcome, waiter in zip(outcomes, waiters):
+        for outcome, waiter in zip(outcomes, waiters, strict=True):
             if isinstance(outcome, Failure):
                 waiter.errback(outcome)
             elif isinstance(outcome, BaseException):

@@ -192,12 +192,14 @@ class JSONRequest(server.Request):
                 pass
 
     def gotLength(self, length):
+        """Note a declared body over the limit, and buffer none of it."""
         if length is not None and length > body_limit(self):
             self._too_large = True
             length = 0
         super().gotLength(length)
 
     def handleContentChunk(self, data):
+        """Buffer C{data}, unless the body has grown over the limit."""
         if self._too_large:
             return
         if self.content.tell() + len(data) > body_limit(self):
@@ -208,6 +210,7 @@ class JSONRequest(server.Request):
         super().handleContentChunk(data)
 
     def process(self):
+        """Answer 413 or 400 before routing where the request calls for it; else route it."""
         self._started = time.perf_counter()
         if self._too_large:
             self.setHeader(b"connection", b"close")
@@ -226,6 +229,7 @@ class JSONRequest(server.Request):
         self.finish()
 
     def finish(self):
+        """Count the answer in the metrics, then finish as usual."""
         metrics = getattr(self.channel.site, "metrics", None) if self.channel else None
         if metrics is not None and not self.finished and self._started is not None:
             metrics.observe(self.path, self.method, self.code, time.perf_counter() - self._started)

@@ -34,7 +34,7 @@ def public(order: dict) -> dict:
 
 def _select(txn, where: str, value):
     found = txn.execute(f"SELECT {_COLUMNS} FROM orders WHERE {where} = ?", (value,)).fetchone()
-    return None if found is None else dict(zip(ORDERS.columns, found))
+    return None if found is None else dict(zip(ORDERS.columns, found, strict=True))
 
 
 def _record(txn, seq, created, item_id, request_id):

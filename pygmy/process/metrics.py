@@ -99,6 +99,7 @@ class FrontendCollector:
         self.cache = cache
 
     def collect(self):
+        """The cache's counters and size, as Prometheus metric families."""
         c = self.cache.counters
         for name, value, doc in [
             ("hits", c.hits, "Cached replies served."),
@@ -149,6 +150,7 @@ class ReplicaCollector:
         self.node = node
 
     def collect(self):
+        """The replica's position, view and role, as Prometheus metric families."""
         node = self.node
         labels = ["service", "replica"]
         values = [node.service, node.name]

@@ -198,10 +198,12 @@ class MonitorProtocol(_LineProtocol):
         self.nonce = secrets.token_hex(16)
 
     def connectionMade(self):
+        """Challenge the replica; close the connection unless a C{HELLO} comes in time."""
         self.sendLine(b"CHALLENGE " + self.nonce.encode("ascii"))
         self._deadline = self._clock.callLater(self._hello_timeout, self.refuse, "no HELLO in time")
 
     def handle(self, verb, *args):
+        """Act on one line from a replica (see the grammar above)."""
         if verb == "HELLO":
             return self._hello(*args)
         if self.identity is None:
@@ -246,6 +248,7 @@ class MonitorProtocol(_LineProtocol):
         self.sendLine(line)
 
     def connectionLost(self, reason):
+        """Tell the monitor the replica behind this connection is gone."""
         self._cancel_deadline()
         if self.identity is not None:
             self.monitor.disconnected(*self.identity, self)
@@ -268,6 +271,7 @@ class MonitorFactory(Factory):
         self.hello_timeout = hello_timeout
 
     def buildProtocol(self, addr):
+        """A protocol for one replica's heartbeat connection."""
         protocol = MonitorProtocol(self.monitor, self.secret, self.clock, self.hello_timeout)
         protocol.factory = self
         return protocol
@@ -294,6 +298,7 @@ class BeatProtocol(_LineProtocol):
         self.ready = False
 
     def handle(self, verb, *args):
+        """Act on one line from the front end (see the grammar above)."""
         if verb == "CHALLENGE":
             if self.ready:
                 raise ProtocolError("second CHALLENGE")
@@ -327,6 +332,7 @@ class BeatProtocol(_LineProtocol):
         self.sendLine(line)
 
     def connectionLost(self, reason):
+        """Stop beating and tell the node the front end is gone."""
         if self._beats.running:
             self._beats.stop()
         if self.ready:
@@ -351,6 +357,7 @@ class BeatFactory(ReconnectingClientFactory):
         self.maxDelay = max(0.5, interval * 2)
 
     def buildProtocol(self, addr):
+        """A protocol for the connection just made; the reconnection delay starts over."""
         self.resetDelay()
         protocol = BeatProtocol(self.node, self.secret, self.clock, self.interval)
         protocol.factory = self
