@@ -1,10 +1,12 @@
 """
 What every replica serves, whatever its service, and how it is assembled.
 
-L{ReplicaApp} answers C{GET /status} to anyone.  Behind the shared
-secret it serves C{/admin/dump}, the replication routes, and mounts the
-service's own Klein app (books or orders), so no internal route can forget
-the check:
+L{ReplicaApp} answers C{GET /status} to anyone.  Every other request goes
+through one door, L{ReplicaApp.door}, a C{branch=True} route that checks the
+shared secret and then hands the request to L{InternalRoutes}: C{/metrics},
+C{/admin/dump}, the replication routes, and the service's own Klein app
+(books or orders).  No internal route checks the secret itself, so none can
+forget it:
 
 ==================================  ==========================================
 C{GET  /replication/log}           C{?after=S&view=V&limit=N} ->
@@ -75,10 +77,12 @@ def _integer(body: dict, name: str) -> int:
 
 class ReplicaApp:
     """
-    The HTTP app of one replica.
+    The HTTP app of one replica: C{GET /status} for anyone, and one door,
+    L{door}, to every other route.
 
     @param service_app: the service's own Klein app instance (it provides
-        C{app}); its routes are served after the secret check.
+        C{app}); its routes are served behind the door.
+    @ivar internal: the L{InternalRoutes} behind the door.
     """
 
     app = Klein()
@@ -86,10 +90,10 @@ class ReplicaApp:
     def __init__(self, replica: ReplicaConfig, node: Node, secret: str, service_app, metrics=None):
         self.replica = replica
         self.node = node
-        self.metrics = metrics
         self.store = node.store
         self._secret = secret
-        self._service = service_app.app.resource()
+        self.internal = InternalRoutes(node, service_app, metrics)
+        self._inside = self.internal.app.resource()
 
     @app.route("/status", methods=["GET"])
     async def status(self, request):
@@ -107,10 +111,41 @@ class ReplicaApp:
             },
         )
 
+    @app.route("/", branch=True)
+    def door(self, request):
+        """
+        The one door: every route but C{GET /status}, whatever its path or
+        method, is reached through here, after the secret check.
+        """
+        require_secret(request, self._secret)
+        return self._inside
+
+    install_error_handlers(app)
+
+
+class InternalRoutes:
+    """
+    The routes behind the shared secret (only L{ReplicaApp.door} leads here):
+    metrics, the dump, replication, and the service's own app, which serves
+    whatever no route here matches (a path or a method), as one app did
+    before the door.
+
+    @param service_app: the service's own Klein app instance (it provides
+        C{app}).
+    @param metrics: the replica's metrics registry, or L{None}.
+    """
+
+    app = Klein()
+
+    def __init__(self, node: Node, service_app, metrics=None):
+        self.node = node
+        self.store = node.store
+        self.metrics = metrics
+        self._service = service_app.app.resource()
+
     @app.route("/metrics", methods=["GET"])
     def metrics_text(self, request):
-        """Prometheus text format (with the secret, like every internal route)."""
-        require_secret(request, self._secret)
+        """Prometheus text format."""
         if self.metrics is None:
             raise NotFound("This replica keeps no metrics.")
         request.setHeader(b"content-type", CONTENT_TYPE)
@@ -119,13 +154,11 @@ class ReplicaApp:
     @app.route("/admin/dump", methods=["GET"])
     async def dump(self, request):
         """The whole replicated table, by id, with the applied sequence number."""
-        require_secret(request, self._secret)
         return json_response(request, await self.store.dump())
 
     @app.route("/replication/log", methods=["GET"])
     async def log(self, request):
         """Log entries after C{after}, if the caller's log matches ours."""
-        require_secret(request, self._secret)
         after, view = _count(request, "after"), _count(request, "view")
         limit = min(_count(request, "limit", 1000), MAX_LOG_BATCH)
         entries, head = await self.store.entries_after(after, view, limit)
@@ -134,13 +167,11 @@ class ReplicaApp:
     @app.route("/replication/snapshot", methods=["GET"])
     async def snapshot(self, request):
         """Every table and where the log stands."""
-        require_secret(request, self._secret)
         return json_response(request, await self.store.snapshot())
 
     @app.route("/replication/apply", methods=["POST"])
     async def apply(self, request):
         """Entries from the primary, applied in order."""
-        require_secret(request, self._secret)
         body = read_json_body(request)
         entries = body.get("entries")
         if not isinstance(entries, list):
@@ -151,7 +182,6 @@ class ReplicaApp:
     @app.route("/replication/join", methods=["POST"])
     async def join(self, request):
         """A recovering replica that has caught up asks to join."""
-        require_secret(request, self._secret)
         body = read_json_body(request)
         name = parse_request_id(body.get("replica"), "replica")
         joined = await self.node.join(name, _integer(body, "after"), _integer(body, "view"))
@@ -159,8 +189,7 @@ class ReplicaApp:
 
     @app.route("/", branch=True)
     def service(self, request):
-        """The service's own routes, for holders of the secret only."""
-        require_secret(request, self._secret)
+        """The service's own routes."""
         return self._service
 
     install_error_handlers(app)
