@@ -1,15 +1,15 @@
 """
 C{pygmy load --crash SERVICE}: C{kill -9} of a service's primary during a
-load run, its restart with the command C{pygmy up} uses, and the events
-around them (the failover timeline of the report, the JSON and the plot).
+load run, its restart with the command C{pygmy up} uses (both through
+L{pygmy.cli.lifecycle}), and the events around them (the failover timeline
+of the report, the JSON and the plot).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from dataclasses import dataclass
 
+from pygmy.cli import launcher, lifecycle
 from pygmy.cli.client import ClientError, Frontend
 
 #: Bounds of the crash's waits, in seconds.
@@ -63,8 +63,6 @@ class Crash:
 
         @raise LoadError: if there is no primary or it has no live pid file.
         """
-        from pygmy.cli import launcher
-
         view = await self.view()
         if not view or not view.get("primary"):
             raise LoadError(f"--crash {self.service}: the front end names no primary of {self.service}")
@@ -89,45 +87,35 @@ class Crash:
             self.event(f"ERROR: {self.error}")
 
     async def _run(self, at: float, down: float) -> None:
-        from pygmy.cli import launcher
-        from pygmy.cli.chaos import restart, sleep
-
-        await sleep(self.reactor, at - self.now())
-        process, pid = await self.target()
+        await lifecycle.sleep(self.reactor, at - self.now())
+        process, _ = await self.target()
         name = process.replica
-        os.kill(pid, signal.SIGKILL)
-        killed = self.now()
-        self.event(f"kill -9 {process.name} (primary, pid {pid})")
-        await self.poll(GONE_TIMEOUT, f"pid {pid} did not exit", lambda: not launcher.pid_alive(pid))
+        try:
+            pid = lifecycle.kill(process)
+            killed = self.now()
+            self.event(f"kill -9 {process.name} (primary, pid {pid})")
+            await lifecycle.gone(self.reactor, pid, GONE_TIMEOUT)
+        except lifecycle.ProcessError as e:
+            raise LoadError(str(e)) from None
         view = await self.poll_view(FAILOVER_TIMEOUT, "no new primary", lambda v: v["primary"] not in (None, name))
         self.event(f"{self.service}: new primary {view['primary']}")
-        await sleep(self.reactor, killed + down - self.now())
+        await lifecycle.sleep(self.reactor, killed + down - self.now())
         self.event(f"restart {process.name}")
-        error = await restart(self.reactor, self.config, process)
-        if error:
-            raise LoadError(f"restart of {process.name} failed: {error}")
+        try:
+            await lifecycle.restart(self.reactor, self.config, process, self.api.http, REJOIN_TIMEOUT)
+        except lifecycle.ProcessError as e:
+            raise LoadError(f"restart of {process.name} failed: {e}") from None
         view = await self.poll_view(REJOIN_TIMEOUT, f"{process.name} did not rejoin", lambda v: name in v["backups"])
         self.event(f"{process.name} back in the view (backup of {view['primary']})")
 
-    async def poll(self, timeout: float, failure: str, probe) -> None:
-        """Check C{probe()} every 0.05 s until it is true; bounded by C{timeout}."""
-        from pygmy.cli.chaos import sleep
-
-        deadline = self.reactor.seconds() + timeout
-        while not probe():
-            if self.reactor.seconds() >= deadline:
-                raise LoadError(f"{failure} within {timeout:g}s")
-            await sleep(self.reactor, 0.05)
-
     async def poll_view(self, timeout: float, failure: str, wanted) -> dict:
         """The service's view once C{wanted(view)} holds; bounded by C{timeout}."""
-        from pygmy.cli.chaos import sleep
 
-        deadline = self.reactor.seconds() + timeout
-        while True:
+        async def probe():
             view = await self.view()
-            if view is not None and wanted(view):
-                return view
-            if self.reactor.seconds() >= deadline:
-                raise LoadError(f"{failure} within {timeout:g}s")
-            await sleep(self.reactor, 0.05)
+            return view if view is not None and wanted(view) else None
+
+        view = await lifecycle.poll(self.reactor, probe, timeout)
+        if view is None:
+            raise LoadError(f"{failure} within {timeout:g}s")
+        return view

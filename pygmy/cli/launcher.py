@@ -10,8 +10,9 @@ recognises (the pid is gone, a zombie, or now some other program) and
 removes.
 
 This is blocking code for the command line, never for a reactor callback;
-L{pygmy.cli.chaos} borrows a few of its helpers (the command line, pid
-checks, the log tail).
+L{pygmy.cli.lifecycle}, which kills and restarts a process under load
+without blocking the reactor, builds on its helpers (the command line, pid
+checks, the start failures).
 """
 
 from __future__ import annotations
@@ -288,15 +289,29 @@ def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = 
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        failure = listen_failure(process, log_start)
+        failure = start_failure(process, pid, log_start)
         if failure:
-            raise LaunchError(f"{process.name} failed to start: {failure}")
-        if not pid_alive(pid):
-            raise LaunchError(f"{process.name} (pid {pid}) exited while starting")
+            raise LaunchError(failure)
         if answers(process.ready_url):
             return
         time.sleep(POLL)
     raise LaunchError(f"{process.name} did not answer {process.ready_url} within {timeout:.0f}s")
+
+
+def start_failure(process: Process, pid: int, log_start: int = 0) -> str | None:
+    """
+    Why C{process} (started as C{pid}) will never answer, if it is known
+    already: it logged that it cannot listen, or it exited.
+
+    @param log_start: where this start's lines begin in its log.
+    @return: one line, or C{None} while it may still come up.
+    """
+    failure = listen_failure(process, log_start)
+    if failure:
+        return f"{process.name} failed to start: {failure}"
+    if not pid_alive(pid):
+        return f"{process.name} (pid {pid}) exited while starting"
+    return None
 
 
 def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:

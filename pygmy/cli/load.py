@@ -20,12 +20,13 @@ failover timeline in the report, the JSON and the plot.
 
 rich (progress bar, tables) and matplotlib (L{pygmy.cli.plot}) come from
 the optional C{load} extra and are imported only here, when the command
-runs; the daemons never import them.
+runs; the daemons never import them.  The bar is
+L{pygmy.cli.load_progress}, the report (table, timeline, JSON, plot)
+L{pygmy.cli.load_report}.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -34,18 +35,17 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pygmy.cli.client import ClientError, Frontend, UsageError, react_for_status, resolve_url
-from pygmy.cli.crash import Crash, Event, LoadError
-from pygmy.cli.loadgen import Request, Sample, drive, overall, summarise, timeline
+from pygmy.cli.crash import Crash, LoadError
+from pygmy.cli.load_progress import ProgressBar, Tally
+from pygmy.cli.load_report import finish
+from pygmy.cli.loadgen import Request, drive
 
 #: What a client can do, and the default weights of --mix.
 OPERATIONS = ("search", "lookup", "buy", "list")
 DEFAULT_MIX = "lookup=6,search=3,buy=1"
-#: How often the progress bar is redrawn, and the width of a timeline slice.
+#: How often the progress bar is redrawn.
 REFRESH = 0.1
-SLICE = 0.25
 EXTRA = "pip install 'pygmy[load]'"
-#: The line under the table.
-NOTE = "latency in ms; errors by status (no answer: refused, reset or timed out)"
 
 
 def require(module: str, what: str):
@@ -90,11 +90,6 @@ def parse_mix(text: str) -> dict[str, float]:
     if not any(mix.values()):
         raise ValueError(f"no operation has a weight above 0 in {text!r}")
     return mix
-
-
-def describe_mix(mix: dict[str, float]) -> str:
-    """C{lookup=6 search=3 buy=1}."""
-    return " ".join(f"{name}={weight:g}" for name, weight in mix.items())
 
 
 @dataclass(frozen=True)
@@ -186,165 +181,6 @@ class Plan:
         return Request(name, "GET", f"{self.url}/list", self.read_headers)
 
 
-# The live progress bar
-
-
-class Tally:
-    """Requests and failures so far (an C{on_sample} hook of L{drive})."""
-
-    def __init__(self):
-        self.requests = 0
-        self.errors = 0
-
-    def __call__(self, sample: Sample) -> None:
-        self.requests += 1
-        self.errors += 0 if sample.ok else 1
-
-
-class ProgressBar:
-    """
-    A rich progress bar on C{console}, redrawn by the caller's timer (rich's
-    own refresh thread is off): elapsed time of a C{--duration} run, or
-    requests of a C{--count} run, with the rate and the failures.
-    """
-
-    def __init__(self, console, settings: Settings, tally: Tally, clock):
-        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-        self.settings, self.tally, self.clock = settings, tally, clock
-        self.started = clock.seconds()
-        self.progress = Progress(
-            TextColumn("[bold]load"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn(
-                "{task.fields[requests]:>7} requests {task.fields[rate]:>7.0f} req/s {task.fields[errors]:>5} errors"
-            ),
-            TimeElapsedColumn(),
-            console=console,
-            auto_refresh=False,
-            disable=not console.is_terminal,
-        )
-        total = settings.count if settings.duration is None else settings.duration
-        self.task = self.progress.add_task("load", total=total, requests=0, rate=0.0, errors=0)
-
-    def start(self) -> None:
-        """Show the bar."""
-        self.progress.start()
-
-    def tick(self) -> None:
-        """Redraw with the figures so far."""
-        elapsed = max(self.clock.seconds() - self.started, 1e-9)
-        done = self.tally.requests if self.settings.duration is None else min(elapsed, self.settings.duration)
-        rate = self.tally.requests / elapsed
-        self.progress.update(
-            self.task, completed=done, requests=self.tally.requests, rate=rate, errors=self.tally.errors
-        )
-        self.progress.refresh()
-
-    def note(self, line: str) -> None:
-        """Print a line above the bar."""
-        self.progress.console.print(line, highlight=False, markup=False)
-
-    def stop(self) -> None:
-        """Draw the final state and stop (again: nothing)."""
-        self.tick()
-        self.progress.stop()
-
-
-# The report
-
-
-def error_columns(summary: dict) -> list[str]:
-    """Every error key of a summary: statuses in order, then C{no answer}."""
-    keys = {key for figures in summary.values() for key in figures["errors"]}
-    return sorted(keys, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
-
-
-def summary_table(summary: dict, total: dict | None):
-    """
-    A rich C{Table}: per operation (and for all of them) the requests, the
-    2xx answers, the errors by status, requests/s and latency in ms.
-    """
-    from rich import box
-    from rich.table import Table
-
-    errors = error_columns(summary)
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    table.add_column("operation")
-    for name in ["requests", "ok", *(errors or ["errors"]), "req/s", "mean", "p50", "p90", "p99", "max"]:
-        table.add_column(name, justify="right")
-
-    def add(name: str, figures: dict) -> None:
-        failed = [str(figures["errors"].get(key, 0)) for key in errors] or ["0"]
-        latency = [f"{figures[k] * 1000:.2f}" for k in ("mean", "p50", "p90", "p99", "max")]
-        table.add_row(name, str(figures["count"]), str(figures["ok"]), *failed, f"{figures['rps']:.1f}", *latency)
-
-    for name, figures in summary.items():
-        add(name, figures)
-    if total and len(summary) > 1:
-        table.add_section()
-        add("all", total)
-    return table
-
-
-def headline(settings: Settings, seconds: float) -> str:
-    """The first line of the report: what ran, for how long."""
-    cache = "cache bypassed (Cache-Control: no-cache)" if settings.no_cache else "cache used"
-    limit = f"{seconds:.1f} s" + (f", at most {settings.count} requests" if settings.count else "")
-    return (
-        f"pygmy load: {settings.url}, {settings.clients} client{'s' if settings.clients > 1 else ''}, {limit}, "
-        f"mix {describe_mix(settings.mix)}, {cache}, seed {settings.seed}"
-    )
-
-
-def document(settings: Settings, seconds: float, samples: list[Sample], events: list[Event], error) -> dict:
-    """The raw summary C{--json} writes (latencies in seconds)."""
-    found = {
-        "url": settings.url,
-        "clients": settings.clients,
-        "seconds": round(seconds, 3),
-        "count_limit": settings.count,
-        "mix": settings.mix,
-        "cache": not settings.no_cache,
-        "seed": settings.seed,
-        "operations": summarise(samples, seconds),
-        "all": overall(samples, seconds),
-    }
-    if settings.crash:
-        found["crash"] = {
-            "service": settings.crash,
-            "at": settings.crash_at,
-            "down": settings.down,
-            "events": [{"at": e.at, "what": e.what} for e in events],
-            "error": error,
-            "timeline": timeline(samples, SLICE, seconds),
-        }
-    return found
-
-
-def report(console, settings: Settings, seconds: float, samples: list[Sample], events: list[Event]) -> None:
-    """Print the headline, the table and the failover timeline on C{console}."""
-    console.print(headline(settings, seconds), highlight=False, markup=False, soft_wrap=True)
-    if not samples:
-        console.print("no request was sent", highlight=False)
-        return
-    console.print(summary_table(summarise(samples, seconds), overall(samples, seconds)))
-    console.print(NOTE, highlight=False, markup=False, soft_wrap=True)
-    if events:
-        console.print("failover timeline:", highlight=False)
-        for event in events:
-            console.print(f"  {event.at:7.2f}s  {event.what}", highlight=False, markup=False, soft_wrap=True)
-        late = [e for e in events if e.at > seconds]
-        if late:
-            console.print(
-                f"  (after the load ended at {seconds:.2f}s: use a longer --duration to see it under load)",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
-
-
 # The run
 
 
@@ -431,28 +267,6 @@ async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash
         bar.stop()
         reactor.removeSystemEventTrigger(trigger)
     return samples, seconds
-
-
-def finish(settings: Settings, seconds: float, samples, events, error, out) -> None:
-    """Print the report (unless the JSON goes to stdout), write the JSON and the plot."""
-    from rich.console import Console
-
-    if settings.json != "-":
-        console = Console(file=out, highlight=False, width=None if out.isatty() else 120)
-        report(console, settings, seconds, samples, events)
-    if settings.json is not None:
-        text = json.dumps(document(settings, seconds, samples, events, error), indent=2)
-        if settings.json == "-":
-            print(text, file=out)
-        else:
-            with open(settings.json, "w") as f:
-                f.write(text + "\n")
-    if settings.plot:
-        from pygmy.cli import plot
-
-        plot.draw(settings.plot, samples, headline(settings, seconds), [(e.at, e.what) for e in events], seconds)
-        if settings.json != "-":
-            print(f"plot: {settings.plot}", file=out)
 
 
 def main(args, out=None, err=None) -> int:

@@ -26,7 +26,7 @@ from twisted.internet.task import Clock
 from twisted.web.resource import Resource
 
 from pygmy import cli
-from pygmy.cli import load, loadgen, plot
+from pygmy.cli import crash, load, load_progress, load_report, loadgen, plot
 from pygmy.cli.client import Frontend, UsageError
 from pygmy.cli.loadgen import Request, Sample, percentile, summarise, timeline
 
@@ -223,7 +223,7 @@ def test_drive_needs_a_bound():
 def test_parse_mix():
     assert load.parse_mix("lookup=6,search=3,buy=1") == {"lookup": 6.0, "search": 3.0, "buy": 1.0}
     assert load.parse_mix(" buy = 0.5 , list") == {"buy": 0.5, "list": 1.0}
-    assert load.describe_mix({"lookup": 6.0, "buy": 0.5}) == "lookup=6 buy=0.5"
+    assert load_report.describe_mix({"lookup": 6.0, "buy": 0.5}) == "lookup=6 buy=0.5"
     for bad, message in [
         ("fly=1", "unknown operation 'fly'"),
         ("buy=1,buy=2", "buy appears twice"),
@@ -310,7 +310,7 @@ def render(renderable, width=120) -> str:
 
 
 def test_summary_table_has_a_row_per_operation_errors_by_status_and_a_total():
-    text = render(load.summary_table(summarise(SAMPLES, 2.0), loadgen.overall(SAMPLES, 2.0)))
+    text = render(load_report.summary_table(summarise(SAMPLES, 2.0), loadgen.overall(SAMPLES, 2.0)))
     lines = [line.split() for line in text.splitlines() if line.strip()]
     assert lines[0] == [
         "operation",
@@ -335,15 +335,15 @@ def test_summary_table_has_a_row_per_operation_errors_by_status_and_a_total():
 
 def test_summary_table_without_errors_has_one_errors_column():
     found = samples_of("lookup", [(200, 0.001), (200, 0.003)])
-    text = render(load.summary_table(summarise(found, 1.0), loadgen.overall(found, 1.0)))
+    text = render(load_report.summary_table(summarise(found, 1.0), loadgen.overall(found, 1.0)))
     assert text.split()[:4] == ["operation", "requests", "ok", "errors"]
     assert "all" not in text.split()  # no total row for a single operation
 
 
 def test_json_document_is_the_raw_summary():
     chosen = load.Settings(url="http://f", clients=3, crash="catalog", crash_at=1.0, seed=5)
-    events = [load.Event(1.0, "kill -9 catalog:A (primary, pid 9)"), load.Event(1.2, "catalog: new primary B")]
-    found = json.loads(json.dumps(load.document(chosen, 2.0, SAMPLES, events, None)))
+    events = [crash.Event(1.0, "kill -9 catalog:A (primary, pid 9)"), crash.Event(1.2, "catalog: new primary B")]
+    found = json.loads(json.dumps(load_report.document(chosen, 2.0, SAMPLES, events, None)))
     assert (found["url"], found["clients"], found["seconds"], found["cache"], found["seed"]) == (
         "http://f",
         3,
@@ -356,7 +356,7 @@ def test_json_document_is_the_raw_summary():
     assert found["all"]["count"] == 8
     assert found["crash"]["events"][0] == {"at": 1.0, "what": "kill -9 catalog:A (primary, pid 9)"}
     assert found["crash"]["error"] is None and len(found["crash"]["timeline"]) == 9
-    assert "crash" not in load.document(load.Settings(url="u"), 1.0, SAMPLES, [], None)
+    assert "crash" not in load_report.document(load.Settings(url="u"), 1.0, SAMPLES, [], None)
 
 
 def test_report_prints_headline_table_and_timeline():
@@ -364,15 +364,15 @@ def test_report_prints_headline_table_and_timeline():
 
     chosen = load.Settings(url="http://f", clients=2, duration=1.0, no_cache=True, seed=4)
     out = io.StringIO()
-    load.report(Console(file=out, width=120), chosen, 1.0, SAMPLES, [load.Event(0.5, "kill -9 catalog:A")])
+    load_report.report(Console(file=out, width=120), chosen, 1.0, SAMPLES, [crash.Event(0.5, "kill -9 catalog:A")])
     text = out.getvalue()
     assert text.splitlines()[0] == (
         "pygmy load: http://f, 2 clients, 1.0 s, mix lookup=6 search=3 buy=1, "
         "cache bypassed (Cache-Control: no-cache), seed 4"
     )
     assert "failover timeline:" in text and "0.50s  kill -9 catalog:A" in text
-    assert load.NOTE + "\n" in text
-    assert "1 client, " in load.headline(load.Settings(url="u", clients=1), 1.0)
+    assert load_report.NOTE + "\n" in text
+    assert "1 client, " in load_report.headline(load.Settings(url="u", clients=1), 1.0)
 
 
 def test_progress_bar_shows_requests_rate_and_errors():
@@ -380,8 +380,8 @@ def test_progress_bar_shows_requests_rate_and_errors():
 
     out = io.StringIO()
     clock = Clock()
-    tally = load.Tally()
-    bar = load.ProgressBar(
+    tally = load_progress.Tally()
+    bar = load_progress.ProgressBar(
         Console(file=out, force_terminal=True, width=120), load.Settings(url="u", duration=4.0), tally, clock
     )
     bar.start()
@@ -393,7 +393,7 @@ def test_progress_bar_shows_requests_rate_and_errors():
     text = out.getvalue()
     assert "8 requests" in text and "4 req/s" in text and "3 errors" in text and "50%" in text
     quiet = io.StringIO()
-    bar = load.ProgressBar(
+    bar = load_progress.ProgressBar(
         Console(file=quiet, force_terminal=False), load.Settings(url="u", duration=4.0), tally, clock
     )
     bar.start()
@@ -448,14 +448,14 @@ def test_crash_needs_a_primary_started_by_pygmy_up(tmp_path):
         + "".join(
             f"[{s}:{n}]\nport = {p}\n"
             for (s, n), p in zip(
-                [("catalog", "A"), ("catalog", "B"), ("order", "A"), ("order", "B")], range(8081, 8085)
+                [("catalog", "A"), ("catalog", "B"), ("order", "A"), ("order", "B")], range(8081, 8085), strict=True
             )
         )
     )
     config = load_config(tmp_path / "config.ini")
-    crash = load.Crash(Clock(), Frontend(StubTreq(Status()), "http://f", None), config, "catalog", print)
-    with pytest.raises(load.LoadError, match=r"catalog:A \(the primary\) has no live pid file in .*pygmy up"):
-        result_of(crash.target())
+    crashing = crash.Crash(Clock(), Frontend(StubTreq(Status()), "http://f", None), config, "catalog", print)
+    with pytest.raises(crash.LoadError, match=r"catalog:A \(the primary\) has no live pid file in .*pygmy up"):
+        result_of(crashing.target())
 
 
 # The plot

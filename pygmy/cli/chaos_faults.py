@@ -1,0 +1,87 @@
+"""
+The fault schedule of a C{pygmy chaos} run: one after the other, the
+catalog primary, a catalog backup and the order primary are killed with
+C{kill -9}, left down for a while and restarted (through
+L{pygmy.cli.lifecycle}, the same way as C{pygmy load --crash}), each
+recorded as a L{pygmy.cli.invariants.Fault} with its timeline.
+"""
+
+from __future__ import annotations
+
+from pygmy.cli import launcher, lifecycle
+from pygmy.cli.chaos_cluster import SETTLE_TIMEOUT, Abort, Cluster, Context
+from pygmy.cli.invariants import Fault
+
+#: What is killed, in order: (service, role).
+FAULTS = (("catalog", "primary"), ("catalog", "backup"), ("order", "primary"))
+
+
+class FaultSchedule:
+    """L{FAULTS} spread over C{duration} seconds of load on C{cluster}."""
+
+    def __init__(self, run: Context, cluster: Cluster, duration: float):
+        self.run, self.cluster, self.duration = run, cluster, duration
+        self.processes = {p.name: p for p in launcher.processes(run.config)}
+
+    def down_for(self) -> float:
+        """Seconds each killed replica stays down: long enough to be noticed."""
+        slot = self.duration / len(FAULTS)
+        return max(2.5 * self.run.config.cluster.heartbeat_timeout, slot * 0.35)
+
+    async def crash_each(self) -> None:
+        """Kill and restart each of L{FAULTS} in turn, a quarter into its slot."""
+        slot = self.duration / len(FAULTS)
+        down = self.down_for()
+        for number, (service, role) in enumerate(FAULTS):
+            await self.run.until(number * slot + slot * 0.25)
+            fault = Fault(service, role)
+            self.run.obs.faults.append(fault)
+            try:
+                await self.crash(fault, down)
+            except Abort as e:
+                fault.error = str(e)
+                self.run.say(f"ERROR: {fault.target or service}: {e}")
+            await lifecycle.sleep(self.run.reactor, 0.5)
+
+    async def crash(self, fault: Fault, down: float) -> None:
+        """C{kill -9} the replica C{fault} names, wait C{down} s, restart it, wait for its rejoin."""
+        run = self.run
+        view = await self.cluster.settled(fault.service)
+        name = view["primary"] if fault.role == "primary" else run.rng.choice(view["backups"])
+        process = self.processes[f"{fault.service}:{name}"]
+        await self.kill(fault, process)
+        if fault.role == "primary":
+            await self.cluster.poll(SETTLE_TIMEOUT, "no new primary", self.cluster.new_primary, fault.service, name)
+            fault.failover = run.now()
+            run.say(f"{fault.service}: new primary after {fault.failover - fault.killed:.2f}s")
+        await run.until(fault.killed + down)
+        fault.restarted = run.now()
+        run.say(f"restarting {process.name}")
+        await self.restart(process)
+        fault.ready = run.now()
+        await self.cluster.settled(fault.service)
+        fault.rejoined = run.now()
+        run.say(
+            f"{process.name} is back in the {fault.service} view ({fault.rejoined - fault.killed:.2f}s after the kill)"
+        )
+
+    async def kill(self, fault: Fault, process: launcher.Process) -> None:
+        """C{kill -9} of C{process}, noted in C{fault}; return once its pid is gone."""
+        try:
+            pid = lifecycle.kill(process)
+            fault.target, fault.pid = process.name, pid
+            fault.killed = self.run.now()
+            self.run.say(f"kill -9 {process.name} ({fault.role}, pid {pid})")
+            await lifecycle.gone(self.run.reactor, pid)
+        except lifecycle.ProcessError as e:
+            raise Abort(str(e)) from None
+
+    async def restart(self, process: launcher.Process) -> None:
+        """Start C{process} again; return once it answers."""
+        run = self.run
+        try:
+            await lifecycle.restart(run.reactor, run.config, process, run.http, SETTLE_TIMEOUT)
+        except lifecycle.StartError as e:
+            raise Abort(f"restart failed: {e}\n{launcher.log_tail(process, 10)}") from None
+        except lifecycle.Timeout as e:
+            raise Abort(str(e)) from None

@@ -1,0 +1,111 @@
+"""
+The load of a C{pygmy chaos} run: concurrent clients buying and reading
+through the front end, a restocker adding copies of the scarce item, and a
+progress line every 2 s, each answer recorded in the run's
+L{pygmy.cli.invariants.Observations}.
+"""
+
+from __future__ import annotations
+
+from pygmy.cli import lifecycle
+from pygmy.cli.chaos_cluster import Cluster, Context, call
+
+#: Bound of the loops: operations per client (and restocks).
+MAX_OPS = 1_000_000
+#: Seconds between progress lines, and between restocks.
+PROGRESS_EVERY, RESTOCK_EVERY = 2.0, 0.5
+
+
+class Load:
+    """
+    C{clients} clients and a restocker against C{cluster}, from L{start}
+    until L{stop}.
+
+    @ivar items: the item ids the clients pick from.
+    @ivar topics: the topics they search.
+    @ivar scarce: the item the restocker adds copies of.
+    @ivar orders: C{(order id, item id)} of every buy answered 200 so far.
+    """
+
+    def __init__(self, run: Context, cluster: Cluster, clients: int, items: list[int], topics: list[str], scarce: int):
+        self.run, self.cluster, self.clients = run, cluster, clients
+        self.items, self.topics, self.scarce = items, topics, scarce
+        self.orders: list[tuple[int, int]] = []
+        self.running = False
+        self.workers: list = []
+        self.ticker = None
+
+    def start(self) -> None:
+        """Start the clients, the restocker and the progress lines."""
+        from twisted.internet.defer import ensureDeferred
+        from twisted.internet.task import LoopingCall
+
+        self.running = True
+        self.workers = [ensureDeferred(self.client()) for _ in range(self.clients)]
+        self.workers.append(ensureDeferred(self.restocker()))
+        self.ticker = LoopingCall(self.progress)
+        self.ticker.clock = self.run.reactor
+        self.ticker.start(PROGRESS_EVERY, now=False)
+
+    async def stop(self) -> None:
+        """Stop them; fires once every client has finished its last operation."""
+        from twisted.internet.defer import DeferredList
+
+        self.running = False
+        if self.ticker is not None and self.ticker.running:
+            self.ticker.stop()
+        await DeferredList(self.workers)
+
+    def progress(self) -> None:
+        """Print the counts so far."""
+        b, r = self.run.obs.buys, self.run.obs.reads
+        self.run.say(f"buys {b['200']} ok / {b['409']} 409 / {b['503']} 503, reads {r['ok']} ok / {r['failed']} failed")
+
+    async def client(self) -> None:
+        """One client: buys and reads, until the load stops."""
+        for _ in range(MAX_OPS):
+            if not self.running:
+                return
+            try:
+                await self.operation()
+            except Exception as e:  # a bug here must not end the client silently
+                self.run.obs.fail(f"client error: {type(e).__name__}: {e}")
+
+    async def operation(self) -> None:
+        """One random operation."""
+        rng, obs = self.run.rng, self.run.obs
+        dice = rng.random()
+        if dice < 0.45:
+            await self.buy(rng.choice(self.items))
+        elif dice < 0.70 or (dice >= 0.85 and not self.orders):
+            book = await self.read(f"/lookup/{rng.choice(self.items)}")
+            obs.record_lookup(book, self.run.now())
+        elif dice < 0.80:
+            await self.read(f"/search/{rng.choice(self.topics)}")
+        elif dice < 0.85:
+            await self.read("/list")
+        else:
+            order, item = rng.choice(self.orders)
+            obs.record_order_read(order, item, await self.read(f"/orders/{order}"))
+
+    async def buy(self, item: int) -> None:
+        """C{POST /buy/<item>}; record the order of a 200."""
+        status, body = await call(self.run.http, "POST", f"{self.cluster.url}/buy/{item}")
+        order = self.run.obs.record_buy(item, status, body)
+        if order is not None:
+            self.orders.append((order, item))
+
+    async def read(self, path: str):
+        """A GET through the front end; return its body, or C{None} if it failed."""
+        status, body = await call(self.run.http, "GET", self.cluster.url + path)
+        return self.run.obs.record_read(path, self.run.now(), status, body)
+
+    async def restocker(self) -> None:
+        """Add a few copies of the scarce item every 0.5 s, until the load stops."""
+        for _ in range(MAX_OPS):
+            if not self.running:
+                return
+            await lifecycle.sleep(self.run.reactor, RESTOCK_EVERY)
+            delta = self.run.rng.randint(1, 3)
+            if await self.cluster.update_stock(self.scarce, delta):
+                self.run.obs.restocks[self.scarce] += delta
