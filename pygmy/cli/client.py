@@ -149,7 +149,7 @@ def describe_failure(error: Exception) -> str:
     """A few words for a transport failure: C{connection refused}, C{timed out} ..."""
     from twisted.internet import error as errors
     from twisted.internet.defer import CancelledError
-    from twisted.web._newclient import ResponseNeverReceived
+    from twisted.web.client import ResponseNeverReceived
 
     if isinstance(error, ResponseNeverReceived) and error.reasons:
         error = error.reasons[0].value

@@ -26,23 +26,23 @@ from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, succeed
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.web._newclient import HTTP11ClientProtocol
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint, ITCPTransport
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
-    RequestNotSent,
     RequestTransmissionFailed,
     ResponseFailed,
     ResponseNeverReceived,
-    _HTTP11ClientFactory,
 )
+from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 from pygmy.config import ReplicaConfig
 from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
 from pygmy.net.batching import Batcher
+from pygmy.net.twisted_private import RequestNotSent
 from pygmy.net.web import json_bytes
 
 POOL_SIZE = 64
@@ -64,60 +64,91 @@ class ReplicaDown(Unavailable):
     """A replica did not answer: refused, reset or timed out."""
 
 
-class _NoDelayClientProtocol(HTTP11ClientProtocol):
+@implementer(IStreamClientEndpoint)
+class QuietEndpoint:
     """
-    An HTTP/1.1 client connection with Nagle's algorithm off.
+    A client endpoint whose connections log nothing and send at once.
 
-    A request goes out as two writes (head, then body); with Nagle on, the
-    second waits for the peer's delayed ACK: 40 ms per call.
+    L{HTTPConnectionPool} makes a new factory for every connection it opens,
+    and a factory logs C{Starting factory} and C{Stopping factory} unless its
+    public C{noisy} is false: two lines per connection.  The pool hands each
+    of those factories to an endpoint's C{connect}, so that is where they
+    are quietened.
+
+    Each connection also gets Nagle's algorithm turned off: a request goes
+    out as two writes (head, then body), and with Nagle on the second waits
+    for the peer's delayed ACK: 40 ms per call.  Twisted 24.10 and later
+    do this themselves (twisted/twisted#12311); pyproject.toml still allows
+    24.3.
+
+    @ivar endpoint: the endpoint that makes the connections.
     """
 
-    def connectionMade(self):
-        self.transport.setTcpNoDelay(True)
-        super().connectionMade()
+    def __init__(self, endpoint: IStreamClientEndpoint):
+        self.endpoint = endpoint
+
+    def __repr__(self):
+        return f"<QuietEndpoint {self.endpoint!r}>"
+
+    def connect(self, protocolFactory):
+        """
+        Connect C{protocolFactory}'s protocol through L{endpoint}, quietly.
+
+        @return: a Deferred of the connected protocol, its TCP transport
+            (if it has one) with C{TCP_NODELAY} set.
+        """
+        protocolFactory.noisy = False
+        return self.endpoint.connect(protocolFactory).addCallback(_no_delay)
 
 
-class _QuietClientFactory(_HTTP11ClientFactory):
-    """
-    Connection factory that does not log every connection it opens, and
-    turns Nagle's algorithm off on each.
-    """
-
-    noisy = False
-
-    def buildProtocol(self, addr):
-        return _NoDelayClientProtocol(self._quiescentCallback)
+def _no_delay(protocol):
+    """Turn Nagle's algorithm off on C{protocol}'s TCP transport; C{protocol}."""
+    transport = protocol.transport
+    if ITCPTransport.providedBy(transport):
+        transport.setTcpNoDelay(True)
+    return protocol
 
 
 @implementer(IAgentEndpointFactory)
-class _Endpoints:
+class Endpoints:
     """
-    One client endpoint per host and port, made once.
+    One quiet client endpoint per host and port, made once.
 
     Agent's default makes a new C{HostnameEndpoint} (with IDNA encoding of
     the host) for every request, even when a pooled connection serves it;
     replicas are addressed by IP in config.ini, so a plain TCP endpoint,
-    kept, does the same for much less.
+    kept, does the same for much less.  A host name gets a
+    C{HostnameEndpoint}, kept too.  Replica URLs are always C{http://}
+    (L{ReplicaConfig.url}); any other scheme is refused.
     """
 
     def __init__(self, reactor):
         self._reactor = reactor
         self._endpoints = {}
-        self._fallback = Agent(reactor)._endpointFactory
 
     def endpointForURI(self, uri):
+        """
+        The endpoint that connects to C{uri}'s host and port.
+
+        @param uri: a L{twisted.web.client.URI}.
+        @return: a L{QuietEndpoint}.
+        @raise SchemeNotSupported: if C{uri} is not C{http://}.
+        """
         key = (uri.scheme, uri.host, uri.port)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
-            host = uri.host.decode("ascii")
-            if uri.scheme == b"http" and isIPAddress(host):
-                endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
-            elif uri.scheme == b"http" and isIPv6Address(host):
-                endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
-            else:
-                endpoint = self._fallback.endpointForURI(uri)
-            self._endpoints[key] = endpoint
+            endpoint = self._endpoints[key] = QuietEndpoint(self._connecting(uri))
         return endpoint
+
+    def _connecting(self, uri) -> IStreamClientEndpoint:
+        if uri.scheme != b"http":
+            raise SchemeNotSupported(f"Unsupported scheme: {uri.scheme!r}")
+        host = uri.host.decode("ascii")
+        if isIPAddress(host):
+            return TCP4ClientEndpoint(self._reactor, host, uri.port)
+        if isIPv6Address(host):
+            return TCP6ClientEndpoint(self._reactor, host, uri.port)
+        return HostnameEndpoint(self._reactor, host, uri.port)
 
 
 class _NoCookies(CookieJar):
@@ -167,8 +198,7 @@ class HTTPClientService(Service):
         self.reactor = reactor
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = size
-        self.pool._factory = _QuietClientFactory
-        agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), pool=self.pool)
+        agent = Agent.usingEndpointFactory(reactor, Endpoints(reactor), pool=self.pool)
         self.client = HTTPClient(agent, cookiejar=_NoCookies())
 
     @staticmethod
@@ -177,6 +207,7 @@ class HTTPClientService(Service):
         return _BytesProducer(data)
 
     def stopService(self):
+        """Stop, and close the pool's connections; a Deferred of their closing."""
         super().stopService()
         return self.pool.closeCachedConnections()
 
@@ -256,9 +287,9 @@ class Remote:
         except (CancelledError, error.ConnectingCancelledError):
             # treq's timeout cancels the call; while still connecting, that
             # fails with ConnectingCancelledError (no CancelledError).
-            raise ReplicaDown(f"{self.name} did not answer within {self._timeout}s.")
+            raise ReplicaDown(f"{self.name} did not answer within {self._timeout}s.") from None
         except NETWORK_ERRORS as e:
-            raise ReplicaDown(f"{self.name} is unreachable: {e.__class__.__name__}.")
+            raise ReplicaDown(f"{self.name} is unreachable: {e.__class__.__name__}.") from None
         try:
             body = json.loads(raw)
         except ValueError:
