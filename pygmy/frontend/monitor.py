@@ -3,13 +3,22 @@ The front end's heartbeat monitor: one L{ServiceView<pygmy.frontend.views.Servic
 per service, fed by the heartbeat connections, checked for silence by a
 timer, and pushing every new view to every replica and to the front end's
 own L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>}.
+
+With a views store (L{pygmy.coordination}), nothing is decided before the
+stored views are loaded (L{Monitor.start}), and each new view is pushed only
+once it is stored: a view nobody could find again after a crash is never
+acted on.  A store that fails is tried again after one heartbeat interval
+with the newest view; until then the replicas and routes keep the last
+stored one.
 """
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from pygmy.config import Config
+from pygmy.coordination.store import StoredView, ViewStore
 from pygmy.frontend.views import ServiceView
 from pygmy.replication.heartbeat import view_line
 
@@ -22,12 +31,20 @@ class Monitor:
 
     @param routes: the front end's L{ServiceRoutes} by service; each is
         updated with every new view of its service.
+    @param clock: monotonic: liveness is measured on it.
+    @param store: where views are stored before they are pushed; C{None}
+        keeps them in memory only (tests).
     """
 
-    def __init__(self, config: Config, clock, routes: dict):
+    def __init__(self, config: Config, clock, routes: dict, store: ViewStore | None = None):
         self.clock = clock
         self.timeout = config.cluster.heartbeat_timeout
+        self.retry_after = config.cluster.heartbeat_interval
         self.routes = routes
+        self.store = store
+        #: The last view of each service that was stored and pushed.
+        self.published: dict[str, StoredView] = {}
+        self._retries: dict[str, object] = {}
         self.connections: dict[tuple[str, str], object] = {}
         #: Called with a book's id when the catalog primary changed it.
         self.invalidated = lambda item: None
@@ -42,6 +59,28 @@ class Monitor:
             )
             for service, replicas in config.replicas.items()
         }
+        for view in self.views.values():
+            view.waiting = store is not None
+
+    def start(self) -> Deferred:
+        """
+        Load the stored views and begin from them; until then beats are
+        recorded but nothing is decided.  Fails if the store cannot be read.
+        """
+        if self.store is None:
+            return succeed(None)
+        return self.store.load().addCallback(self.restore)
+
+    def restore(self, stored: dict[str, StoredView]) -> None:
+        """Begin from C{stored}, the last stored view of each service."""
+        now = self.clock.seconds()
+        for service, view in self.views.items():
+            view.waiting = False
+            if service in stored:
+                self.published[service] = stored[service]
+                view.restore(stored[service], now)
+            else:
+                view.elect(now)
 
     def knows(self, service: str, replica: str) -> bool:
         """Whether C{service:replica} is in config.ini."""
@@ -64,9 +103,9 @@ class Monitor:
         """A replica said HELLO: tell it every view."""
         self.connections[(service, replica)] = connection
         self.views[service].connected(replica, connection, self.clock.seconds())
-        for view in self.views.values():
+        for service, view in sorted(self.published.items()):
             if view.number:
-                connection.send(view_line(view.service, view.number, view.primary, view.backups))
+                connection.send(view_line(service, view.number, view.primary, list(view.backups)))
 
     def beat(self, service, replica, view, applied_seq, last_view, state) -> None:
         """Record a C{BEAT} of C{replica} in its service's view."""
@@ -102,12 +141,51 @@ class Monitor:
                 log.failure("Checking {service} failed", service=view.service)
 
     def _changed(self, view: ServiceView) -> None:
-        routes = self.routes.get(view.service)
+        """A new view was decided: store it, then push it."""
+        stored = view.stored()
+        if self.store is None:
+            self._push(view.service, stored)
+            return
+        d = self.store.store(view.service, stored)
+        d.addCallbacks(
+            lambda _: self._push(view.service, stored),
+            lambda failure: self._store_failed(view, stored, failure),
+        )
+        d.addErrback(
+            lambda f: log.failure("pushing {service} view {number}", f, service=view.service, number=stored.number)
+        )
+
+    def _store_failed(self, view: ServiceView, stored: StoredView, failure) -> None:
+        log.error(
+            "{service} view {number} not stored, so not pushed ({error}); trying again in {delay}s",
+            service=view.service,
+            number=stored.number,
+            error=failure.getErrorMessage(),
+            delay=self.retry_after,
+        )
+        pending = self._retries.get(view.service)
+        if pending is None or not pending.active():
+            self._retries[view.service] = self.clock.callLater(self.retry_after, self._changed, view)
+
+    def _push(self, service: str, stored: StoredView) -> None:
+        """Tell the routes and every replica of C{stored}, unless a newer view went out already."""
+        last = self.published.get(service)
+        if last is not None and last.number >= stored.number:
+            return
+        self.published[service] = stored
+        routes = self.routes.get(service)
         if routes is not None:
-            routes.update(view.number, view.primary, view.backups)
-        line = view_line(view.service, view.number, view.primary, view.backups)
+            routes.update(stored.number, stored.primary, list(stored.backups))
+        line = view_line(service, stored.number, stored.primary, list(stored.backups))
         for connection in list(self.connections.values()):
             connection.send(line)
+
+    def stop(self) -> None:
+        """Cancel the stores waiting to be tried again."""
+        for pending in self._retries.values():
+            if pending.active():
+                pending.cancel()
+        self._retries.clear()
 
     def status(self) -> dict:
         """The cluster as the front end sees it, for C{GET /status}."""
@@ -122,9 +200,15 @@ class Monitor:
                         "alive": member.alive,
                         "state": member.state if member.alive else "down",
                         "applied_seq": member.applied_seq,
+                        **_promotion(view, name),
                     }
                     for name, member in view.members.items()
                 },
             }
             for service, view in self.views.items()
         }
+
+
+def _promotion(view: ServiceView, name: str) -> dict:
+    promotable, why = view.promotion(name)
+    return {"promotable": promotable, "promotion": why}

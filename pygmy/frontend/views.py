@@ -16,10 +16,13 @@ The rules that keep acknowledged writes safe:
 - a new primary is only chosen from the in-sync set (the one whose log goes
   furthest); with none alive there is no primary, and writes answer 503;
 - any other replica enters the view only through SYNCED from the primary;
-- at start-up nobody is known to be in sync: the view manager waits until
-  every replica has beaten or C{startup_grace} has passed, then takes the
-  replica whose log goes furthest as primary, and those with the very same
-  log position as backups.
+- every view is stored (L{pygmy.coordination}) before anyone is told of
+  it, and a view manager that starts begins from the last stored view
+  (L{ServiceView.restore}): its in-sync set, never a replica outside it;
+- only with no stored view at all (a new cluster) is nobody known to be in
+  sync: the view manager then waits until every replica has beaten or
+  C{startup_grace} has passed, takes the replica whose log goes furthest as
+  primary, and those with the very same log position as backups.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from twisted.logger import Logger
+
+from pygmy.coordination.store import StoredView
 
 log = Logger()
 
@@ -71,10 +76,48 @@ class ServiceView:
     in_sync: set[str] | None = None
     started: float = 0.0
     grace: float = 0.0
+    #: While true (stored views not loaded yet), nothing is decided.
+    waiting: bool = False
     members: dict[str, Member] = field(init=False)
 
     def __post_init__(self):
         self.members = {name: Member(name) for name in self.names}
+
+    def restore(self, stored: StoredView, now: float) -> None:
+        """
+        Begin from C{stored}, the last view a view manager stored: its number
+        and in-sync set.  The primary is chosen again from that set among the
+        replicas alive, never outside it.
+        """
+        self.number = max([self.number, stored.number] + [m.view for m in self.members.values() if m.alive])
+        self.in_sync = set(stored.in_sync)
+        self.primary, self.backups = None, []
+        log.info(
+            "{service}: begins from stored view {number} (in sync: {in_sync})",
+            service=self.service,
+            number=stored.number,
+            in_sync=",".join(sorted(stored.in_sync)) or "-",
+        )
+        self.elect(now)
+
+    def stored(self) -> StoredView:
+        """This view as it is to be stored."""
+        return StoredView(self.number, self.primary, tuple(self.backups), frozenset(self.in_sync or ()))
+
+    def promotion(self, name: str) -> tuple[bool, str]:
+        """Whether C{name} may become primary now, and why (for C{GET /status})."""
+        member = self.members[name]
+        if name == self.primary:
+            return True, "primary"
+        if self.in_sync is None:
+            if not member.alive:
+                return False, "down; the first view takes the live replica whose log goes furthest"
+            return True, "no view yet: the first view takes the live replica whose log goes furthest"
+        if name not in self.in_sync:
+            return False, "not in the in-sync set: it may lack acknowledged writes until it catches up"
+        if not member.alive:
+            return False, "in the in-sync set, but down"
+        return True, "in the in-sync set"
 
     # Events
 
@@ -142,7 +185,7 @@ class ServiceView:
 
     def elect(self, now: float) -> None:
         """Choose a primary if there is none and one may be chosen."""
-        if self.primary is not None:
+        if self.primary is not None or self.waiting:
             return
         alive = [m for m in self.members.values() if m.alive]
         if self.in_sync is None:

@@ -196,7 +196,11 @@ class FrontendTests(SynchronousTestCase):
         self.assertEqual(body["balancer"], "round_robin")
         catalog = body["services"]["catalog"]
         self.assertEqual((catalog["view"], catalog["primary"], catalog["backups"]), (1, "A", ["B"]))
-        self.assertEqual(catalog["replicas"]["A"], {"alive": True, "state": "idle", "applied_seq": 3})
+        self.assertEqual(
+            catalog["replicas"]["A"],
+            {"alive": True, "state": "idle", "applied_seq": 3, "promotable": True, "promotion": "primary"},
+        )
+        self.assertEqual(catalog["replicas"]["B"]["promotion"], "in the in-sync set")
         order = body["services"]["order"]
         self.assertEqual((order["view"], order["primary"]), (0, None))
         self.assertEqual(order["replicas"]["B"]["alive"], False)
