@@ -3,7 +3,9 @@ Read C{config.ini} into typed, validated settings.
 
 Every problem is reported as one L{ConfigError} whose message names the
 file, the section and the key, so start-up can print a single clear line
-instead of a traceback.
+instead of a traceback.  L{parse} reads one section kind at a time:
+L{cluster_config}, L{frontend_config}, L{replica_configs}, then
+L{check_ports} across them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pygmy.endpoints import absolute_paths, check_endpoint
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]*)?|-?\.[0-9]+")
@@ -28,10 +32,21 @@ class ConfigError(Exception):
     """
 
 
+def tcp_endpoint(port: int, bind: str) -> str:
+    """
+    The server endpoint string for TCP C{port} on address C{bind}: how a
+    process listens when its section has no C{listen}.
+    """
+    return f"tcp:{port}:interface=" + bind.replace(":", r"\:")
+
+
 @dataclass(frozen=True)
 class ReplicaConfig:
     """
     Where one replica of a service listens and is reached.
+
+    @ivar listen: the section's server endpoint string, or C{None} for TCP
+        on C{port} at C{bind}.
     """
 
     service: str
@@ -39,6 +54,7 @@ class ReplicaConfig:
     host: str
     port: int
     bind: str
+    listen: str | None = None
 
     @property
     def url(self) -> str:
@@ -50,11 +66,26 @@ class ReplicaConfig:
         """A short name such as C{catalog:A}, used in logs and file names."""
         return f"{self.service}:{self.name}"
 
+    @property
+    def endpoint(self) -> str:
+        """The server endpoint string its HTTP listener listens on."""
+        return self.listen or tcp_endpoint(self.port, self.bind)
+
+    @property
+    def where(self) -> str:
+        """Where its HTTP listener listens, for log lines."""
+        return self.listen or f"{self.bind}:{self.port}"
+
 
 @dataclass(frozen=True)
 class FrontendConfig:
     """
     Settings of the front-end server.
+
+    @ivar listen: the public HTTP listener's server endpoint string, or
+        C{None} for TCP on C{port} at C{bind}.  The heartbeat listener is
+        always TCP on C{heartbeat_port} at C{bind}, where the replicas
+        connect.
     """
 
     host: str
@@ -63,11 +94,27 @@ class FrontendConfig:
     cache_size: int
     balancer: str
     bind: str
+    listen: str | None = None
 
     @property
     def url(self) -> str:
         """The base URL of the public HTTP API."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        """The server endpoint string of the public HTTP listener."""
+        return self.listen or tcp_endpoint(self.port, self.bind)
+
+    @property
+    def where(self) -> str:
+        """Where the public HTTP listener listens, for log lines."""
+        return self.listen or f"{self.bind}:{self.port}"
+
+    @property
+    def heartbeat_endpoint(self) -> str:
+        """The server endpoint string of the heartbeat listener."""
+        return tcp_endpoint(self.heartbeat_port, self.bind)
 
 
 @dataclass(frozen=True)
@@ -83,6 +130,7 @@ class ClusterConfig:
     request_timeout: float
     log_keep: int
     access_log: bool
+    compact_interval: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +163,12 @@ class _Section:
     """
 
     def __init__(self, path: Path, name: str, items: configparser.SectionProxy):
-        self._path = path
+        self.path = path
         self._name = name
         self._items = items
 
     def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self._path}: [{self._name}] {key}: {message}")
+        return ConfigError(f"{self.path}: [{self._name}] {key}: {message}")
 
     def text(self, key: str, default: str | None = None) -> str:
         value = self._items.get(key, default)
@@ -130,6 +178,10 @@ class _Section:
         if not value:
             raise self.error(key, "empty")
         return value
+
+    def optional(self, key: str) -> str | None:
+        """The text of C{key}, or C{None} if the section does not have it."""
+        return self.text(key) if key in self._items else None
 
     def boolean(self, key: str, default: bool) -> bool:
         raw = self.text(key, "true" if default else "false").lower()
@@ -155,6 +207,20 @@ class _Section:
         if minimum is not None and value < minimum:
             raise self.error(key, f"{raw} is below {minimum}")
         return value
+
+    def listen(self) -> str | None:
+        """
+        The section's C{listen} server endpoint string, with relative paths
+        made absolute, or C{None} without one; see L{check_endpoint}.
+        """
+        raw = self.optional("listen")
+        if raw is None:
+            return None
+        description = absolute_paths(raw, self.path.resolve().parent)
+        why = check_endpoint(description)
+        if why is not None:
+            raise self.error("listen", f"{raw!r} is not a Twisted server endpoint: {why}")
+        return description
 
 
 def load(path: str | os.PathLike, environ: dict | None = None) -> Config:
@@ -184,17 +250,28 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
     """
     Validate an already-read C{parser}; see L{load}.
     """
+    cluster = cluster_config(_section(parser, path, "cluster"), environ)
+    frontend = frontend_config(_section(parser, path, "frontend"))
+    replicas = replica_configs(parser, path)
+    check_ports(path, frontend, replicas)
+    return Config(path=path, cluster=cluster, frontend=frontend, replicas=replicas)
 
-    def section(name: str) -> _Section:
-        if not parser.has_section(name):
-            raise ConfigError(f"{path}: section [{name}] is missing")
-        return _Section(path, name, parser[name])
 
-    cluster = section("cluster")
-    secret = environ.get("PYGMY_SECRET") or cluster.text("secret", DEFAULT_SECRET)
+def _section(parser: configparser.ConfigParser, path: Path, name: str) -> _Section:
+    """The section C{name}, which must be there."""
+    if not parser.has_section(name):
+        raise ConfigError(f"{path}: section [{name}] is missing")
+    return _Section(path, name, parser[name])
+
+
+def cluster_config(cluster: _Section, environ) -> ClusterConfig:
+    """
+    C{[cluster]}: the secret (C{$PYGMY_SECRET} first), C{data_dir} from the
+    file's directory, heartbeat timing, and the write log's upkeep.
+    """
     data_dir = Path(cluster.text("data_dir", "var"))
     if not data_dir.is_absolute():
-        data_dir = path.resolve().parent / data_dir
+        data_dir = cluster.path.resolve().parent / data_dir
     interval = cluster.number("heartbeat_interval", float, 0.5, minimum=0.01)
     timeout = cluster.number("heartbeat_timeout", float, 1.5, minimum=0.01)
     if timeout <= interval:
@@ -202,30 +279,40 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
             "heartbeat_timeout",
             f"{timeout} must be longer than heartbeat_interval ({interval})",
         )
-    cluster_config = ClusterConfig(
-        secret=secret,
+    return ClusterConfig(
+        secret=environ.get("PYGMY_SECRET") or cluster.text("secret", DEFAULT_SECRET),
         data_dir=data_dir,
         heartbeat_interval=interval,
         heartbeat_timeout=timeout,
         request_timeout=cluster.number("request_timeout", float, 5.0, minimum=0.01),
         log_keep=cluster.number("log_keep", int, 100_000, minimum=1),
         access_log=cluster.boolean("access_log", False),
+        compact_interval=cluster.number("compact_interval", float, 10.0, minimum=0.01),
     )
 
-    front = section("frontend")
+
+def frontend_config(front: _Section) -> FrontendConfig:
+    """C{[frontend]}: where it is reached and listens, its cache and balancer."""
     host = front.text("host", "127.0.0.1")
     balancer = front.text("balancer", "round_robin")
     if balancer not in BALANCERS:
         raise front.error("balancer", f"unknown balancer {balancer!r} (one of {', '.join(BALANCERS)})")
-    frontend = FrontendConfig(
+    return FrontendConfig(
         host=host,
         port=front.port("port"),
         heartbeat_port=front.port("heartbeat_port"),
         cache_size=front.number("cache_size", int, 1000, minimum=0),
         balancer=balancer,
         bind=front.text("bind", host),
+        listen=front.listen(),
     )
 
+
+def replica_configs(parser: configparser.ConfigParser, path: Path) -> dict[str, tuple[ReplicaConfig, ...]]:
+    """
+    Every C{[catalog:NAME]} and C{[order:NAME]} section, two or more per
+    service; other sections with a colon are refused.
+    """
     replicas: dict[str, list[ReplicaConfig]] = {service: [] for service in SERVICES}
     for name in parser.sections():
         service, colon, replica_name = name.partition(":")
@@ -235,24 +322,21 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
             raise ConfigError(f"{path}: [{name}] unknown service {service!r} (sections are catalog:NAME or order:NAME)")
         if not replica_name.isalnum():
             raise ConfigError(f"{path}: [{name}] replica name must be letters and digits")
-        s = section(name)
-        host = s.text("host", "127.0.0.1")
-        replicas[service].append(ReplicaConfig(service, replica_name, host, s.port("port"), s.text("bind", host)))
+        replicas[service].append(replica_config(_section(parser, path, name), service, replica_name))
     for service, found in replicas.items():
         if len(found) < 2:
             have = ", ".join(f"[{r.label}]" for r in found) or "none"
             raise ConfigError(f"{path}: [{service}:NAME] sections: {service} needs two or more replicas (found {have})")
-
-    _check_ports(path, frontend, replicas)
-    return Config(
-        path=path,
-        cluster=cluster_config,
-        frontend=frontend,
-        replicas={service: tuple(found) for service, found in replicas.items()},
-    )
+    return {service: tuple(found) for service, found in replicas.items()}
 
 
-def _check_ports(path, frontend, replicas) -> None:
+def replica_config(section: _Section, service: str, name: str) -> ReplicaConfig:
+    """One C{[service:NAME]} section: where the replica is reached and listens."""
+    host = section.text("host", "127.0.0.1")
+    return ReplicaConfig(service, name, host, section.port("port"), section.text("bind", host), section.listen())
+
+
+def check_ports(path: Path, frontend: FrontendConfig, replicas) -> None:
     """
     Refuse two listeners on the same host and port.
     """

@@ -12,12 +12,13 @@ class Options(ReplicaOptions):
     service = "catalog"
 
 
-def makeService(options):
-    """Catalog replica C{--replica} of the cluster in C{--config}."""
-    from twisted.internet import reactor
+def makeService(options, reactor=None):
+    """
+    Catalog replica C{--replica} of the cluster in C{--config}.
 
+    @param reactor: the reactor to run on; the global one by default.
+    """
     from pygmy.catalog.service import catalog_service
-    from pygmy.process.options import prepare_process
+    from pygmy.process.options import build_service
 
-    prepare_process(options.config)
-    return catalog_service(options.config, options["replica"], reactor)
+    return build_service(options, catalog_service, options["replica"], reactor=reactor)

@@ -31,6 +31,7 @@ class FrontendService(MultiService):
         self.url = url
 
     def startService(self):
+        """Start every child, then log the public URL."""
         super().startService()
         self.log.info("Pygmy front end at {url}", url=self.url)
 
@@ -39,7 +40,9 @@ def frontend_service(config: Config, reactor) -> MultiService:
     """
     Build the front end of C{config}: an HTTP client for the replicas, the
     heartbeat monitor with its listener and timer, and the public HTTP
-    listener.
+    listener (on C{[frontend] listen}).
+
+    @param reactor: the reactor (and clock) every part runs on.
     """
     front = config.frontend
     cluster = config.cluster
@@ -52,7 +55,8 @@ def frontend_service(config: Config, reactor) -> MultiService:
         routes[service] = routes_for(config, service, http, alive=lambda s=service: monitor.alive(s))
 
     heartbeats = MonitorFactory(monitor, cluster.secret, reactor, hello_timeout=cluster.heartbeat_timeout)
-    Listener(reactor, front.heartbeat_port, front.bind, heartbeats, "front end heartbeats").setServiceParent(top)
+    where = f"{front.bind}:{front.heartbeat_port}"
+    Listener(reactor, front.heartbeat_endpoint, heartbeats, "front end heartbeats", where).setServiceParent(top)
     checks = TimerService(cluster.heartbeat_interval / 2, monitor.check)
     checks.clock = reactor
     checks.setServiceParent(top)
@@ -62,5 +66,5 @@ def frontend_service(config: Config, reactor) -> MultiService:
     _, metrics = registry_with(FrontendCollector(monitor, cache))
     app = FrontendApp(config, routes, monitor, cache, metrics)
     site = make_site(app.resource(), cluster.access_log, metrics)
-    Listener(reactor, front.port, front.bind, site, "front end HTTP").setServiceParent(top)
+    Listener(reactor, front.endpoint, site, "front end HTTP", front.where).setServiceParent(top)
     return top

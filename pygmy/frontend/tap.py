@@ -11,12 +11,13 @@ class Options(ConfigOptions):
     tapname = "pygmy-frontend"
 
 
-def makeService(options):
-    """The front end of the cluster in C{--config}."""
-    from twisted.internet import reactor
+def makeService(options, reactor=None):
+    """
+    The front end of the cluster in C{--config}.
 
+    @param reactor: the reactor to run on; the global one by default.
+    """
     from pygmy.frontend.service import frontend_service
-    from pygmy.process.options import prepare_process
+    from pygmy.process.options import build_service
 
-    prepare_process(options.config)
-    return frontend_service(options.config, reactor)
+    return build_service(options, frontend_service, reactor=reactor)

@@ -12,12 +12,13 @@ class Options(ReplicaOptions):
     service = "order"
 
 
-def makeService(options):
-    """Order replica C{--replica} of the cluster in C{--config}."""
-    from twisted.internet import reactor
+def makeService(options, reactor=None):
+    """
+    Order replica C{--replica} of the cluster in C{--config}.
 
+    @param reactor: the reactor to run on; the global one by default.
+    """
     from pygmy.order.service import order_service
-    from pygmy.process.options import prepare_process
+    from pygmy.process.options import build_service
 
-    prepare_process(options.config)
-    return order_service(options.config, options["replica"], reactor)
+    return build_service(options, order_service, options["replica"], reactor=reactor)

@@ -28,12 +28,13 @@ class ConfigOptions(usage.Options):
     ]
 
     def postOptions(self):
+        """Check C{--log-format}; load C{--config}, or exit with its one-line error."""
         if self["log-format"] not in FORMATS:
             raise usage.UsageError(f"--log-format must be one of {', '.join(FORMATS)}.")
         try:
             self.config = configuration.load(self["config"])
         except configuration.ConfigError as e:
-            raise SystemExit(f"{self.tapname}: {e}")
+            raise SystemExit(f"{self.tapname}: {e}") from None
         twistd = getattr(self, "parent", None)
         if self["log-format"] == "json" and twistd is not None:
             twistd["logger"] = use_json(twistd)
@@ -50,13 +51,32 @@ class ReplicaOptions(ConfigOptions):
     ]
 
     def postOptions(self):
+        """Require C{--replica}, load the config, and check the replica has a section."""
         if not self["replica"]:
             raise usage.UsageError("--replica NAME is required.")
         super().postOptions()
         try:
             self.config.replica(self.service, self["replica"])
         except configuration.ConfigError as e:
-            raise SystemExit(f"{self.tapname}: {e}")
+            raise SystemExit(f"{self.tapname}: {e}") from None
+
+
+def build_service(options: ConfigOptions, build, *args, reactor=None):
+    """
+    What every plugin's C{makeService} does: prepare the process, then
+    C{build(options.config, *args, reactor)}.
+
+    @param build: a role's service factory (L{pygmy.frontend.service.frontend_service}, ...).
+    @param args: its arguments between the config and the reactor (the replica's name).
+    @param reactor: the reactor to build on; C{None} for the global one,
+        which twistd has installed by the time it calls C{makeService}.
+        Tests pass a memory reactor.
+    @return: the role's C{MultiService}, not started.
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    prepare_process(options.config)
+    return build(options.config, *args, reactor)
 
 
 def prepare_process(config) -> None:

@@ -236,9 +236,9 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
         front = config.frontend
         return factory, reactor.connectTCP(front.host, front.heartbeat_port, factory)
 
-    NodeService(parts.node, connect).setServiceParent(top)
+    NodeService(parts.node, connect, compact_every=cluster.compact_interval).setServiceParent(top)
     _, metrics = registry_with(ReplicaCollector(parts.node))
     app = ReplicaApp(replica, parts.node, cluster.secret, service_app, metrics)
     site = make_site(app.app.resource(), cluster.access_log, metrics, max_body=MAX_REPLICA_BODY)
-    Listener(reactor, replica.port, replica.bind, site, f"{replica.label} HTTP").setServiceParent(top)
+    Listener(reactor, replica.endpoint, site, f"{replica.label} HTTP", replica.where).setServiceParent(top)
     return top

@@ -16,6 +16,7 @@ from twisted.python.usage import UsageError
 
 from pygmy.catalog import tap as catalog_tap
 from pygmy.frontend import tap as frontend_tap
+from pygmy.net.listener import Listener
 from pygmy.order import tap as order_tap
 from tests.fakes import config_text
 
@@ -39,15 +40,13 @@ def config_path(tmp_path) -> Path:
 
 
 @pytest.fixture
-def reactor(monkeypatch) -> MemoryReactorClock:
+def reactor() -> MemoryReactorClock:
     """
-    A memory reactor standing in for the global one that C{makeService}
-    imports, so building a service leaves no triggers on the real reactor
-    and any attempt to listen would show up in C{tcpServers}.
+    A memory reactor passed to C{makeService}, so building a service leaves
+    no triggers on the real reactor and any attempt to listen would show up
+    in C{tcpServers}.
     """
-    fake = MemoryReactorClock()
-    monkeypatch.setattr("twisted.internet.reactor", fake)
-    return fake
+    return MemoryReactorClock()
 
 
 def exit_message(options, argv) -> str:
@@ -147,7 +146,7 @@ def test_make_service_builds_multiservice(config_path, reactor, tapname):
     module, extra = TAPS[tapname]
     options = module.Options()
     options.parseOptions(["--config", str(config_path)] + extra)
-    service = module.makeService(options)
+    service = module.makeService(options, reactor)
     assert isinstance(service, MultiService)
     assert not service.running
     assert len(list(service)) >= 2
@@ -160,7 +159,57 @@ def test_make_service_names(config_path, reactor):
     """Each replica service is named after its section, for twistd logs."""
     options = order_tap.Options()
     options.parseOptions(["--config", str(config_path), "--replica", "B"])
-    assert order_tap.makeService(options).name == "order:B"
+    assert order_tap.makeService(options, reactor).name == "order:B"
     options = frontend_tap.Options()
     options.parseOptions(["--config", str(config_path)])
-    assert frontend_tap.makeService(options).name == "frontend"
+    assert frontend_tap.makeService(options, reactor=reactor).name == "frontend"
+
+
+def listeners(service) -> list[Listener]:
+    """Every L{Listener} in the service tree under C{service}."""
+    if isinstance(service, Listener):
+        return [service]
+    return [found for child in getattr(service, "services", ()) for found in listeners(child)]
+
+
+@pytest.mark.parametrize("tapname", sorted(TAPS))
+def test_make_service_listens_on_the_reactor_given(config_path, reactor, tapname):
+    """
+    Without C{listen}, each HTTP listener is TCP on C{port} at C{bind}, on
+    the reactor passed to makeService (and the front end's heartbeats too).
+    """
+    module, extra = TAPS[tapname]
+    options = module.Options()
+    options.parseOptions(["--config", str(config_path)] + extra)
+    for listener in listeners(module.makeService(options, reactor)):
+        listener.privilegedStartService()
+    ports = sorted((port, interface) for port, _, _, interface in reactor.tcpServers)
+    expected = {
+        "pygmy-frontend": [(8080, "127.0.0.1"), (8090, "127.0.0.1")],
+        "pygmy-catalog": [(8081, "127.0.0.1")],
+        "pygmy-order": [(8084, "127.0.0.1")],
+    }
+    assert ports == expected[tapname]
+
+
+@pytest.mark.parametrize("tapname", sorted(TAPS))
+def test_make_service_listens_where_listen_says(tmp_path, reactor, tapname):
+    """C{listen} replaces the HTTP listener's TCP port; the heartbeats stay on TCP."""
+    text = CONFIG.replace("port = 8080\n", "port = 8080\nlisten = unix:fe.sock\n")
+    text = text.replace("port = 8081\n", "port = 8081\nlisten = unix:catalog-A.sock:mode=600\n")
+    text = text.replace("port = 8084\n", "port = 8084\nlisten = tcp:9084:interface=0.0.0.0\n")
+    path = tmp_path / "config.ini"
+    path.write_text(text, encoding="utf-8")
+    module, extra = TAPS[tapname]
+    options = module.Options()
+    options.parseOptions(["--config", str(path)] + extra)
+    for listener in listeners(module.makeService(options, reactor)):
+        listener.privilegedStartService()
+    unix = [(address, mode) for address, _, _, mode, _ in reactor.unixServers]
+    tcp = [(port, interface) for port, _, _, interface in reactor.tcpServers]
+    expected = {
+        "pygmy-frontend": ([(str(tmp_path.resolve() / "fe.sock"), 0o666)], [(8090, "127.0.0.1")]),
+        "pygmy-catalog": ([(str(tmp_path.resolve() / "catalog-A.sock"), 0o600)], []),
+        "pygmy-order": ([], [(9084, "0.0.0.0")]),
+    }
+    assert (unix, tcp) == expected[tapname]
