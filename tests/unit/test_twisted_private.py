@@ -26,6 +26,7 @@ import pytest
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -133,11 +134,21 @@ def _pooled_connection(endpoint, reactor):
     return [e for e in events if "factory" in e.lower()], connected
 
 
-def test_quiet_endpoint_connections_log_nothing_and_turn_nagle_off():
+def test_quiet_endpoint_connections_log_nothing():
     reactor = MemoryReactorClock()
     endpoint = remote.QuietEndpoint(TCP4ClientEndpoint(reactor, "10.0.0.1", 80))
     logged, connected = _pooled_connection(endpoint, reactor)
     assert logged == []
+    assert len(connected) == 1 and connected[0].transport.nodelay is True
+
+
+def test_quiet_endpoint_turns_nagle_off():
+    """With a plain protocol: Twisted's own HTTP client protocol (24.10+) would set it too."""
+    reactor = MemoryReactorClock()
+    connected = []
+    endpoint = remote.QuietEndpoint(TCP4ClientEndpoint(reactor, "10.0.0.1", 80))
+    endpoint.connect(Factory.forProtocol(Protocol)).addCallback(connected.append)
+    reactor.tcpClients[-1][2].buildProtocol(None).makeConnection(_TCPTransport())
     assert len(connected) == 1 and connected[0].transport.nodelay is True
 
 
@@ -300,6 +311,9 @@ def scan(source: str) -> list[tuple[int, str]]:
 
 
 def test_scan_finds_each_form():
+    from twisted.application.internet import StreamServerEndpointService
+
+    inherited = sorted(_private_attributes(StreamServerEndpointService) - KNOWN)[0]
     source = (
         "from twisted.web._newclient import HTTP11ClientProtocol\n"
         "import twisted.web._newclient\n"
@@ -312,7 +326,7 @@ def test_scan_finds_each_form():
         "class L(StreamServerEndpointService):\n"
         "    def start(self):\n"
         "        self._waitingForPort = None\n"
-        "        self._raiseSynchronously = True\n"
+        f"        self.{inherited} = True\n"
         "        self._mine = 1\n"
         "getattr(pool, '_factory')\n"
     )
