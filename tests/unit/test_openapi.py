@@ -17,16 +17,21 @@ import json
 import re
 from pathlib import Path
 
-import jsonschema
+import jsonschema_rs
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing import Registry
-from referencing.jsonschema import DRAFT202012
+from referencing.jsonschema import DRAFT4
 from treq.testing import StubTreq
 
+from pygmy.errors import BadRequest
 from pygmy.frontend.app import FrontendApp
+from pygmy.net.validate import parse_cost, parse_topic
 from pygmy.net.web import MAX_BODY, JSONRequest
 from tests.fakes import InMemoryCluster
 
@@ -57,8 +62,11 @@ def document() -> dict:
 
 @functools.cache
 def _registry() -> Registry:
-    """The whole document as one JSON Schema 2020-12 resource, for C{$ref}."""
-    return Registry().with_resource(DOCUMENT_URI, DRAFT202012.create_resource(_loaded()))
+    """
+    The whole document as one resource, for C{$ref}: OpenAPI 3.0 schemas are
+    JSON Schema draft 4 (with C{nullable}), where C{1.0} is not an integer.
+    """
+    return Registry().with_resource(DOCUMENT_URI, DRAFT4.create_resource(_loaded()))
 
 
 def _pointer(*parts) -> str:
@@ -80,7 +88,7 @@ def _resolve(node: dict) -> tuple[dict, tuple]:
 
 def schema_errors(pointer: str, instance) -> list[str]:
     """Why C{instance} does not match the schema at C{pointer} in the document."""
-    validator = jsonschema.Draft202012Validator({"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=_registry())
+    validator = OAS30Validator({"$ref": f"{DOCUMENT_URI}#{pointer}"}, registry=_registry())
     return [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}" for e in validator.iter_errors(instance)]
 
 
@@ -194,7 +202,8 @@ def call(front: StubTreq, method: str, path, data=None, headers=None, flush=None
 
 def test_document_is_valid_openapi():
     doc = document()
-    assert doc["openapi"].startswith("3.")
+    # 3.0, not 3.1: only its schemas tell `5` (an integer) from `5.0` (not one), as the front end does.
+    assert doc["openapi"].startswith("3.0.")
     validate(doc)
 
 
@@ -252,12 +261,25 @@ def test_statuses_of_each_route():
 
 def test_update_body_schema():
     pointer = "/components/schemas/UpdateRequest"
-    for good in [{"cost": "12.50"}, {"cost": "3"}, {"stock_delta": -5}, {"cost": "0.5", "stock_delta": 0}]:
+    for good in [
+        {"cost": "12.50"},
+        {"cost": "3"},
+        {"stock_delta": -5},
+        {"cost": "0.5", "stock_delta": 0},
+        {"cost": "999999999.99"},
+        {"cost": "0999999999.99"},
+        {"stock_delta": -(10**9)},
+    ]:
         assert schema_errors(pointer, good) == [], good
     for bad in [
         {},
         {"cost": 12.5},
         {"cost": "1.234"},
+        {"cost": "1000000000"},
+        {"cost": "6040941937"},
+        {"stock_delta": -294.0},
+        {"stock_delta": 1.0},
+        {"stock_delta": 10**9 + 1},
         {"cost": "-1"},
         {"cost": "NaN"},
         {"stock_delta": "5"},
@@ -275,6 +297,57 @@ def test_update_body_schema():
     assert doc["paths"]["/update/{id}"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/UpdateRequest"
     }
+
+
+def _accepted(parse, value) -> bool:
+    try:
+        parse(value)
+    except BadRequest:
+        return False
+    return True
+
+
+def _pattern_matchers(pattern: str):
+    """
+    C{pattern} as Python's C{re} reads it (and C{jsonschema}) and as ECMA-262
+    does (JSON Schema's dialect, read by the Rust C{jsonschema_rs} that
+    schemathesis uses): a pattern must mean the same in both.
+    """
+    python = re.compile(pattern)
+    ecma = jsonschema_rs.Draft4Validator({"type": "string", "pattern": pattern})
+    return lambda text: bool(python.search(text)), ecma.is_valid
+
+
+def test_topic_schema_is_the_front_ends_rule():
+    """
+    Not only white space, white space as C{str.isspace} has it: U+001D is
+    white space there (not in ECMA-262's C{\\s}), U+FEFF is not.
+    """
+    python, ecma = _pattern_matchers(document()["components"]["schemas"]["Topic"]["pattern"])
+    for code in range(0x110000):
+        if not 0xD800 <= code <= 0xDFFF:
+            text = chr(code) * 2
+            accepted = _accepted(parse_topic, text)
+            assert python(text) == accepted and ecma(text) == accepted, hex(code)
+    pointer = "/components/schemas/Topic"
+    for good in ["travel", "\ufeff", " x ", "\x1dx", "a" * 200]:
+        assert schema_errors(pointer, good) == [], repr(good)
+    for bad in ["", " ", "\x1d", "\x1c\x1f\x85\u3000", "a" * 201]:
+        assert not _accepted(parse_topic, bad) and schema_errors(pointer, bad), repr(bad)
+
+
+_COST_MATCHERS = _pattern_matchers(_loaded()["components"]["schemas"]["UpdateRequest"]["properties"]["cost"]["pattern"])
+
+
+@given(st.from_regex(r"\A[0-9]{0,12}(\.[0-9]{0,3})?\Z") | st.text(alphabet="0123456789.-e", max_size=14))
+@settings(max_examples=500, derandomize=True, database=None)
+def test_cost_schema_is_the_front_ends_rule(text):
+    """The document's cost pattern accepts exactly the costs the front end does."""
+    python, ecma = _COST_MATCHERS
+    accepted = _accepted(parse_cost, text)
+    assert ecma(text) == accepted, text
+    # Python's `$` also matches before a final newline; ECMA's does not.
+    assert python(text) == accepted or text.endswith("\n"), text
 
 
 def test_idempotency_key_header_on_buy():
