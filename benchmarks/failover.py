@@ -25,11 +25,9 @@ import argparse
 import json
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from treq.client import HTTPClient
@@ -37,57 +35,34 @@ from twisted.internet import defer, task
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pygmy import config as configuration
-from pygmy.cli import launcher
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-# The integration tests' helper for a cluster config on free local ports.
-from pygmy import testing as harness  # noqa: E402
-
-free_ports = harness.free_ports
+from pygmy import testing
+from pygmy.cli import launcher, lifecycle
 
 
 def write_config(directory: Path) -> Path:
     """A config.ini on free local ports, with the default heartbeat settings."""
-    return harness.write_config(directory, heartbeat_interval="0.5", heartbeat_timeout="1.5")
+    return testing.write_config(directory, heartbeat_interval="0.5", heartbeat_timeout="1.5")
 
 
 def get(url):
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.loads(response.read())
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise SystemExit(f"benchmark: timed out waiting for {what}")
+    """The JSON body of C{GET url}."""
+    return testing.get_json(url)[1]
 
 
 def settled(config):
-    services = get(config.frontend.url + "/status")["services"]
-    return all(view["primary"] and len(view["backups"]) == len(view["replicas"]) - 1 for view in services.values())
+    """Whether every replica is in its service's view."""
+    return testing.every_replica_in_view(get(config.frontend.url + "/status")["services"])
 
 
 def converged(config, service):
-    statuses = [get(r.url + "/status") for r in config.replicas[service]]
-    return len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1
-
-
-def process_of(config, service, name):
-    return next(p for p in launcher.processes(config) if p.name == f"{service}:{name}")
+    """Whether the replicas of C{service} report the same seq and checksum."""
+    return testing.in_step(testing.replica_statuses(config, service))
 
 
 def kill_9(config, service, name):
-    process = process_of(config, service, name)
-    launcher.kill(launcher.read_pid(process), signal.SIGKILL)
-    launcher.clear_stale(process)
+    """C{kill -9} of one replica by its pid file, the way C{pygmy chaos} does it."""
+    (process,) = launcher.processes(config, [f"{service}:{name}"])
+    lifecycle.kill(process)
     return process
 
 
@@ -103,8 +78,9 @@ async def first_buy_after(http, url, reactor):
 
 
 async def many_writes(http, url, count, clients=32):
+    """C{count} stock updates straight to the catalog replica at C{url}, from C{clients} writers."""
     pending = iter(range(count))
-    headers = {"Authorization": f"Bearer {harness.SECRET}"}
+    headers = {"Authorization": f"Bearer {testing.SECRET}"}
 
     async def writer():
         for n in pending:
@@ -118,10 +94,12 @@ async def many_writes(http, url, count, clients=32):
 
 
 def report(name, seconds, goal):
+    """Print one result and its ratio to the goal."""
     print(f"  {name:<42} {seconds:7.3f} s   goal {goal:5.2f} s   ratio {seconds / goal:5.2f}")
 
 
 async def measure(reactor, config, writes):
+    """The failover and the catch-up measurements, on the running cluster of C{config}."""
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = 64
     http = HTTPClient(Agent(reactor, pool=pool))
@@ -133,9 +111,8 @@ async def measure(reactor, config, writes):
             process = kill_9(config, service, primary)
             took = await first_buy_after(http, config.frontend.url, reactor)
             report(f"{service} primary {primary}", took, timeout + 0.5)
-            launcher.start(config, process)
-            launcher.wait_ready(process, launcher.read_pid(process))
-            wait_for(lambda: settled(config), 30, "the views to settle")
+            await lifecycle.restart(reactor, config, process, http)
+            testing.wait_until(lambda: settled(config), 30, "the views to settle")
 
         print(f"catch-up ({writes} missed entries, restart -> same checksum):")
         view = get(config.frontend.url + "/status")["services"]["catalog"]
@@ -144,10 +121,10 @@ async def measure(reactor, config, writes):
         await many_writes(http, config.replica("catalog", primary).url, writes)
         offset = process.logfile.stat().st_size
         started = time.monotonic()
-        launcher.start(config, process)
-        wait_for(lambda: converged(config, "catalog"), 60, "catch-up")
+        await lifecycle.restart(reactor, config, process, http)
+        testing.wait_until(lambda: converged(config, "catalog"), 60, "catch-up")
         report(f"catalog backup {backup}, start-up included", time.monotonic() - started, 2.0 * writes / 10_000)
-        wait_for(lambda: settled(config), 30, "the backup to rejoin")
+        testing.wait_until(lambda: settled(config), 30, "the backup to rejoin")
         with open(process.logfile, "rb") as log:
             log.seek(offset)
             text = log.read().decode(errors="replace")
@@ -159,6 +136,7 @@ async def measure(reactor, config, writes):
 
 
 def main(argv=None):
+    """Start a cluster, measure, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--writes", type=int, default=10_000, help="entries the backup misses")
     parser.add_argument("--keep", help="run in this directory and keep it (default: a temporary one)")
@@ -169,7 +147,7 @@ def main(argv=None):
     try:
         if launcher.up(config, echo=lambda line: None):
             raise SystemExit("benchmark: pygmy up failed")
-        wait_for(lambda: settled(config), 30, "the views to settle")
+        testing.wait_until(lambda: settled(config), 30, "the views to settle")
         task.react(lambda reactor: defer.ensureDeferred(measure(reactor, config, args.writes)))
     finally:
         launcher.down(config, echo=lambda line: None)

@@ -37,13 +37,12 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from pygmy import config as configuration
+from pygmy import testing
+from pygmy.cli import launcher
 
-from failover import free_ports, settled, wait_for, write_config  # noqa: E402
-
-from pygmy import config as configuration  # noqa: E402
-from pygmy.cli import launcher  # noqa: E402
+#: The reference server, run as a script by its path.
+REFERENCE = Path(__file__).resolve().with_name("reference.py")
 
 BUY_SCRIPT = """
 counter = 0
@@ -88,7 +87,10 @@ def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
         pool = HTTPConnectionPool(reactor)
         pool.maxPersistentPerHost = clients
         http = HTTPClient(Agent(reactor, pool=pool))
-        plan = lambda n: Request("x", method, urls(n) if urls else url, head)
+
+        def plan(n):
+            return Request("x", method, urls(n) if urls else url, head)
+
         samples = await drive(reactor, http, plan, clients, duration=seconds)
         result.update(summarise(samples, seconds)["x"])
         await pool.closeCachedConnections()
@@ -101,6 +103,7 @@ def own_generator(url, seconds, clients, headers=(), method="GET", urls=None):
 
 
 def measure(name, url, args, headers=(), buy=False, clients=None):
+    """One measurement of C{url} by wrk, or by L{own_generator} without it."""
     clients = clients or args.clients
     if shutil.which("wrk"):
         script = None
@@ -115,6 +118,7 @@ def measure(name, url, args, headers=(), buy=False, clients=None):
 
 
 def restock(config):
+    """Add a million copies of every book, so the buys never run out."""
     for item in range(1, 8):
         request = urllib.request.Request(
             f"{config.frontend.url}/update/{item}",
@@ -126,19 +130,25 @@ def restock(config):
 
 
 def main(argv=None):
+    """Start a cluster and the reference, measure, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
     parser.add_argument("--clients", type=int, default=10, help="concurrent connections")
     parser.add_argument("--buy-clients", type=int, default=64, help="concurrent connections for the second buy run")
     args = parser.parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix="pygmy-bench-"))
-    config = configuration.load(write_config(directory))
-    port = free_ports(1)[0]
-    reference = subprocess.Popen([sys.executable, str(HERE / "reference.py"), str(port)])
+    path = testing.write_config(directory, heartbeat_interval="0.5", heartbeat_timeout="1.5")
+    config = configuration.load(path)
+    port = testing.free_ports(1)[0]
+    reference = subprocess.Popen([sys.executable, str(REFERENCE), str(port)])
     try:
         if launcher.up(config, echo=lambda line: None):
             raise SystemExit("benchmark: pygmy up failed")
-        wait_for(lambda: settled(config), 30, "the views to settle")
+        testing.wait_until(
+            lambda: testing.every_replica_in_view(testing.get_json(config.frontend.url + "/status")[1]["services"]),
+            30,
+            "the views to settle",
+        )
         restock(config)
         front = config.frontend.url
         generator = "wrk" if shutil.which("wrk") else "pygmy.cli.loadgen"

@@ -1,11 +1,18 @@
 """
-Real Pygmy processes for the integration tests.
+Real Pygmy processes for the integration tests and the benchmarks.
 
 A L{Cluster} writes a C{config.ini} with free ports on 127.0.0.1 in a
 temporary directory, starts each process with the contract's command
 (C{twistd -n --pidfile= pygmy-catalog --config ... --replica A}), waits until
 it answers, and stops it by its pid: SIGTERM for a clean stop, SIGKILL for a
-crash.  Every process it started is stopped by L{Cluster.stop_all}.
+crash.  Every process it started is stopped by L{Cluster.stop_all}.  The
+readiness checks, log paths and signals are L{pygmy.cli.launcher}'s, the
+same as C{pygmy up}'s; only the foreground C{-n} (so a test can reap the
+process and see its exit status) is this module's own.
+
+L{UpCluster} is a cluster that C{pygmy up} started instead.  The blocking
+probes (L{every_replica_in_view}, L{replica_statuses}, L{in_step},
+L{wait_until}) serve the benchmarks as well as the tests' waits.
 """
 
 from __future__ import annotations
@@ -22,11 +29,10 @@ import urllib.request
 from pathlib import Path
 
 from pygmy.cli import launcher
+from pygmy.cli.launcher import START_TIMEOUT, TWISTD
 from pygmy.config import load
 
-TWISTD = str(Path(sys.executable).with_name("twistd"))
 SECRET = "integration-secret"
-START_TIMEOUT = 20.0
 
 
 def free_ports(count: int) -> list[int]:
@@ -81,7 +87,14 @@ class Cluster:
         return self.config.frontend.url
 
     def replica_url(self, service: str, name: str) -> str:
+        """The base URL of replica C{name} of C{service}."""
         return self.config.replica(service, name).url
+
+    def process(self, key: str) -> launcher.Process:
+        """The launcher's L{launcher.Process} of C{key}: its log, its ready URL."""
+        role, _, replica = key.partition(":")
+        url = self.url if not replica else self.replica_url(role, replica)
+        return launcher.Process(role, replica or None, url, self.directory)
 
     def command(self, role: str, replica: str | None = None) -> list[str]:
         """The contract's command line for C{role} (and C{replica})."""
@@ -93,7 +106,9 @@ class Cluster:
     def start(self, role: str, replica: str | None = None) -> subprocess.Popen:
         """Start one process and wait until it answers HTTP."""
         key = role if replica is None else f"{role}:{replica}"
-        log = open(self.directory / f"{key.replace(':', '-')}.log", "ab")
+        logfile = self.process(key).logfile
+        log_start = logfile.stat().st_size if logfile.exists() else 0
+        log = open(logfile, "ab")
         process = subprocess.Popen(
             self.command(role, replica),
             cwd=self.directory,
@@ -102,8 +117,7 @@ class Cluster:
         )
         log.close()
         self.processes[key] = process
-        url = self.url + "/health" if replica is None else self.replica_url(role, replica) + "/status"
-        self._wait_until_up(key, process, url)
+        self._wait_until_up(key, process, log_start)
         return process
 
     def start_all(self) -> None:
@@ -117,11 +131,11 @@ class Cluster:
         """Send C{sig} to the process C{key} by its pid and wait for it."""
         process = self.processes.pop(key)
         if process.poll() is None:
-            os.kill(process.pid, sig)
+            launcher.kill(process.pid, sig)
         try:
             return process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
+            launcher.kill(process.pid, signal.SIGKILL)
             return process.wait(timeout)
 
     def stop_all(self) -> None:
@@ -130,23 +144,25 @@ class Cluster:
             self.stop(key)
 
     def log_tail(self, key: str, lines: int = 30) -> str:
-        path = self.directory / f"{key.replace(':', '-')}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        """The last C{lines} lines of C{key}'s log."""
+        return launcher.log_tail(self.process(key), lines)
 
-    def _wait_until_up(self, key, process, url) -> None:
+    def _wait_until_up(self, key: str, process: subprocess.Popen, log_start: int) -> None:
+        """Wait for C{key}'s ready URL as C{pygmy up} does; a process that fails is stopped."""
+        wanted = self.process(key)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"{key} exited with {process.returncode}:\n{self.log_tail(key)}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
+            failure = launcher.start_failure(wanted, process.pid, log_start)
+            if failure:
+                self.stop(key, signal.SIGKILL)
+                raise RuntimeError(f"{failure}:\n{self.log_tail(key)}")
+            if launcher.answers(wanted.ready_url):
+                return
+            time.sleep(launcher.POLL)
         self.stop(key, signal.SIGKILL)
-        raise RuntimeError(f"{key} did not answer {url} within {START_TIMEOUT}s")
+        raise RuntimeError(f"{key} did not answer {wanted.ready_url} within {START_TIMEOUT}s")
 
 
 def get_json(url: str, headers=None, method="GET", body=None):
@@ -160,6 +176,43 @@ def get_json(url: str, headers=None, method="GET", body=None):
         return e.code, json.loads(e.read())
 
 
+# Probes (blocking), for the waits below and the benchmarks
+
+
+def every_replica_in_view(services: dict) -> bool:
+    """Whether each service of a front end's C{/status} has a primary and all its replicas in its view."""
+    return all(
+        view["primary"] is not None and len(view["backups"]) == len(view["replicas"]) - 1 for view in services.values()
+    )
+
+
+def replica_statuses(config, service: str) -> list[dict]:
+    """The C{/status} of every replica of C{service} in C{config}."""
+    return [get_json(replica.url + "/status")[1] for replica in config.replicas[service]]
+
+
+def in_step(statuses: list[dict]) -> bool:
+    """Whether the replica C{statuses} all report the same seq and checksum."""
+    return len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.02) -> None:
+    """
+    Block until C{predicate()} is true (an C{OSError} counts as not yet).
+
+    @raise TimeoutError: naming C{what}, after C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(every)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
 # Waits (in the reactor, for pytest-twisted tests)
 
 
@@ -171,10 +224,7 @@ async def settled(cluster, within=10.0):
     deadline = reactor.seconds() + within
     while True:
         services = get_json(cluster.url + "/status")[1]["services"]
-        if all(
-            view["primary"] is not None and len(view["backups"]) == len(view["replicas"]) - 1
-            for view in services.values()
-        ):
+        if every_replica_in_view(services):
             return services
         assert reactor.seconds() < deadline, services
         await deferLater(reactor, 0.1, lambda: None)
@@ -187,10 +237,8 @@ async def converged(cluster, service, within=5.0):
 
     deadline = reactor.seconds() + within
     while True:
-        statuses = [
-            get_json(cluster.replica_url(service, r.name) + "/status")[1] for r in cluster.config.replicas[service]
-        ]
-        if len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1:
+        statuses = replica_statuses(cluster.config, service)
+        if in_step(statuses):
             return statuses
         assert reactor.seconds() < deadline, statuses
         await deferLater(reactor, 0.1, lambda: None)
@@ -198,7 +246,8 @@ async def converged(cluster, service, within=5.0):
 
 # Clusters started with C{pygmy up} (daemonised, pid files in data_dir)
 
-ROOT = Path(__file__).resolve().parents[2]
+#: The checkout this package is in (where C{pygmy/} is).
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_pygmy(*args: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.CompletedProcess:
