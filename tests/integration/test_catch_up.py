@@ -2,6 +2,12 @@
 A replica that was down while 10,000 writes happened catches up from the
 primary's log, joins, and ends with the same data; with a short log
 (C{log_keep}) it gets a snapshot instead.
+
+Both clusters compact every 0.2 s (C{[cluster] compact_interval}), and the
+snapshot case waits until the primary's log no longer holds the backup's
+last entry before it restarts the backup: with the default 10 s the writes
+could finish before the first compaction, and the backup would catch up
+from the log after all.
 """
 
 import signal
@@ -10,11 +16,12 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from tests.integration.harness import Cluster, converged, get_json, settled
+from pygmy.testing import Cluster, converged, get_json, settled
 from tests.integration.load import AUTH
 
 pytestmark = pytest.mark.integration
 WRITES = 10_000
+COMPACT_INTERVAL = 0.2
 
 
 async def write_many(http, url, count, clients=32):
@@ -39,19 +46,43 @@ async def write_many(http, url, count, clients=32):
     assert not failures, failures[0]
 
 
+async def compacted_past(url, seq, view, within=15.0):
+    """
+    Wait until the primary at C{url} has compacted its log past entry C{seq}
+    of C{view}: what a backup whose log ends there asks for is then refused
+    (C{entries: null}), so that backup needs a snapshot.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    while True:
+        status, body = get_json(f"{url}/replication/log?after={seq}&view={view}&limit=1", headers=AUTH)
+        assert status == 200, body
+        if body["entries"] is None:
+            return
+        assert reactor.seconds() < deadline, f"log still holds entry {seq} of view {view}: {body}"
+        await deferLater(reactor, COMPACT_INTERVAL / 2, lambda: None)
+
+
 @pytest.mark.parametrize("log_keep", [100_000, 500], ids=["from-log", "snapshot"])
 @pytest_twisted.ensureDeferred
 async def test_backup_down_for_10000_writes_catches_up(tmp_path, http, log_keep):
     from twisted.internet import reactor
 
-    cluster = Cluster(tmp_path, log_keep=log_keep)
+    cluster = Cluster(tmp_path, log_keep=log_keep, compact_interval=COMPACT_INTERVAL)
     try:
         cluster.start_all()
         services = await settled(cluster)
         primary, backup = services["catalog"]["primary"], services["catalog"]["backups"][0]
         cluster.stop(f"catalog:{backup}", signal.SIGKILL)
-        before = get_json(cluster.replica_url("catalog", primary) + "/status")[1]["applied_seq"]
-        await write_many(http, cluster.replica_url("catalog", primary), WRITES)
+        primary_url = cluster.replica_url("catalog", primary)
+        # Where the backup's log ends: the primary's head and its view, as the backup saw them.
+        head = get_json(primary_url + "/replication/snapshot", headers=AUTH)[1]
+        before = head["applied_seq"]
+        await write_many(http, primary_url, WRITES)
+        if log_keep < WRITES:
+            await compacted_past(primary_url, before, head["last_view"])
         started = reactor.seconds()
         cluster.start("catalog", backup)
         statuses = await converged(cluster, "catalog", within=30)
