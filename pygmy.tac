@@ -18,7 +18,7 @@ path = os.environ.get("PYGMY_CONFIG", "config.ini")
 try:
     config = load(path)
 except ConfigError as e:
-    raise SystemExit(f"pygmy.tac: {e}")
+    raise SystemExit(f"pygmy.tac: {e}") from None
 
 prepare_process(config)
 application = Application("pygmy")

@@ -15,7 +15,12 @@ FACTORIES = {"catalog": catalog_service, "order": order_service}
 
 
 def cluster_service(config: Config, reactor) -> MultiService:
-    """Every replica of C{config} and then the front end, as one service."""
+    """
+    Every replica of C{config} and then the front end, as one service.
+
+    @param reactor: the reactor every process's services run on (the
+        caller's choice: C{pygmy.tac} passes the global one).
+    """
     top = MultiService()
     for service, replicas in config.replicas.items():
         for replica in replicas:

@@ -16,6 +16,8 @@ def order_service(config: Config, name: str, reactor):
     Build order replica C{name} of C{config}: its database in
     C{data_dir/order-<name>.sqlite}, its node (which also follows the
     catalog's view, to reach its primary) and its HTTP listener.
+
+    @param reactor: the reactor (and clock) its parts run on.
     """
     replica = config.replica("order", name)
     store = Store(config.cluster.data_dir / f"order-{name}.sqlite", (ORDERS,), None, reactor)
