@@ -10,9 +10,8 @@ recognises (the pid is gone, a zombie, or now some other program) and
 removes.
 
 This is blocking code for the command line, never for a reactor callback;
-L{pygmy.cli.lifecycle}, which kills and restarts a process under load
-without blocking the reactor, builds on its helpers (the command line, pid
-checks, the start failures).
+L{pygmy.cli.lifecycle} kills and restarts a process under load with its
+helpers (the command line, pid checks, start failures) without blocking.
 """
 
 from __future__ import annotations
@@ -300,11 +299,9 @@ def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = 
 
 def start_failure(process: Process, pid: int, log_start: int = 0) -> str | None:
     """
-    Why C{process} (started as C{pid}) will never answer, if it is known
-    already: it logged that it cannot listen, or it exited.
-
-    @param log_start: where this start's lines begin in its log.
-    @return: one line, or C{None} while it may still come up.
+    Why C{process}, started as C{pid} (its log from byte C{log_start}),
+    will never answer: it logged that it cannot listen, or it exited; or
+    C{None} while it may still come up.
     """
     failure = listen_failure(process, log_start)
     if failure:
