@@ -11,13 +11,41 @@ from pygmy.replication.replica import ReplicaParts, replica_service
 from pygmy.replication.store import Store
 
 
+class InvalidationPush:
+    """
+    Tells the front end which books a write changed, with one
+    C{INVALIDATE <id> <seq>} line per book over the heartbeat connection,
+    so that its cache drops them before the write is acknowledged (the
+    catalog's books are what the front end caches).
+
+    Installed on a catalog node with
+    L{observe_writes<pygmy.replication.node.Node.observe_writes>}.
+
+    @param node: the catalog replica's node; its C{heartbeat} (if connected)
+        carries the lines.
+    """
+
+    def __init__(self, node):
+        self.node = node
+
+    def __call__(self, write) -> None:
+        """Push the changes of C{write}, a new write of this primary."""
+        heartbeat = self.node.heartbeat
+        if heartbeat is None:
+            return
+        for changed in write.entry["changes"]:
+            heartbeat.send(f"INVALIDATE {changed['row']['id']} {write.seq}".encode("ascii"))
+
+
 def catalog_service(config: Config, name: str, reactor):
     """
     Build catalog replica C{name} of C{config}: its database in
-    C{data_dir/catalog-<name>.sqlite}, its node and its HTTP listener.
+    C{data_dir/catalog-<name>.sqlite}, its node (which pushes invalidations
+    to the front end) and its HTTP listener.
     """
     replica = config.replica("catalog", name)
     store = Store(config.cluster.data_dir / f"catalog-{name}.sqlite", (BOOKS,), seed, reactor)
     parts = ReplicaParts(config, replica, store, reactor)
+    parts.node.observe_writes(InvalidationPush(parts.node))
     app = CatalogApp(Catalog(store, parts.node))
     return replica_service(config, replica, parts, app, reactor)

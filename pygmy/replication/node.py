@@ -16,24 +16,23 @@ recovering not in the view: fetches what it missed from the primary's log
 
 The front end's VIEW lines drive every change (L{Node.view_received});
 they also update the L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>} of every service,
-which is how an order replica finds the catalog's primary.
+which is how an order replica finds the catalog's primary.  Catching up is
+L{CatchUp<pygmy.replication.catchup.CatchUp>}'s; what a service does after
+each of its writes (the catalog tells the front end's cache) it installs
+with L{Node.observe_writes}.
 """
 
 from __future__ import annotations
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from pygmy.errors import Diverged, NotPrimary, PygmyError, StaleView
+from pygmy.errors import Diverged, NotPrimary, StaleView
+from pygmy.replication.catchup import CatchUp
 from pygmy.replication.primary import Replicator
 from pygmy.replication.store import Store
-
-#: A recovering replica joins once it is this close to the primary's head.
-JOIN_GAP = 200
-#: Entries fetched per request while catching up.
-CATCH_UP_BATCH = 5000
 
 log = Logger()
 
@@ -43,6 +42,8 @@ class Node:
     The replication state of one replica.
 
     @param routes: the L{ServiceRoutes} of every service, by name.
+    @ivar catchup: the L{CatchUp} that brings this replica level when it
+        is recovering.
     """
 
     def __init__(self, replica, store: Store, routes: dict, clock, interval: float, log_keep: int):
@@ -62,12 +63,10 @@ class Node:
         self.last_view = 0
         self.replicator: Replicator | None = None
         self.heartbeat = None
-        self._catching_up = False
+        self.catchup = CatchUp(self, clock, interval)
         self._needs_resync = False
         self._fresh_connection = True
-        #: Tell the front end which rows each write changed (the catalog's
-        #: books are what it caches).
-        self.pushes_invalidations = self.service == "catalog"
+        self._write_observers: list = []
 
     async def load(self) -> None:
         """Read where the log stands; call before connecting heartbeats."""
@@ -87,6 +86,7 @@ class Node:
             routes.view = 0
 
     def heartbeat_disconnected(self, protocol) -> None:
+        """The connection C{protocol} to the front end is gone."""
         if self.heartbeat is protocol:
             self.heartbeat = None
 
@@ -151,15 +151,32 @@ class Node:
 
     # Writes (primary)
 
+    def observe_writes(self, observer) -> None:
+        """
+        Call C{observer(write)} after each new write this replica makes as
+        primary: once every in-sync backup holds it, before its caller hears
+        of it.  Not for a replayed write (a request id seen before: nothing
+        changed this time).
+
+        @param observer: a callable taking the write (with C{seq} and
+            C{entry}); what it raises fails the write's request.
+        """
+        self._write_observers.append(observer)
+
+    @property
+    def write_observers(self) -> tuple:
+        """The observers installed with L{observe_writes}, in order."""
+        return tuple(self._write_observers)
+
     async def write(self, request_id, mutate, *args, fingerprint=None):
         """A write to this service: only the primary takes it."""
         if self.role != "primary" or self.replicator is None:
             primary = self.primary or "none"
             raise NotPrimary(f"{self.label} is not the primary (primary: {primary}).")
         write = await self.replicator.write(request_id, mutate, *args, fingerprint=fingerprint)
-        if self.pushes_invalidations and not write.replayed and self.heartbeat is not None:
-            for changed in write.entry["changes"]:
-                self.heartbeat.send(f"INVALIDATE {changed['row']['id']} {write.seq}".encode("ascii"))
+        if not write.replayed:
+            for observer in self._write_observers:
+                observer(write)
         return write
 
     async def join(self, name: str, after: int, view: int) -> bool:
@@ -206,74 +223,11 @@ class Node:
 
     def catch_up(self) -> None:
         """Start catching up from the primary, unless already doing so."""
-        if self._catching_up:
-            return
-        self._catching_up = True
-        Deferred.fromCoroutine(self._catch_up()).addErrback(self._catch_up_failed).addBoth(self._caught_up)
+        self.catchup.start()
 
-    def _catch_up_failed(self, failure) -> None:
-        """
-        An error nobody expected: log it and try again later, rather than
-        stay recovering for good (only a view change would start over).
-        """
-        log.failure("{label}: catch-up failed; trying again", failure, label=self.label)
-        self.clock.callLater(self.interval, self._catch_up_again)
-
-    def _catch_up_again(self) -> None:
-        if self.role == "recovering" and self.primary is not None:
-            self.catch_up()
-
-    def _caught_up(self, _):
-        self._catching_up = False
-
-    async def _catch_up(self) -> None:
-        started = self.clock.seconds()
-        start_seq = self.applied_seq
-        while self.role == "recovering" and self.primary is not None:
-            primary = self.peers.remotes[self.primary]
-            try:
-                if await self._fetch(primary):
-                    continue
-                joined = await primary.post(
-                    "/replication/join",
-                    {"replica": self.name, "after": self.applied_seq, "view": self.last_view},
-                )
-            except PygmyError as e:
-                log.info(
-                    "{label}: catch-up from {primary}: {why}", label=self.label, primary=primary.name, why=e.message
-                )
-                await deferLater(self.clock, self.interval, lambda: None)
-                continue
-            if joined["joined"]:
-                self._needs_resync = False
-                log.info(
-                    "{label}: caught up from seq {start} to {seq} in {seconds:.2f}s; joining",
-                    label=self.label,
-                    start=start_seq,
-                    seq=self.applied_seq,
-                    seconds=self.clock.seconds() - started,
-                )
-                # Wait to be taken into the view; if not, try again.
-                await deferLater(self.clock, self.interval * 4, lambda: None)
-
-    async def _fetch(self, primary) -> bool:
-        """
-        Fetch and apply one batch from the primary's log, or a snapshot.
-
-        @return: whether to fetch again before joining.
-        """
-        reply = await primary.get(
-            "/replication/log",
-            {"after": str(self.applied_seq), "view": str(self.last_view), "limit": str(CATCH_UP_BATCH)},
-        )
-        if reply["entries"] is None:
-            snapshot = await primary.get("/replication/snapshot")
-            self.advanced(*await self.store.install(snapshot))
-            log.info("{label}: installed a snapshot at seq {seq}", label=self.label, seq=self.applied_seq)
-            return True
-        if reply["entries"]:
-            self.advanced(*await self.store.apply(reply["entries"]))
-        return reply["head"] - self.applied_seq > JOIN_GAP
+    def joined(self) -> None:
+        """The primary took our join: our log is its log again."""
+        self._needs_resync = False
 
     # Compaction
 
@@ -300,6 +254,7 @@ class NodeService(Service):
         self._connector = None
 
     def startService(self):
+        """Load the node; connect its heartbeats once loaded."""
         super().startService()
         Deferred.fromCoroutine(self.node.load()).addCallback(self._loaded).addErrback(
             lambda f: log.failure("{label}: could not start", f, label=self.node.label)
@@ -317,6 +272,7 @@ class NodeService(Service):
         )
 
     def stopService(self):
+        """Stop compacting and stop reconnecting the heartbeats."""
         super().stopService()
         if self._compaction.running:
             self._compaction.stop()

@@ -16,11 +16,13 @@ from twisted.logger import capturedLogs
 from pygmy import config as configuration
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
+from pygmy.catalog.service import InvalidationPush, catalog_service
 from pygmy.errors import Diverged, StaleView
 from pygmy.net.routing import ServiceRoutes
-from pygmy.replication.node import Node
+from pygmy.order.service import order_service
+from pygmy.replication.node import Node, NodeService
 from pygmy.replication.replica import ReplicaApp
-from tests.fakes import SyncReactor, result, stub_remote, sync_store
+from tests.fakes import SyncReactor, config_text, result, stub_remote, sync_store
 
 SECRET = "s3cret"
 REPO = Path(__file__).resolve().parents[2]
@@ -146,6 +148,10 @@ class FakeHeartbeat:
         """The SYNCED lines sent so far."""
         return [line for line in self.lines if line.startswith(b"SYNCED ")]
 
+    def invalidations(self):
+        """The INVALIDATE lines sent so far."""
+        return [line for line in self.lines if line.startswith(b"INVALIDATE ")]
+
 
 class Pair:
     """
@@ -249,7 +255,7 @@ def test_missed_writes_are_caught_up_from_the_log_then_joined(pair):
     pair.view(2, "A", ["B"])
     assert node_b.role == "backup" and not replicator.links["B"].joining
     pair.reactor.advance(2.0)
-    assert not node_b._catching_up
+    assert not node_b.catchup.running
     assert pair.reactor.getDelayedCalls() == []
     result(pair.buy("r4"))
     assert pair.status("B") == pair.status("A")
@@ -364,3 +370,64 @@ def test_a_timeout_while_connecting_is_replica_down():
     remote._http.client = SimpleNamespace(request=lambda *a, **k: fail(ConnectingCancelledError(None)))
     with pytest.raises(ReplicaDown, match="did not answer"):
         result(remote.get("/status"))
+
+
+# What a service does after each write: the catalog's cache push
+
+
+def pushing(pair):
+    """C{pair} with A's node pushing invalidations, as L{catalog_service} installs it."""
+    pair.nodes["A"].observe_writes(InvalidationPush(pair.nodes["A"]))
+    return pair
+
+
+def test_the_catalog_push_goes_out_after_the_backups_and_before_the_write_returns(pair):
+    pushing(pair).view(1, "A", ["B"])
+    pair.view(2, "A", ["B"], to="B")  # B refuses view 1: the write waits for it
+    pending = pair.buy("r1")
+    pair.reactor.advance(1.0)
+    assert not pending.called and pair.heartbeat.invalidations() == []
+    when_acknowledged = []
+    pending.addCallback(lambda write: when_acknowledged.append(pair.heartbeat.invalidations()))
+    pair.view(2, "A", ["B"], to="A")
+    pair.reactor.advance(0.25)
+    assert when_acknowledged == [[b"INVALIDATE 1 1"]]
+
+
+def test_every_new_write_is_pushed_a_replayed_one_is_not(pair):
+    pushing(pair).view(1, "A", [])
+    result(pair.buy("r1"))
+    result(Catalog(pair.stores["A"], pair.nodes["A"]).update(2, {"stock_delta": 5}, "r2"))
+    assert result(pair.buy("r1")).replayed
+    assert pair.heartbeat.invalidations() == [b"INVALIDATE 1 1", b"INVALIDATE 2 2"]
+
+
+def test_no_push_without_a_heartbeat_connection(pair):
+    pushing(pair).view(1, "A", [])
+    pair.nodes["A"].heartbeat_disconnected(pair.heartbeat)
+    assert result(pair.buy("r1")).seq == 1
+    assert pair.heartbeat.invalidations() == []
+
+
+def test_a_node_pushes_nothing_of_itself(pair):
+    """The generic replica role knows nothing of caches: no observer, no line."""
+    pair.view(1, "A", [])
+    result(pair.buy("r1"))
+    assert pair.nodes["A"].write_observers == ()
+    assert pair.heartbeat.invalidations() == []
+
+
+def node_of(service) -> Node:
+    """The node inside the twistd service of one replica."""
+    (node_service,) = [child for child in service if isinstance(child, NodeService)]
+    return node_service.node
+
+
+def test_the_catalog_service_installs_the_push_the_order_service_does_not(tmp_path):
+    path = tmp_path / "config.ini"
+    path.write_text(config_text(SECRET, str(tmp_path)))
+    config = configuration.load(path, environ={})
+    catalog = node_of(catalog_service(config, "A", SyncReactor()))
+    (push,) = catalog.write_observers
+    assert isinstance(push, InvalidationPush) and push.node is catalog
+    assert node_of(order_service(config, "A", SyncReactor())).write_observers == ()
