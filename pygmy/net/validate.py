@@ -63,7 +63,13 @@ def parse_cost(value) -> str:
 
 
 def parse_stock_delta(value) -> int:
-    """A stock change: a JSON integer, not a boolean, string or fraction."""
+    """
+    A stock change: a JSON integer, not a boolean, string or fraction.
+
+    C{1.0} is refused too: DESIGN §3's JSON integer is a number written
+    without a fraction, as an C{integer} of OpenAPI 3.0 (C{docs/openapi.yaml})
+    is; in OpenAPI 3.1 it would be an integer.
+    """
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadRequest("stock_delta must be a JSON integer.")
     if abs(value) > MAX_STOCK_DELTA:
