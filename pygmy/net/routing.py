@@ -23,6 +23,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from twisted.internet.task import deferLater
 
+from pygmy.clock import monotonic
 from pygmy.config import Config
 from pygmy.errors import NotPrimary, Unavailable
 from pygmy.net.balancer import Policy, RoundRobin, make_policy
@@ -142,7 +143,7 @@ def routes_for(config: Config, service: str, http: HTTPClientService, alive=None
     return ServiceRoutes(
         service,
         [Remote(http, replica, cluster.secret, cluster.request_timeout) for replica in config.replicas[service]],
-        clock=http.reactor,
+        clock=monotonic(http.reactor),
         deadline=cluster.heartbeat_timeout * 2 + 2.0,
         alive=alive,
         policy=make_policy(config.frontend.balancer),

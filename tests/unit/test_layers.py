@@ -13,7 +13,8 @@ PYGMY = Path(__file__).resolve().parents[2] / "pygmy"
 
 #: Lowest first.  A package may import its own modules and any lower layer.
 LAYERS = [
-    {"__init__", "config", "errors"},
+    {"__init__", "clock", "endpoints", "errors"},
+    {"config"},
     {"net", "process"},
     {"replication"},
     {"coordination"},

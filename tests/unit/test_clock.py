@@ -1,0 +1,59 @@
+"""
+L{pygmy.clock}: durations are measured on a monotonic clock, while the
+reactor schedules the calls.
+"""
+
+from twisted.internet.task import Clock, LoopingCall
+from twisted.internet.testing import MemoryReactorClock
+
+from pygmy.clock import MonotonicClock, monotonic
+
+
+class SteppingWallClock(MemoryReactorClock):
+    """A reactor whose wall clock the test steps."""
+
+
+def test_seconds_ignore_a_wall_clock_step():
+    reactor = SteppingWallClock()
+    ticks = iter([100.0, 100.5])
+    clock = MonotonicClock(reactor, now=lambda: next(ticks))
+    first = clock.seconds()
+    reactor.advance(-3600)  # the wall clock steps back an hour
+    assert clock.seconds() - first == 0.5
+
+
+def test_calls_are_scheduled_by_the_reactor_with_their_delay():
+    reactor = MemoryReactorClock()
+    clock = MonotonicClock(reactor, now=lambda: 5.0)
+    called = []
+    clock.callLater(2, called.append, "x")
+    assert len(reactor.getDelayedCalls()) == 1 and clock.getDelayedCalls() == reactor.getDelayedCalls()
+    reactor.advance(2)
+    assert called == ["x"]
+
+
+def test_a_looping_call_on_it_keeps_its_interval():
+    reactor = MemoryReactorClock()
+    now = [1000.0]
+    clock = MonotonicClock(reactor, now=lambda: now[0])
+    beats = []
+    loop = LoopingCall(lambda: beats.append(now[0]))
+    loop.clock = clock
+    loop.start(0.5, now=True)
+    for _ in range(3):
+        now[0] += 0.5
+        reactor.advance(0.5)
+    loop.stop()
+    assert beats == [1000.0, 1000.5, 1001.0, 1001.5]
+
+
+def test_a_test_clock_is_used_as_it_is():
+    clock = Clock()
+    assert monotonic(clock) is clock
+
+
+def test_a_reactor_is_wrapped_once():
+    from twisted.internet import reactor
+
+    wrapped = monotonic(reactor)
+    assert isinstance(wrapped, MonotonicClock) and monotonic(wrapped) is wrapped
