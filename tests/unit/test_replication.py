@@ -402,19 +402,13 @@ def test_every_new_write_is_pushed_a_replayed_one_is_not(pair):
     assert pair.heartbeat.invalidations() == [b"INVALIDATE 1 1", b"INVALIDATE 2 2"]
 
 
-def test_no_push_without_a_heartbeat_connection(pair):
-    pushing(pair).view(1, "A", [])
-    pair.nodes["A"].heartbeat_disconnected(pair.heartbeat)
-    assert result(pair.buy("r1")).seq == 1
-    assert pair.heartbeat.invalidations() == []
-
-
-def test_a_node_pushes_nothing_of_itself(pair):
+def test_no_push_from_a_node_of_itself_nor_without_a_connection(pair):
     """The generic replica role knows nothing of caches: no observer, no line."""
     pair.view(1, "A", [])
     result(pair.buy("r1"))
-    assert pair.nodes["A"].write_observers == ()
-    assert pair.heartbeat.invalidations() == []
+    assert pair.nodes["A"].write_observers == () and pair.heartbeat.invalidations() == []
+    pushing(pair).nodes["A"].heartbeat_disconnected(pair.heartbeat)
+    assert result(pair.buy("r2")).seq == 2 and pair.heartbeat.invalidations() == []
 
 
 def node_of(service) -> Node:
