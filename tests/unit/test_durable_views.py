@@ -223,3 +223,27 @@ def test_an_unreadable_store_fails_the_start(config, tmp_path):
     failures = []
     cluster.started.addErrback(failures.append)
     assert failures and failures[0].check(ViewStoreError)
+
+
+def test_a_front_end_whose_stored_views_are_unreadable_stops(config, tmp_path):
+    from pygmy.frontend.service import FrontendService
+    from tests.fakes import SyncThreadPool
+
+    path = tmp_path / "views.json"
+    path.write_text('{"format": 1, "views": {"catalog": 7}}')
+    reactor = SyncReactor()
+    reactor.getThreadPool = lambda: SyncThreadPool()
+    reactor.running = True
+    stopped = []
+    reactor.stop = lambda: stopped.append(True)
+    service = FrontendService("http://x", Monitor(config, Clock(), {}, FileViewStore(path, reactor)), reactor)
+    service.startService()
+    assert stopped == [True]
+    service.stopService()
+
+
+def test_the_front_end_keeps_its_views_in_data_dir(config):
+    from pygmy.frontend.service import frontend_service
+
+    service = frontend_service(config, SyncReactor())
+    assert service.monitor.store.path == config.cluster.data_dir / "frontend-views.json"
