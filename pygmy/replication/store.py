@@ -1,21 +1,12 @@
 """
-A replica's SQLite database: its tables plus the write log.
+A replica's database as a service: its tables, the reads of them, and the
+writes, committed in groups, that change rows and append to the write log.
 
-Both services store data the same way.  Every write is one SQLite
-transaction that changes rows *and* appends an entry to the C{log} table::
-
-    seq         position in the log, 1, 2, 3 ... (the order ids of the
-                order service are this number)
-    view        the view the write was accepted in
-    request_id  the caller's id for the write; the same id again replays the
-                logged result instead of writing twice
-    changes     JSON list of {"table": name, "row": {column: value}}, the
-                resulting values of every row the write touched
-    created     when the write was accepted, ISO-8601 UTC
-
-A log entry therefore holds everything needed to replay the write on another
-replica (C{INSERT OR REPLACE} of the resulting rows) without re-running its
-logic, which is what replication and catch-up need.
+Both services store data the same way: a service names its tables
+(L{Table}), and every write changes rows and appends one entry to the log
+in a single SQLite transaction (see L{pygmy.replication.writelog} for the
+log and how it is shipped to other replicas, L{pygmy.replication.database}
+for how the file is made, upgraded or refused).
 
 All access goes through one L{ConnectionPool<twisted.enterprise.adbapi.ConnectionPool>}
 with a single connection, so interactions run one at a time in submission
@@ -30,37 +21,18 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from twisted.application.service import Service
-from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pygmy.errors import Conflict, Diverged
+from pygmy.errors import Conflict
+from pygmy.replication.database import Pool
+from pygmy.replication.writelog import WriteLog, append_entry, find_entry, get_meta
 
-SCHEMA_VERSION = 2
-
-#: Statements that take a database from version N to N + 1.
-MIGRATIONS = {
-    1: ["ALTER TABLE log ADD COLUMN fingerprint TEXT"],
-}
-
-LOG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS log (
-    seq        INTEGER PRIMARY KEY,
-    view       INTEGER NOT NULL,
-    request_id TEXT UNIQUE,
-    changes    TEXT NOT NULL,
-    created    TEXT NOT NULL,
-    fingerprint TEXT
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
+__all__ = ["Store", "Table", "Write", "change", "fingerprint_of", "utc_timestamp"]
 
 
 @dataclass(frozen=True)
@@ -68,12 +40,26 @@ class Table:
     """
     A replicated table: its name, its columns and the C{CREATE} statements.
 
-    The first column is the integer primary key.
+    The first column is the integer primary key.  The statements say
+    C{IF NOT EXISTS}: they run at every open of the database.
     """
 
     name: str
     columns: tuple[str, ...]
     schema: str
+
+    def rows(self, txn) -> list[dict]:
+        """Every row, as C{{column: value}}, ordered by the primary key."""
+        query = f"SELECT {', '.join(self.columns)} FROM {self.name} ORDER BY {self.columns[0]}"
+        return [dict(zip(self.columns, values, strict=True)) for values in txn.execute(query)]
+
+    def put(self, txn, rows: Iterable[dict], replace: bool = False) -> None:
+        """Insert C{rows} (C{{column: value}}); with C{replace}, over rows of the same key."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        txn.executemany(
+            f"{verb} INTO {self.name} ({', '.join(self.columns)}) VALUES ({', '.join('?' for _ in self.columns)})",
+            [tuple(row[column] for column in self.columns) for row in rows],
+        )
 
 
 @dataclass(frozen=True)
@@ -118,9 +104,12 @@ def change(table: Table, row: dict) -> dict:
     return {"table": table.name, "row": row}
 
 
-class Store(Service):
+class Store(WriteLog, Service):
     """
     The database of one replica, as a service that closes its pool on stop.
+
+    The log's side (apply, entries_after, matches, read_log, snapshot,
+    install, compact) comes from L{WriteLog}.
 
     @param path: the SQLite file.
     @param tables: the replicated tables, in dump order.
@@ -144,61 +133,16 @@ class Store(Service):
         self._scheduled = False
         self.path = Path(path)
         self.tables = tables
-        self._seed = seed
         self._clock = reactor
-        self.pool = adbapi.ConnectionPool(
-            "sqlite3",
-            str(self.path),
-            check_same_thread=False,
-            cp_min=1,
-            cp_max=1,
-            cp_noisy=False,
-            cp_openfun=self._open,
-            cp_reactor=reactor,
-        )
-
-    def _open(self, connection: sqlite3.Connection) -> None:
-        """
-        Prepare a new connection: pragmas first (outside any transaction),
-        then the schema and seed data if the file is new.
-        """
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA busy_timeout=5000")
-        connection.execute("PRAGMA foreign_keys=ON")
-        cursor = connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            # Not executescript(): it would COMMIT the BEGIN above first.
-            for statement in _statements("".join(table.schema for table in self.tables) + LOG_SCHEMA):
-                cursor.execute(statement)
-            found = cursor.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if found is None:
-                cursor.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [("schema_version", SCHEMA_VERSION), ("applied_seq", 0), ("last_view", 0)],
-                )
-                if self._seed is not None:
-                    self._seed(cursor)
-            elif found[0] > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: schema version {found[0]} is newer than this Pygmy's ({SCHEMA_VERSION})"
-                )
-            else:
-                for version in range(found[0], SCHEMA_VERSION):
-                    for statement in MIGRATIONS[version]:
-                        cursor.execute(statement)
-                cursor.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
+        self.pool = Pool(self.path, "".join(table.schema for table in tables), seed, reactor)
 
     def startService(self):
+        """Start, making the database's folder if need be."""
         super().startService()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def stopService(self):
+        """Stop, closing the database pool."""
         super().stopService()
         self.pool.close()
 
@@ -223,7 +167,7 @@ class Store(Service):
     def _status(self, txn):
         rows = self._rows(txn)
         digest = hashlib.sha256(_canonical(rows)).hexdigest()
-        return _meta(txn, "applied_seq"), _meta(txn, "last_view"), digest
+        return get_meta(txn, "applied_seq"), get_meta(txn, "last_view"), digest
 
     def dump(self):
         """
@@ -234,7 +178,7 @@ class Store(Service):
 
     def _dump(self, txn):
         rows = self._rows(txn)
-        body = {"applied_seq": _meta(txn, "applied_seq")}
+        body = {"applied_seq": get_meta(txn, "applied_seq")}
         if len(self.tables) == 1:
             body["rows"] = rows[self.tables[0].name]
         else:
@@ -242,15 +186,7 @@ class Store(Service):
         return body
 
     def _rows(self, txn) -> dict:
-        return {
-            table.name: [
-                dict(zip(table.columns, values))
-                for values in txn.execute(
-                    f"SELECT {', '.join(table.columns)} FROM {table.name} ORDER BY {table.columns[0]}"
-                )
-            ]
-            for table in self.tables
-        }
+        return {table.name: table.rows(txn) for table in self.tables}
 
     # Writes
 
@@ -300,7 +236,7 @@ class Store(Service):
         self._committing = False
         if isinstance(outcomes, Failure):
             outcomes = [(False, outcomes)] * len(batch)
-        for (ok, result), item in zip(outcomes, batch):
+        for (ok, result), item in zip(outcomes, batch, strict=True):
             d = item[-1]
             if ok:
                 d.callback(result)
@@ -324,13 +260,12 @@ class Store(Service):
 
     def _write(self, txn, request_id, fingerprint, created, view, mutate, args) -> Write:
         if request_id is not None:
-            found = txn.execute(f"SELECT {_ENTRY} FROM log WHERE request_id = ?", (request_id,)).fetchone()
-            if found is not None:
-                entry = _entry(found)
+            entry = find_entry(txn, request_id)
+            if entry is not None:
                 if fingerprint != entry["fingerprint"]:
                     raise Conflict("This request id was already used for a different request.")
                 return Write(entry, replayed=True)
-        seq = _meta(txn, "applied_seq") + 1
+        seq = get_meta(txn, "applied_seq") + 1
         changes = mutate(txn, seq, created, *args)
         entry = {
             "seq": seq,
@@ -340,198 +275,9 @@ class Store(Service):
             "created": created,
             "fingerprint": fingerprint,
         }
-        _append(txn, entry)
+        append_entry(txn, entry)
         return Write(entry)
-
-    # Replication
-
-    def apply(self, entries: list[dict]):
-        """
-        Apply log entries received from the primary, strictly in C{seq} order.
-
-        Entries this replica already has are checked, not applied again; the
-        first entry past a gap stops the batch.
-
-        @return: a Deferred firing with C{(applied_seq, last_view)} after the
-            batch; fails with L{Diverged} if an entry contradicts the log.
-        """
-        return self.pool.runInteraction(self._apply, entries)
-
-    def _apply(self, txn, entries):
-        applied = _meta(txn, "applied_seq")
-        for entry in entries:
-            seq = entry["seq"]
-            if seq <= applied:
-                found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
-                if found is not None and found[0] != entry["view"]:
-                    raise Diverged(f"entry {seq} is from view {found[0]}, not {entry['view']}")
-                continue
-            if seq != applied + 1:
-                break
-            for changed in entry["changes"]:
-                table = self._table(changed["table"])
-                row = changed["row"]
-                txn.execute(
-                    f"INSERT OR REPLACE INTO {table.name} ({', '.join(table.columns)}) "
-                    f"VALUES ({', '.join('?' for _ in table.columns)})",
-                    tuple(row[column] for column in table.columns),
-                )
-            _append(txn, entry)
-            applied = seq
-        return applied, _meta(txn, "last_view")
-
-    def _table(self, name: str) -> Table:
-        for table in self.tables:
-            if table.name == name:
-                return table
-        raise Diverged(f"unknown table {name!r}")
-
-    def entries_after(self, seq: int, view: int, limit: int):
-        """
-        The log after C{seq}, if this log has the entry C{seq} of C{view}.
-
-        @return: a Deferred firing with C{(entries, head)}, where C{entries}
-            is C{None} when the caller's log does not match ours (it diverged,
-            or we compacted past it) and it needs a snapshot.
-        """
-        return self.read(self._entries_after, seq, view, limit)
-
-    def _entries_after(self, txn, seq, view, limit):
-        head = _meta(txn, "applied_seq")
-        if not _matches(txn, seq, view):
-            return None, head
-        rows = txn.execute(f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
-        entries = [_entry(row) for row in rows]
-        if entries and entries[0]["seq"] != seq + 1:
-            return None, head
-        return entries, head
-
-    def matches(self, seq: int, view: int):
-        """
-        @return: a Deferred firing with whether a log that ends at entry
-            C{seq} of C{view} is a prefix of this one (as far as we can
-            tell: an entry we compacted away counts as a mismatch).
-        """
-        return self.read(_matches, seq, view)
-
-    def read_log(self, after: int, limit: int):
-        """
-        @return: a Deferred firing with up to C{limit} log entries after
-            C{after}, in order (fewer, or a gap, where compaction took them).
-        """
-        return self.read(self._read_log, after, limit)
-
-    @staticmethod
-    def _read_log(txn, after, limit):
-        rows = txn.execute(f"SELECT {_ENTRY} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall()
-        return [_entry(row) for row in rows]
-
-    def snapshot(self):
-        """
-        @return: a Deferred firing with every table's rows and where the log
-            stands: C{{"applied_seq", "last_view", "tables": {name: rows}}}.
-        """
-        return self.read(self._snapshot)
-
-    def _snapshot(self, txn):
-        return {
-            "applied_seq": _meta(txn, "applied_seq"),
-            "last_view": _meta(txn, "last_view"),
-            "tables": self._rows(txn),
-        }
-
-    def install(self, snapshot: dict):
-        """
-        Replace every table and the log with C{snapshot}, in one transaction.
-
-        @return: a Deferred firing with C{(applied_seq, last_view)}.
-        """
-        return self.pool.runInteraction(self._install, snapshot)
-
-    def _install(self, txn, snapshot):
-        txn.execute("DELETE FROM log")
-        for table in self.tables:
-            txn.execute(f"DELETE FROM {table.name}")
-            txn.executemany(
-                f"INSERT INTO {table.name} ({', '.join(table.columns)}) "
-                f"VALUES ({', '.join('?' for _ in table.columns)})",
-                [tuple(row[c] for c in table.columns) for row in snapshot["tables"][table.name]],
-            )
-        _set_meta(txn, "applied_seq", snapshot["applied_seq"])
-        _set_meta(txn, "last_view", snapshot["last_view"])
-        return snapshot["applied_seq"], snapshot["last_view"]
-
-    def compact(self, keep: int, below: int):
-        """
-        Delete log entries, keeping the last C{keep} and every entry above
-        C{below} (what a backup may still need).
-
-        @return: a Deferred firing with the number of entries deleted.
-        """
-        return self.pool.runInteraction(self._compact, keep, below)
-
-    def _compact(self, txn, keep, below):
-        limit = min(_meta(txn, "applied_seq") - keep, below)
-        return txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
-
-
-_ENTRY = "seq, view, request_id, changes, created, fingerprint"
-
-
-def _entry(row) -> dict:
-    seq, view, request_id, changes, created, fingerprint = row
-    return {
-        "seq": seq,
-        "view": view,
-        "request_id": request_id,
-        "changes": json.loads(changes),
-        "created": created,
-        "fingerprint": fingerprint,
-    }
-
-
-def _append(txn, entry: dict) -> None:
-    """Add C{entry} to the log and move the applied position to it."""
-    txn.execute(
-        f"INSERT INTO log ({_ENTRY}) VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            entry["seq"],
-            entry["view"],
-            entry["request_id"],
-            json.dumps(entry["changes"]),
-            entry["created"],
-            entry.get("fingerprint"),
-        ),
-    )
-    _set_meta(txn, "applied_seq", entry["seq"])
-    _set_meta(txn, "last_view", entry["view"])
-
-
-def _matches(txn, seq: int, view: int) -> bool:
-    head = _meta(txn, "applied_seq")
-    if seq > head:
-        return False
-    if seq == head:
-        return view == _meta(txn, "last_view")
-    if seq == 0:
-        return txn.execute("SELECT seq FROM log WHERE seq = 1").fetchone() is not None
-    found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
-    return found is not None and found[0] == view
-
-
-def _meta(txn, key: str) -> int:
-    return txn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
-
-
-def _set_meta(txn, key: str, value: int) -> None:
-    txn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
 
 
 def _canonical(rows: dict) -> bytes:
     return json.dumps(rows, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-def _statements(script: str):
-    for statement in script.split(";"):
-        if statement.strip():
-            yield statement

@@ -1,6 +1,7 @@
 """
 The replica store: schema and seed, the write log, idempotent replays,
-checksums and dumps.  Real SQLite, no threads.
+checksums and dumps; a store opening an old or a too-new database
+(the files themselves: test_schema.py).  Real SQLite, no threads.
 """
 
 import sqlite3
@@ -10,6 +11,8 @@ import pytest
 from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
 from pygmy.errors import BadRequest, NotFound, OutOfStock
 from pygmy.order.orders import ORDERS
+from pygmy.replication import database
+from pygmy.replication.database import SCHEMA_VERSION, SchemaError, backup_path, prepare, schema_file
 from tests.fakes import SyncReactor, result, sync_store
 
 
@@ -105,27 +108,65 @@ def test_dump_lists_rows_by_id(tmp_path, reactor):
     store.pool.close()
 
 
+def schema_version(path):
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_new_database_is_at_the_current_schema_version(catalog, tmp_path):
+    assert result(catalog.store.status())[0] == 0
+    assert schema_version(tmp_path / "catalog.sqlite") == SCHEMA_VERSION
+
+
+def test_the_file_is_made_in_the_database_thread_not_at_construction(tmp_path, reactor, monkeypatch):
+    calls = []
+    monkeypatch.setattr(database, "prepare", lambda *args: calls.append(args) or prepare(*args))
+    path = tmp_path / "catalog.sqlite"
+    store = sync_store(path, (BOOKS,), seed, reactor)
+    assert not path.exists() and calls == []
+    result(store.status())
+    result(store.dump())
+    assert len(calls) == 1 and path.exists()
+    store.pool.close()
+
+
 def test_version_1_database_is_migrated(tmp_path, reactor):
     path = tmp_path / "old.sqlite"
     old = sqlite3.connect(path)
-    old.executescript(
-        BOOKS.schema
-        + """
-        CREATE TABLE log (seq INTEGER PRIMARY KEY, view INTEGER NOT NULL, request_id TEXT UNIQUE,
-                          changes TEXT NOT NULL, created TEXT NOT NULL);
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-        INSERT INTO meta VALUES ('schema_version', 1), ('applied_seq', 0), ('last_view', 0);
-        """
-    )
+    old.executescript(schema_file("v1.sql") + BOOKS.schema)
     old.executemany("INSERT INTO books VALUES (?, ?, ?, ?, ?)", SEED)
+    old.execute("INSERT INTO log VALUES (1, 1, 'before', '[]', '2026-01-01T00:00:00.000Z')")
+    old.execute("UPDATE meta SET value = 1 WHERE key IN ('applied_seq', 'last_view')")
     old.commit()
+    original = list(old.iterdump())
     old.close()
     store = sync_store(path, (BOOKS,), seed, reactor)
+    assert [entry["request_id"] for entry in result(store.read_log(0, 10))] == ["before"]
     write = result(Catalog(store).decrement(1, "after-migration"))
-    assert write.seq == 1 and write.entry["fingerprint"]
+    assert write.seq == 2 and write.entry["fingerprint"]
+    assert result(Catalog(store).lookup(7))["title"] == SEED[6][1]
     store.pool.close()
-    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert version == (2,)
+    assert schema_version(path) == SCHEMA_VERSION
+    backup = sqlite3.connect(backup_path(path, 1))
+    assert list(backup.iterdump()) == original
+    backup.close()
+
+
+def test_newer_database_is_refused_by_the_store(tmp_path, reactor):
+    path = tmp_path / "new.sqlite"
+    prepare(path, BOOKS.schema, seed)
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
+    connection.commit()
+    connection.close()
+    store = sync_store(path, (BOOKS,), seed, reactor)
+    with pytest.raises(SchemaError, match="schema version 99 is newer than this Pygmy's"):
+        result(store.status())
+    store.pool.close()
+    assert schema_version(path) == 99
 
 
 def test_request_id_reused_for_another_request_is_a_conflict(catalog):

@@ -1,0 +1,235 @@
+"""
+The write log of a replica's database, and what ships it to other replicas.
+
+Every write is one SQLite transaction that changes rows I{and} appends an
+entry to the C{log} table (its schema: C{schema/v2.sql})::
+
+    seq          position in the log, 1, 2, 3 ... (the order ids of the
+                 order service are this number)
+    view         the view the write was accepted in
+    request_id   the caller's id for the write; the same id again replays the
+                 logged result instead of writing twice
+    changes      JSON list of {"table": name, "row": {column: value}}, the
+                 resulting values of every row the write touched
+    created      when the write was accepted, ISO-8601 UTC
+    fingerprint  a digest of what the write asked for (to tell a replay from
+                 a request id reused for another request)
+
+A log entry therefore holds everything needed to replay the write on another
+replica (C{INSERT OR REPLACE} of the resulting rows) without re-running its
+logic, which is what replication and catch-up need.  The C{meta} table holds
+where the log stands: C{applied_seq} (its last entry) and C{last_view} (that
+entry's view).
+
+The functions taking a C{txn} run inside an interaction, in the database
+thread; L{WriteLog} offers them to the reactor thread as Deferreds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from pygmy.errors import Diverged
+
+if TYPE_CHECKING:
+    from pygmy.replication.store import Table
+
+#: The columns of the C{log} table, in the order L{_decode} reads them.
+ENTRY_COLUMNS = "seq, view, request_id, changes, created, fingerprint"
+
+
+def get_meta(txn, key: str) -> int:
+    """The value of C{key} (C{"applied_seq"}, C{"last_view"}) in C{meta}."""
+    return txn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0]
+
+
+def set_meta(txn, key: str, value: int) -> None:
+    """Set C{key} of C{meta} to C{value}."""
+    txn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+
+
+def append_entry(txn, entry: dict) -> None:
+    """Add C{entry} to the log and move the applied position to it."""
+    txn.execute(
+        f"INSERT INTO log ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            entry["seq"],
+            entry["view"],
+            entry["request_id"],
+            json.dumps(entry["changes"]),
+            entry["created"],
+            entry.get("fingerprint"),
+        ),
+    )
+    set_meta(txn, "applied_seq", entry["seq"])
+    set_meta(txn, "last_view", entry["view"])
+
+
+def find_entry(txn, request_id: str) -> dict | None:
+    """The logged entry of C{request_id}, or C{None} if it never wrote."""
+    found = txn.execute(f"SELECT {ENTRY_COLUMNS} FROM log WHERE request_id = ?", (request_id,)).fetchone()
+    return None if found is None else _decode(found)
+
+
+def _decode(row) -> dict:
+    seq, view, request_id, changes, created, fingerprint = row
+    return {
+        "seq": seq,
+        "view": view,
+        "request_id": request_id,
+        "changes": json.loads(changes),
+        "created": created,
+        "fingerprint": fingerprint,
+    }
+
+
+def _entries_after(txn, seq: int, view: int, limit: int):
+    head = get_meta(txn, "applied_seq")
+    if not _matches(txn, seq, view):
+        return None, head
+    entries = _read_log(txn, seq, limit)
+    if entries and entries[0]["seq"] != seq + 1:
+        return None, head
+    return entries, head
+
+
+def _matches(txn, seq: int, view: int) -> bool:
+    head = get_meta(txn, "applied_seq")
+    if seq > head:
+        return False
+    if seq == head:
+        return view == get_meta(txn, "last_view")
+    if seq == 0:
+        return txn.execute("SELECT seq FROM log WHERE seq = 1").fetchone() is not None
+    found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
+    return found is not None and found[0] == view
+
+
+def _read_log(txn, after: int, limit: int) -> list[dict]:
+    rows = txn.execute(f"SELECT {ENTRY_COLUMNS} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
+    return [_decode(row) for row in rows.fetchall()]
+
+
+def _apply(txn, tables: tuple[Table, ...], entries: list[dict]):
+    applied = get_meta(txn, "applied_seq")
+    for entry in entries:
+        seq = entry["seq"]
+        if seq <= applied:
+            found = txn.execute("SELECT view FROM log WHERE seq = ?", (seq,)).fetchone()
+            if found is not None and found[0] != entry["view"]:
+                raise Diverged(f"entry {seq} is from view {found[0]}, not {entry['view']}")
+            continue
+        if seq != applied + 1:
+            break
+        for changed in entry["changes"]:
+            _table(tables, changed["table"]).put(txn, [changed["row"]], replace=True)
+        append_entry(txn, entry)
+        applied = seq
+    return applied, get_meta(txn, "last_view")
+
+
+def _table(tables: tuple[Table, ...], name: str) -> Table:
+    for table in tables:
+        if table.name == name:
+            return table
+    raise Diverged(f"unknown table {name!r}")
+
+
+def _snapshot(txn, tables: tuple[Table, ...]) -> dict:
+    return {
+        "applied_seq": get_meta(txn, "applied_seq"),
+        "last_view": get_meta(txn, "last_view"),
+        "tables": {table.name: table.rows(txn) for table in tables},
+    }
+
+
+def _install(txn, tables: tuple[Table, ...], snapshot: dict):
+    txn.execute("DELETE FROM log")
+    for table in tables:
+        txn.execute(f"DELETE FROM {table.name}")
+        table.put(txn, snapshot["tables"][table.name])
+    set_meta(txn, "applied_seq", snapshot["applied_seq"])
+    set_meta(txn, "last_view", snapshot["last_view"])
+    return snapshot["applied_seq"], snapshot["last_view"]
+
+
+def _compact(txn, keep: int, below: int) -> int:
+    limit = min(get_meta(txn, "applied_seq") - keep, below)
+    return txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
+
+
+class WriteLog:
+    """
+    The write log's side of a replica's L{Store<pygmy.replication.store.Store>}:
+    applying entries a primary sent, shipping entries and snapshots to a
+    replica that catches up, and compaction.  Every method runs one
+    interaction and returns its Deferred.
+
+    @ivar pool: the database's connection pool (one connection).
+    @ivar tables: the replicated tables, in dump order.
+    """
+
+    pool = None
+    tables: tuple[Table, ...] = ()
+
+    def apply(self, entries: list[dict]):
+        """
+        Apply log entries received from the primary, strictly in C{seq} order.
+
+        Entries this replica already has are checked, not applied again; the
+        first entry past a gap stops the batch.
+
+        @return: a Deferred firing with C{(applied_seq, last_view)} after the
+            batch; fails with L{Diverged} if an entry contradicts the log.
+        """
+        return self.pool.runInteraction(_apply, self.tables, entries)
+
+    def entries_after(self, seq: int, view: int, limit: int):
+        """
+        The log after C{seq}, if this log has the entry C{seq} of C{view}.
+
+        @return: a Deferred firing with C{(entries, head)}, where C{entries}
+            is C{None} when the caller's log does not match ours (it diverged,
+            or we compacted past it) and it needs a snapshot.
+        """
+        return self.pool.runInteraction(_entries_after, seq, view, limit)
+
+    def matches(self, seq: int, view: int):
+        """
+        @return: a Deferred firing with whether a log that ends at entry
+            C{seq} of C{view} is a prefix of this one (as far as we can
+            tell: an entry we compacted away counts as a mismatch).
+        """
+        return self.pool.runInteraction(_matches, seq, view)
+
+    def read_log(self, after: int, limit: int):
+        """
+        @return: a Deferred firing with up to C{limit} log entries after
+            C{after}, in order (fewer, or a gap, where compaction took them).
+        """
+        return self.pool.runInteraction(_read_log, after, limit)
+
+    def snapshot(self):
+        """
+        @return: a Deferred firing with every table's rows and where the log
+            stands: C{{"applied_seq", "last_view", "tables": {name: rows}}}.
+        """
+        return self.pool.runInteraction(_snapshot, self.tables)
+
+    def install(self, snapshot: dict):
+        """
+        Replace every table and the log with C{snapshot}, in one transaction.
+
+        @return: a Deferred firing with C{(applied_seq, last_view)}.
+        """
+        return self.pool.runInteraction(_install, self.tables, snapshot)
+
+    def compact(self, keep: int, below: int):
+        """
+        Delete log entries, keeping the last C{keep} and every entry above
+        C{below} (what a backup may still need).
+
+        @return: a Deferred firing with the number of entries deleted.
+        """
+        return self.pool.runInteraction(_compact, keep, below)
