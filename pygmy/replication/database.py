@@ -5,8 +5,11 @@ The schema of the write log (tables C{log} and C{meta}, shared by every
 service) lives in versioned files shipped with the package, as
 magic-wormhole-mailbox-server keeps its C{db-schemas/}::
 
-    schema/v<N>.sql              the log's whole schema at version N
-    schema/upgrade-to-v<N>.sql   from version N - 1 to N
+    db-schemas/v<N>.sql              the log's whole schema at version N
+    db-schemas/upgrade-to-v<N>.sql   from version N - 1 to N
+
+(A folder name that is no Python identifier, so that setuptools ships it as
+data and never takes it for a package.)
 
 A service's own tables come from its L{Table<pygmy.replication.store.Table>}
 schemas (C{CREATE ... IF NOT EXISTS}): made with a new database, and run
@@ -38,11 +41,12 @@ from typing import Callable
 from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
-#: The version of the log schema this code writes: C{schema/v<SCHEMA_VERSION>.sql}.
+#: The version of the log schema this code writes: C{db-schemas/v<SCHEMA_VERSION>.sql}.
 SCHEMA_VERSION = 2
 
-#: Where the C{.sql} files are: C{pygmy/replication/schema/}.
+#: Where the C{.sql} files are: C{pygmy/replication/db-schemas/}.
 SCHEMA_PACKAGE = "pygmy.replication"
+SCHEMA_FOLDER = "db-schemas"
 
 log = Logger()
 
@@ -53,11 +57,11 @@ class SchemaError(Exception):
 
 def schema_file(name: str) -> str:
     """
-    The text of C{schema/<name>}, as shipped in the package.
+    The text of C{db-schemas/<name>}, as shipped in the package.
 
     @raise FileNotFoundError: there is no such file.
     """
-    return (resources.files(SCHEMA_PACKAGE) / "schema" / name).read_text(encoding="utf-8")
+    return (resources.files(SCHEMA_PACKAGE) / SCHEMA_FOLDER / name).read_text(encoding="utf-8")
 
 
 def backup_path(path: Path, version: int) -> Path:

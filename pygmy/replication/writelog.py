@@ -2,7 +2,7 @@
 The write log of a replica's database, and what ships it to other replicas.
 
 Every write is one SQLite transaction that changes rows I{and} appends an
-entry to the C{log} table (its schema: C{schema/v2.sql})::
+entry to the C{log} table (its schema: C{db-schemas/v2.sql})::
 
     seq          position in the log, 1, 2, 3 ... (the order ids of the
                  order service are this number)

@@ -72,7 +72,7 @@ def make_v1(path: Path) -> sqlite3.Connection:
 
 
 def test_schema_files_are_package_resources():
-    folder = resources.files("pygmy.replication") / "schema"
+    folder = resources.files("pygmy.replication") / "db-schemas"
     names = {entry.name for entry in folder.iterdir()}
     assert {f"v{n}.sql" for n in range(1, SCHEMA_VERSION + 1)} <= names
     assert {f"upgrade-to-v{n}.sql" for n in range(2, SCHEMA_VERSION + 1)} <= names
@@ -89,7 +89,7 @@ def test_schema_files_ship_in_the_wheel():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["pygmy.replication"]
     shipped = {p.name for pattern in patterns for p in (ROOT / "pygmy" / "replication").glob(pattern)}
-    assert shipped == {p.name for p in (ROOT / "pygmy" / "replication" / "schema").glob("*.sql")}
+    assert shipped == {p.name for p in (ROOT / "pygmy" / "replication" / "db-schemas").glob("*.sql")}
     assert "v1.sql" in shipped
 
 
