@@ -109,9 +109,9 @@ class FrontendApp:
         topic = parse_topic(topic)
 
         async def fetch():
-            reply = await self.catalog.read(lambda r: r.get("/books", {"topic": topic}))
+            reply, member = await self.catalog.read_from(lambda r: r.get("/books", {"topic": topic}))
             items = reply["items"]
-            return {"topic": topic, "items": items}, [item["id"] for item in items]
+            return {"topic": topic, "items": items}, [item["id"] for item in items], member
 
         return self._cached(request, "search:" + topic, fetch)
 
@@ -121,7 +121,8 @@ class FrontendApp:
         item_id = parse_id(item_id)
 
         async def fetch():
-            return await self.catalog.read(lambda r: r.get(f"/books/{item_id}")), (item_id,)
+            reply, member = await self.catalog.read_from(lambda r: r.get(f"/books/{item_id}"))
+            return reply, (item_id,), member
 
         return self._cached(request, lookup_key(item_id), fetch)
 
@@ -130,16 +131,17 @@ class FrontendApp:
         """C{GET /list}: every book, by id."""
 
         async def fetch():
-            reply = await self.catalog.read(lambda r: r.get("/books"))
-            return {"items": reply["items"]}, None
+            reply, member = await self.catalog.read_from(lambda r: r.get("/books"))
+            return {"items": reply["items"]}, None, member
 
         return self._cached(request, LIST_KEY, fetch)
 
     def _cached(self, request, key: str, fetch):
         """
         The reply for C{key} from the cache, or else from C{fetch()}
-        (which returns the body and the ids of the books it shows), stored
-        unless a write invalidated one of those books meanwhile.
+        (which returns the body, the ids of the books it shows, and whether
+        a member of the current view answered), stored only if one did and
+        no write invalidated one of those books meanwhile.
         C{Cache-Control: no-cache} bypasses the cache both ways.
         """
         use_cache = not _no_cache(request)
@@ -150,9 +152,9 @@ class FrontendApp:
         ticket = self.cache.ticket()
 
         async def fill():
-            reply, items = await fetch()
+            reply, items, member = await fetch()
             body = json_bytes(reply)
-            if use_cache:
+            if use_cache and member:
                 self.cache.store(key, body, items, ticket)
             return json_body(request, body)
 

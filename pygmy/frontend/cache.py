@@ -15,6 +15,11 @@ value, the write is invalidated, then the fill completes.  So a fill takes
 a L{ReplyCache.ticket} before it asks a replica, and
 L{ReplyCache.store} refuses it if any of its books has been
 invalidated since (an invalidation is newer than the ticket).
+
+Every change of the catalog's view empties the cache (L{ReplyCache.clear})
+and refuses every fill begun before it: a reply from before a failover may
+come from a replica that the new view left out.  The front end stores only
+replies from members of the current view.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class ReplyCache:
         self._clock = 0
         self._invalidated: dict[int, int] = {}
         self._invalidated_any = 0
+        self._cleared = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,7 +89,9 @@ class ReplyCache:
         """
         if self.capacity <= 0:
             return False
-        if items is None:
+        if self._cleared > ticket:
+            stale = True
+        elif items is None:
             stale = self._invalidated_any > ticket
         else:
             stale = any(self._invalidated.get(item, -1) > ticket for item in items)
@@ -112,6 +120,15 @@ class ReplyCache:
         self.counters.invalidations += 1
         for key in list(self._by_item.get(item, ())) + list(self._whole):
             self._remove(key)
+
+    def clear(self) -> None:
+        """Drop every entry, and refuse every fill whose ticket is older."""
+        self._clock += 1
+        self._cleared = self._clock
+        self._entries.clear()
+        self._by_item.clear()
+        self._whole.clear()
+        self._invalidated.clear()
 
     def _remove(self, key: str) -> None:
         entry = self._entries.pop(key, None)

@@ -48,6 +48,8 @@ class Monitor:
         self.connections: dict[tuple[str, str], object] = {}
         #: Called with a book's id when the catalog primary changed it.
         self.invalidated = lambda item: None
+        #: Called with a service's name once a new view of it is pushed.
+        self.view_pushed = lambda service: None
         started = clock.seconds()
         self.views = {
             service: ServiceView(
@@ -179,6 +181,7 @@ class Monitor:
         line = view_line(service, stored.number, stored.primary, list(stored.backups))
         for connection in list(self.connections.values()):
             connection.send(line)
+        self.view_pushed(service)
 
     def stop(self) -> None:
         """Cancel the stores waiting to be tried again."""

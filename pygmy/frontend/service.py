@@ -90,6 +90,7 @@ def frontend_service(config: Config, reactor) -> MultiService:
 
     cache = ReplyCache(front.cache_size)
     monitor.invalidated = cache.invalidate
+    monitor.view_pushed = lambda service: cache.clear() if service == "catalog" else None
     _, metrics = registry_with(FrontendCollector(monitor, cache))
     app = FrontendApp(config, routes, monitor, cache, metrics)
     site = make_site(app.resource(), cluster.access_log, metrics)

@@ -115,6 +115,19 @@ class ServiceRoutes:
 
         @raise Unavailable: if none answered.
         """
+        result, _ = await self.read_from(call)
+        return result
+
+    def is_member(self, name: str) -> bool:
+        """Whether C{name} is the primary or an in-sync backup of the current view."""
+        return self.view > 0 and (name == self.primary_name or name in self.backup_names)
+
+    async def read_from(self, call: Callable[[Remote], Awaitable[T]]) -> tuple[T, bool]:
+        """
+        Like L{read}, and say whether the replica that answered is a member
+        of the current view (L{is_member}) as it answers: only such a reply
+        may be cached, since a replica outside the view may be behind.
+        """
         reason = f"no {self.service} replica is alive"
         policy, clock = self.policy, self._clock
         for remote in self.readers():
@@ -130,7 +143,7 @@ class ServiceRoutes:
                 policy.finished(remote.replica, clock.seconds() - started, ok=True)
                 raise
             policy.finished(remote.replica, clock.seconds() - started, ok=True)
-            return result
+            return result, self.is_member(remote.replica)
         raise Unavailable(f"{self.service} cannot be read now: {reason}")
 
 

@@ -83,3 +83,32 @@ def test_a_stale_backup_is_never_promoted_after_the_front_end_restarts(cluster):
         cluster.replica_url("order", backup) + "/admin/dump", headers={"Authorization": f"Bearer {SECRET}"}
     )[1]
     assert {row["id"] for row in dump["rows"]} >= set(acknowledged)
+
+
+def test_a_stale_read_during_an_outage_is_not_served_after_it(cluster):
+    """Replies of a replica outside the view are served while nothing better is alive, never cached."""
+    wait_until(lambda: every_replica_in_view(services(cluster)), 15, "a full view")
+    view = services(cluster)["catalog"]
+    primary, backup = view["primary"], view["backups"][0]
+    auth = {"Authorization": f"Bearer {SECRET}"}
+
+    cluster.stop(f"catalog:{backup}", signal.SIGKILL)
+    wait_until(lambda: services(cluster)["catalog"]["backups"] == [], 10, "the dead backup dropped")
+    status, body = get_json(f"{cluster.url}/update/1", headers=auth, method="POST", body={"stock_delta": 5})
+    assert status == 200, body
+    fresh = body["item"]["stock"]
+
+    # The primary dies; the stale backup comes back, outside the in-sync set, and serves reads.
+    cluster.stop(f"catalog:{primary}", signal.SIGKILL)
+    cluster.start("catalog", backup)
+    wait_until(lambda: services(cluster)["catalog"]["replicas"][backup]["alive"], 10, "the stale backup beating")
+    for _ in range(3):
+        status, body = get_json(f"{cluster.url}/lookup/1")
+        assert status == 200 and body["stock"] == fresh - 5, body
+
+    # Once the primary is back, no lookup shows the stale stock.
+    cluster.start("catalog", primary)
+    wait_until(lambda: every_replica_in_view(services(cluster)), 15, "a full view again")
+    for _ in range(3):
+        status, body = get_json(f"{cluster.url}/lookup/1")
+        assert status == 200 and body["stock"] == fresh, body

@@ -189,3 +189,13 @@ def test_refused_fill_keeps_the_newer_entry(items):
     assert cache.store("k", b"new", items, cache.ticket()) is True
     assert cache.store("k", b"old", items, old) is False
     assert cache.get("k") == b"new"
+
+
+def test_clear_drops_everything_and_refuses_older_fills():
+    cache = filled()
+    before = cache.ticket()
+    cache.clear()
+    assert keys(cache) == set()
+    assert cache.store("lookup:1", b"old", (1,), before) is False
+    assert cache.store("list", b"old", None, before) is False
+    assert store(cache, "lookup:1", (1,)) is True

@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pygmy import config as configuration
+from pygmy.coordination.store import StoredView
 from pygmy.frontend.app import FrontendApp
 from pygmy.frontend.cache import ReplyCache
 from pygmy.frontend.monitor import Monitor
@@ -262,6 +263,25 @@ class ClusterTests(SynchronousTestCase):
         self.cached_lookup(6)
         self.assertEqual(self.call("POST", "/buy/6")[0], 409)
         self.assertEqual(self.assertNextLookupAsks(6)["stock"], 0)
+
+    # Only replies from members of the current catalog view are cached.
+
+    def test_a_reply_from_outside_the_view_is_served_but_not_cached(self):
+        catalog = self.cluster.frontend.catalog
+        catalog.update(2, None, [])
+        self.assertEqual(self.call("GET", "/lookup/3")[0], 200)
+        self.assertEqual(len(self.cache), 0)
+        self.assertNextLookupAsks(3)
+        catalog.update(3, "A", [])
+        self.cached_lookup(3)
+
+    def test_a_new_catalog_view_empties_the_cache(self):
+        self.cached_lookup(4)
+        self.cluster.monitor.view_pushed = lambda service: self.cache.clear() if service == "catalog" else None
+        self.cluster.monitor._push("order", StoredView(5, "A", (), frozenset({"A"})))
+        self.assertEqual(len(self.cache), 1)
+        self.cluster.monitor._push("catalog", StoredView(5, "A", (), frozenset({"A"})))
+        self.assertEqual(len(self.cache), 0)
 
 
 class RecordingApp:
