@@ -213,7 +213,7 @@ def table(headers: list[str], rows: list[list], right: tuple[int, ...] = ()) -> 
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
 
     def line(row):
-        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))]
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)

@@ -39,7 +39,7 @@ def test_up_chaos_down(started):
     lines = [LINE.match(line) for line in done.stdout.splitlines()]
     assert all(lines) and [m[1] for m in lines] == ["catalog:A", "catalog:B", "order:A", "order:B", "frontend"]
     pids = started.note()
-    for match, process in zip(lines, launcher.processes(started.config)):
+    for match, process in zip(lines, launcher.processes(started.config), strict=True):
         assert int(match[2]) == pids[process.name] and match[3] == process.url
         assert Path(match[4]) == process.logfile and process.logfile.exists()
         assert process.pidfile.parent == started.config.cluster.data_dir

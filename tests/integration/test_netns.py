@@ -240,7 +240,7 @@ class Hosts:
             f"heartbeat_timeout = {HEARTBEAT_TIMEOUT}",
             "request_timeout = 1.0",
         ]
-        for key, (_, address, role, replica, port) in HOSTS.items():
+        for key, (_, address, role, _replica, port) in HOSTS.items():
             lines += ["", f"[{key}]", f"host = {address}", f"port = {port}"]
             if role == "frontend":
                 lines.append(f"heartbeat_port = {HEARTBEAT_PORT}")

@@ -33,7 +33,7 @@ def test_round_robin_rotates():
     orders = [policy.order(NAMES) for _ in range(6)]
     assert all(is_rotation(order, NAMES) for order in orders)
     firsts = [order[0] for order in orders]
-    for one, following in zip(firsts, firsts[1:]):
+    for one, following in zip(firsts, firsts[1:], strict=False):
         assert NAMES.index(following) == (NAMES.index(one) + 1) % 3
     assert policy.order([]) == []
 

@@ -8,7 +8,7 @@ on the replica's side through the real catalog and order apps.
 import json
 
 import pytest
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
@@ -118,7 +118,7 @@ def test_a_failed_request_fails_every_call_and_the_next_batch_still_goes():
     batcher = Batcher(send, clock, parallel=1)
     calls = [batcher.call(n) for n in range(2)]
     clock.advance(0)
-    queued = batcher.call(2)
+    batcher.call(2)
     send.sent[0][1].errback(ReplicaDown("catalog:A is unreachable."))
     assert all(f.check(ReplicaDown) for f in outcomes(*calls))
     clock.advance(0)

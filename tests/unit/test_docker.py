@@ -127,7 +127,7 @@ def test_compose_commands_parse_with_the_plugins_options(compose, monkeypatch):
     """Each plugin's own Options accept the command (pointed at the file in the repository)."""
     monkeypatch.setenv("PYGMY_SECRET", SECRET)
     makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
-    for name, service in compose["services"].items():
+    for _name, service in compose["services"].items():
         command = service["command"]
         argv = [str(DOCKER_CONFIG) if arg == option(command, "--config") else arg for arg in command[1:]]
         options = makers[command[0]].options()
