@@ -140,3 +140,15 @@ def test_a_stale_path_is_caught():
     assert not missing_paths("pygmy/replication/store.py, `docs <docs/>`_, pygmy.tac, docker/config.ini")
     assert not unknown_modules("pygmy.replication.store.Store and pygmy.cli:main, pygmy.tac")
     assert link_targets("`the API\n<api.rst#errors>`_ and `home <https://example.com/>`_") == [(1, "api.rst")]
+
+
+def test_every_module_is_described_in_development_rst():
+    """The layout in docs/development.rst names every module of pygmy/."""
+    text = (REPO / "docs" / "development.rst").read_text()
+    modules = sorted(
+        str(path.relative_to(REPO))
+        for path in (REPO / "pygmy").rglob("*.py")
+        if path.name not in ("__init__.py", "__main__.py") and "__pycache__" not in path.parts
+    )
+    missing = [module for module in modules if module not in text]
+    assert not missing, f"describe in docs/development.rst: {missing}"
