@@ -40,8 +40,22 @@ def tcp_endpoint(port: int, bind: str) -> str:
     return f"tcp:{port}:interface=" + bind.replace(":", r"\:")
 
 
+class _Listening:
+    """The HTTP listener of a section with C{port}, C{bind} and C{listen}."""
+
+    @property
+    def endpoint(self) -> str:
+        """The server endpoint string its HTTP listener listens on."""
+        return self.listen or tcp_endpoint(self.port, self.bind)
+
+    @property
+    def where(self) -> str:
+        """Where its HTTP listener listens, for log lines."""
+        return self.listen or f"{self.bind}:{self.port}"
+
+
 @dataclass(frozen=True)
-class ReplicaConfig:
+class ReplicaConfig(_Listening):
     """
     Where one replica of a service listens and is reached.
 
@@ -66,19 +80,9 @@ class ReplicaConfig:
         """A short name such as C{catalog:A}, used in logs and file names."""
         return f"{self.service}:{self.name}"
 
-    @property
-    def endpoint(self) -> str:
-        """The server endpoint string its HTTP listener listens on."""
-        return self.listen or tcp_endpoint(self.port, self.bind)
-
-    @property
-    def where(self) -> str:
-        """Where its HTTP listener listens, for log lines."""
-        return self.listen or f"{self.bind}:{self.port}"
-
 
 @dataclass(frozen=True)
-class FrontendConfig:
+class FrontendConfig(_Listening):
     """
     Settings of the front-end server.
 
@@ -100,16 +104,6 @@ class FrontendConfig:
     def url(self) -> str:
         """The base URL of the public HTTP API."""
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def endpoint(self) -> str:
-        """The server endpoint string of the public HTTP listener."""
-        return self.listen or tcp_endpoint(self.port, self.bind)
-
-    @property
-    def where(self) -> str:
-        """Where the public HTTP listener listens, for log lines."""
-        return self.listen or f"{self.bind}:{self.port}"
 
     @property
     def heartbeat_endpoint(self) -> str:

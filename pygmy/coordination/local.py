@@ -12,7 +12,6 @@ while one is being written are written together by the next.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +20,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from pygmy.coordination.store import StoredView, ViewStoreError
+from pygmy.files import write_durably
 
 log = Logger()
 
@@ -136,22 +136,7 @@ def write_views(path: Path, views: dict[str, StoredView]) -> None:
         {"format": FORMAT, "views": {service: view.to_json() for service, view in sorted(views.items())}},
         indent=1,
     ).encode("utf-8")
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        write_durably(path, body)
     except OSError as e:
-        try:
-            temporary.unlink()
-        except OSError:
-            pass
         raise ViewStoreError(f"{path}: {e.strerror or e}") from e

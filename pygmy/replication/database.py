@@ -31,7 +31,6 @@ L{prepare} runs in the pool's database thread right before it connects
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from functools import partial
 from importlib import resources
@@ -40,6 +39,8 @@ from typing import Callable
 
 from twisted.enterprise import adbapi
 from twisted.logger import Logger
+
+from pygmy.files import replace_durably
 
 #: The version of the log schema this code writes: C{db-schemas/v<SCHEMA_VERSION>.sql}.
 SCHEMA_VERSION = 2
@@ -162,7 +163,7 @@ def _back_up(connection: sqlite3.Connection, backup: Path) -> None:
         connection.backup(copy)
     finally:
         copy.close()
-    _rename_durably(temp, backup)
+    replace_durably(temp, backup)
 
 
 def _create(path: Path, tables_schema: str, seed) -> None:
@@ -179,23 +180,11 @@ def _create(path: Path, tables_schema: str, seed) -> None:
             cursor.execute("COMMIT")
         finally:
             connection.close()
-        _rename_durably(temp, path)
+        replace_durably(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     log.info("{path}: new database at schema version {version}", path=path, version=SCHEMA_VERSION)
-
-
-def _rename_durably(source: Path, target: Path) -> None:
-    """Sync C{source}, rename it to C{target}, and sync the rename."""
-    with open(source, "rb") as file:
-        os.fsync(file.fileno())
-    os.replace(source, target)
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def set_pragmas(connection: sqlite3.Connection) -> None:

@@ -9,7 +9,7 @@ import os
 import pytest
 from twisted.python.failure import Failure
 
-from pygmy.coordination import local
+from pygmy import files
 from pygmy.coordination.local import FileViewStore, read_views, write_views
 from pygmy.coordination.store import StoredView, ViewStoreError
 from tests.fakes import result
@@ -144,7 +144,7 @@ def test_the_write_is_atomic_a_crash_before_rename_keeps_the_old_file(tmp_path, 
     def crash(src, dst):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(local.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(ViewStoreError, match="Input/output error"):
         write_views(path, {"catalog": A2})
     assert read_views(path) == {"catalog": A1}
@@ -159,7 +159,7 @@ def test_the_file_and_its_directory_are_fsynced(tmp_path, monkeypatch):
         synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
         real(fd)
 
-    monkeypatch.setattr(local.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "fsync", fsync)
     path = tmp_path / "views.json"
     write_views(path, {"catalog": A1})
     assert len(synced) == 2

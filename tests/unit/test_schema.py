@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pygmy import files
 from pygmy.catalog.books import BOOKS, SEED, seed
 from pygmy.replication import database
 from pygmy.replication.database import (
@@ -125,7 +126,7 @@ def test_a_crash_before_the_rename_leaves_nothing_at_the_real_path(tmp_path, mon
     def crash(source, target):
         raise KeyboardInterrupt("killed before the rename")
 
-    monkeypatch.setattr(database.os, "replace", crash)
+    monkeypatch.setattr(files.os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare(path, BOOKS.schema, seed)
     assert not path.exists()
