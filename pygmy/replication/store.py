@@ -238,6 +238,10 @@ class Store(WriteLog, Service):
             outcomes = [(False, outcomes)] * len(batch)
         for (ok, result), item in zip(outcomes, batch, strict=True):
             d = item[-1]
+            if d.called:
+                # Its caller cancelled it (the write is done all the same):
+                # firing it again would raise and strand the rest of the batch.
+                continue
             if ok:
                 d.callback(result)
             else:
