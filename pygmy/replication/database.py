@@ -1,7 +1,7 @@
 """
 A replica's SQLite file: made new, upgraded, or refused, before it is used.
 
-The schema of the write log (tables C{log} and C{meta}, shared by every
+The schema of the write log (tables C{log}, C{requests} and C{meta}, shared by every
 service) lives in versioned files shipped with the package, as
 magic-wormhole-mailbox-server keeps its C{db-schemas/}::
 
@@ -43,7 +43,7 @@ from twisted.logger import Logger
 from pygmy.files import replace_durably
 
 #: The version of the log schema this code writes: C{db-schemas/v<SCHEMA_VERSION>.sql}.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Where the C{.sql} files are: C{pygmy/replication/db-schemas/}.
 SCHEMA_PACKAGE = "pygmy.replication"

@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 
 from pygmy.errors import Conflict
 from pygmy.replication.database import Pool
-from pygmy.replication.writelog import WriteLog, append_entry, find_entry, get_meta
+from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta
 
 __all__ = ["Store", "Table", "Write", "change", "fingerprint_of", "utc_timestamp"]
 
@@ -160,7 +160,8 @@ class Store(WriteLog, Service):
         """
         @return: a Deferred firing with C{(applied_seq, last_view, checksum)}:
             how far the log goes, the view of its last entry, and a digest of
-            the tables.
+            the service's tables (only those: not the log, nor the
+            C{requests} table, which each replica prunes on its own clock).
         """
         return self.read(self._status)
 
@@ -197,10 +198,12 @@ class Store(WriteLog, Service):
 
         C{mutate} changes rows and returns the C{changes} list of the log
         entry (see L{change}); raising undoes the write.  If
-        C{request_id} is already in the log, nothing runs and the logged
-        result is returned with C{replayed=True} -- unless the logged write
-        had another C{fingerprint} (a digest of what was asked), which
-        fails with L{Conflict}: the id was reused for a different request.
+        C{request_id} has written before (it is in the C{requests} table,
+        which outlives log compaction for the idempotency window), nothing
+        runs and the logged result is returned with C{replayed=True} --
+        unless the logged write had another C{fingerprint} (a digest of what
+        was asked), which fails with L{Conflict}: the id was reused for a
+        different request.
 
         Writes that arrive while others are being committed are committed
         together, in arrival order, in one transaction with a savepoint
@@ -264,7 +267,7 @@ class Store(WriteLog, Service):
 
     def _write(self, txn, request_id, fingerprint, created, view, mutate, args) -> Write:
         if request_id is not None:
-            entry = find_entry(txn, request_id)
+            entry = find_request(txn, request_id)
             if entry is not None:
                 if fingerprint != entry["fingerprint"]:
                     raise Conflict("This request id was already used for a different request.")

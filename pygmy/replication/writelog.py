@@ -2,7 +2,7 @@
 The write log of a replica's database, and what ships it to other replicas.
 
 Every write is one SQLite transaction that changes rows I{and} appends an
-entry to the C{log} table (its schema: C{db-schemas/v2.sql})::
+entry to the C{log} table (its schema: C{db-schemas/v3.sql})::
 
     seq          position in the log, 1, 2, 3 ... (the order ids of the
                  order service are this number)
@@ -20,6 +20,14 @@ replica (C{INSERT OR REPLACE} of the resulting rows) without re-running its
 logic, which is what replication and catch-up need.  The C{meta} table holds
 where the log stands: C{applied_seq} (its last entry) and C{last_view} (that
 entry's view).
+
+The C{requests} table (schema version 3) keeps, per request id that wrote,
+its logged entry, written with the entry (L{append_entry}) on the primary
+and on every backup, and carried by snapshots.  A replay is answered from it
+(L{find_request}), so an Idempotency-Key outlives the compaction of its log
+entry; L{_compact} forgets the rows older than the idempotency window whose
+entries have left the log.  It is local upkeep, not replicated data: the
+C{/status} checksum leaves it out.
 
 The functions taking a C{txn} run inside an interaction, in the database
 thread; L{WriteLog} offers them to the reactor thread as Deferreds.
@@ -64,12 +72,31 @@ def append_entry(txn, entry: dict) -> None:
     )
     set_meta(txn, "applied_seq", entry["seq"])
     set_meta(txn, "last_view", entry["view"])
+    remember_request(txn, entry)
 
 
-def find_entry(txn, request_id: str) -> dict | None:
-    """The logged entry of C{request_id}, or C{None} if it never wrote."""
-    found = txn.execute(f"SELECT {ENTRY_COLUMNS} FROM log WHERE request_id = ?", (request_id,)).fetchone()
-    return None if found is None else _decode(found)
+def remember_request(txn, entry: dict) -> None:
+    """
+    Keep C{entry} in C{requests} as the answer to its request id, if it
+    has one (over a row of the same id: a snapshot or a primary's entry
+    is the truth).
+    """
+    if entry.get("request_id") is None:
+        return
+    kept = {key: entry.get(key) for key in ("seq", "view", "request_id", "changes", "created", "fingerprint")}
+    txn.execute(
+        "INSERT OR REPLACE INTO requests (request_id, fingerprint, seq, entry, created) VALUES (?, ?, ?, ?, ?)",
+        (kept["request_id"], kept["fingerprint"], kept["seq"], json.dumps(kept), kept["created"]),
+    )
+
+
+def find_request(txn, request_id: str) -> dict | None:
+    """
+    The entry C{request_id} wrote, from C{requests} (whether or not the log
+    still holds it), or C{None} if it never wrote or was forgotten.
+    """
+    found = txn.execute("SELECT entry FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+    return None if found is None else json.loads(found[0])
 
 
 def _decode(row) -> dict:
@@ -141,11 +168,15 @@ def _snapshot(txn, tables: tuple[Table, ...]) -> dict:
         "applied_seq": get_meta(txn, "applied_seq"),
         "last_view": get_meta(txn, "last_view"),
         "tables": {table.name: table.rows(txn) for table in tables},
+        "requests": [json.loads(row[0]) for row in txn.execute("SELECT entry FROM requests ORDER BY seq")],
     }
 
 
 def _install(txn, tables: tuple[Table, ...], snapshot: dict):
     txn.execute("DELETE FROM log")
+    txn.execute("DELETE FROM requests")
+    for entry in snapshot.get("requests", ()):
+        remember_request(txn, entry)
     for table in tables:
         txn.execute(f"DELETE FROM {table.name}")
         table.put(txn, snapshot["tables"][table.name])
@@ -154,9 +185,23 @@ def _install(txn, tables: tuple[Table, ...], snapshot: dict):
     return snapshot["applied_seq"], snapshot["last_view"]
 
 
-def _compact(txn, keep: int, below: int) -> int:
+def _compact(txn, keep: int, below: int, forget_before: str | None) -> int:
     limit = min(get_meta(txn, "applied_seq") - keep, below)
-    return txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
+    deleted = txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
+    if forget_before is not None:
+        _forget_requests(txn, forget_before)
+    return deleted
+
+
+def _forget_requests(txn, before: str) -> int:
+    """
+    Delete the C{requests} rows created before C{before} whose entries the
+    log no longer holds.  While the log holds an entry its row stays: the
+    log's C{request_id} is unique, so that id could not write again anyway.
+    """
+    first = txn.execute("SELECT min(seq) FROM log").fetchone()[0]
+    logged_from = get_meta(txn, "applied_seq") + 1 if first is None else first
+    return txn.execute("DELETE FROM requests WHERE created < ? AND seq < ?", (before, logged_from)).rowcount
 
 
 class WriteLog:
@@ -212,24 +257,30 @@ class WriteLog:
 
     def snapshot(self):
         """
-        @return: a Deferred firing with every table's rows and where the log
-            stands: C{{"applied_seq", "last_view", "tables": {name: rows}}}.
+        @return: a Deferred firing with every table's rows, where the log
+            stands, and the remembered requests' entries:
+            C{{"applied_seq", "last_view", "tables": {name: rows}, "requests": [entry, ...]}}.
         """
         return self.pool.runInteraction(_snapshot, self.tables)
 
     def install(self, snapshot: dict):
         """
-        Replace every table and the log with C{snapshot}, in one transaction.
+        Replace every table, the log and the remembered requests with
+        C{snapshot}, in one transaction.
 
         @return: a Deferred firing with C{(applied_seq, last_view)}.
         """
         return self.pool.runInteraction(_install, self.tables, snapshot)
 
-    def compact(self, keep: int, below: int):
+    def compact(self, keep: int, below: int, forget_before: str | None = None):
         """
         Delete log entries, keeping the last C{keep} and every entry above
-        C{below} (what a backup may still need).
+        C{below} (what a backup may still need); with C{forget_before}, in
+        the same transaction, forget the requests older than it whose
+        entries the log no longer holds.
 
-        @return: a Deferred firing with the number of entries deleted.
+        @param forget_before: an ISO-8601 UTC time stamp, as entries'
+            C{created}: the start of the idempotency window.
+        @return: a Deferred firing with the number of log entries deleted.
         """
-        return self.pool.runInteraction(_compact, keep, below)
+        return self.pool.runInteraction(_compact, keep, below, forget_before)
