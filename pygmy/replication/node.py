@@ -25,7 +25,7 @@ with L{Node.observe_writes}.
 from __future__ import annotations
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -33,6 +33,7 @@ from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.replication.catchup import CatchUp
 from pygmy.replication.primary import Replicator
 from pygmy.replication.store import Store
+from pygmy.tasks import shielded
 
 log = Logger()
 
@@ -168,12 +169,20 @@ class Node:
         """The observers installed with L{observe_writes}, in order."""
         return tuple(self._write_observers)
 
-    async def write(self, request_id, mutate, *args, fingerprint=None):
-        """A write to this service: only the primary takes it."""
+    def write(self, request_id, mutate, *args, fingerprint=None) -> Deferred:
+        """
+        A write to this service: only the primary takes it.  Once taken it
+        runs to its end (committed, replicated, observed) even if its caller
+        cancels the returned L{Deferred}: a write abandoned halfway would
+        leave the backups' positions and the waiters behind.
+        """
         if self.role != "primary" or self.replicator is None:
             primary = self.primary or "none"
-            raise NotPrimary(f"{self.label} is not the primary (primary: {primary}).")
-        write = await self.replicator.write(request_id, mutate, *args, fingerprint=fingerprint)
+            return fail(NotPrimary(f"{self.label} is not the primary (primary: {primary})."))
+        return shielded(self._write(self.replicator, request_id, mutate, args, fingerprint), f"{self.label} write")
+
+    async def _write(self, replicator, request_id, mutate, args, fingerprint):
+        write = await replicator.write(request_id, mutate, *args, fingerprint=fingerprint)
         if not write.replayed:
             for observer in self._write_observers:
                 observer(write)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.logger import capturedLogs
 
 from pygmy import config as configuration
@@ -197,7 +197,7 @@ class Pair:
 
     def buy(self, request_id, item=1):
         """A decrement through A's node (which replicates it)."""
-        return Deferred.fromCoroutine(Catalog(self.stores["A"], self.nodes["A"]).decrement(item, request_id))
+        return ensureDeferred(Catalog(self.stores["A"], self.nodes["A"]).decrement(item, request_id))
 
     def status(self, name):
         return result(self.stores[name].status())
@@ -425,3 +425,22 @@ def test_the_catalog_service_installs_the_push_the_order_service_does_not(tmp_pa
     (push,) = catalog.write_observers
     assert isinstance(push, InvalidationPush) and push.node is catalog
     assert node_of(order_service(config, "A", SyncReactor())).write_observers == ()
+
+
+def test_a_write_its_caller_cancels_still_reaches_every_backup(pair):
+    """Cancelled while waiting for the backup: the write runs on, and the backup converges."""
+    pair.view(1, "A", ["B"])
+    pair.view(2, "A", ["B"], to="B")
+    pending = pair.buy("r1")
+    pair.reactor.advance(1.0)
+    assert not pending.called
+    pending.cancel()
+    with pytest.raises(CancelledError):
+        result(pending)
+    pair.view(2, "A", ["B"], to="A")
+    pair.reactor.advance(0.25)
+    assert pair.status("B") == pair.status("A")
+    assert pair.status("A")[0] == 1 and stock(pair.stores["B"]) == 999
+    assert pair.nodes["A"].replicator.links["B"].acked == 1
+    again = result(pair.buy("r1"))
+    assert again.seq == 1
