@@ -125,6 +125,7 @@ class ClusterConfig:
     log_keep: int
     access_log: bool
     compact_interval: float = 10.0
+    idempotency_keep: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,16 @@ def cluster_config(cluster: _Section, environ) -> ClusterConfig:
         log_keep=cluster.number("log_keep", int, 100_000, minimum=1),
         access_log=cluster.boolean("access_log", False),
         compact_interval=cluster.number("compact_interval", float, 10.0, minimum=0.01),
+        idempotency_keep=_positive(cluster, "idempotency_keep", 86400.0),
     )
+
+
+def _positive(section: _Section, key: str, default: float) -> float:
+    """A number of seconds above zero (C{minimum} alone would let C{0} through)."""
+    value = section.number(key, float, default, minimum=0)
+    if value <= 0:
+        raise section.error(key, f"{value:g} must be more than 0 seconds")
+    return value
 
 
 def frontend_config(front: _Section) -> FrontendConfig:

@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.replication.catchup import CatchUp
 from pygmy.replication.primary import Replicator
-from pygmy.replication.store import Store
+from pygmy.replication.store import Store, utc_timestamp
 from pygmy.tasks import shielded
 
 log = Logger()
@@ -43,11 +43,23 @@ class Node:
     The replication state of one replica.
 
     @param routes: the L{ServiceRoutes} of every service, by name.
+    @param idempotency_keep: seconds a request id is remembered
+        (C{[cluster] idempotency_keep}); older ones are forgotten at
+        compaction once the log no longer holds their entries.
     @ivar catchup: the L{CatchUp} that brings this replica level when it
         is recovering.
     """
 
-    def __init__(self, replica, store: Store, routes: dict, clock, interval: float, log_keep: int):
+    def __init__(
+        self,
+        replica,
+        store: Store,
+        routes: dict,
+        clock,
+        interval: float,
+        log_keep: int,
+        idempotency_keep: float = 86400.0,
+    ):
         self.service = replica.service
         self.name = replica.name
         self.label = replica.label
@@ -57,6 +69,7 @@ class Node:
         self.clock = clock
         self.interval = interval
         self.log_keep = log_keep
+        self.idempotency_keep = idempotency_keep
         self.role = "idle"
         self.view = 0
         self.primary: str | None = None
@@ -241,9 +254,14 @@ class Node:
     # Compaction
 
     async def compact(self) -> None:
-        """Trim the log to C{log_keep} entries, keeping what backups need."""
+        """
+        Trim the log to C{log_keep} entries, keeping what backups need, and
+        forget the request ids older than C{idempotency_keep} seconds (on
+        this replica's clock) whose entries have left the log.
+        """
         below = self.applied_seq if self.replicator is None else self.replicator.lowest_acked()
-        deleted = await self.store.compact(self.log_keep, below)
+        forget_before = utc_timestamp(max(self.clock.seconds() - self.idempotency_keep, 0))
+        deleted = await self.store.compact(self.log_keep, below, forget_before)
         if deleted:
             log.debug("{label}: compacted {n} log entries", label=self.label, n=deleted)
 

@@ -214,6 +214,7 @@ class ReplicaParts:
             reactor,
             interval=cluster.heartbeat_interval,
             log_keep=cluster.log_keep,
+            idempotency_keep=cluster.idempotency_keep,
         )
         self.store = store
 
