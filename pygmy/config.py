@@ -288,8 +288,8 @@ def cluster_config(cluster: _Section, environ) -> ClusterConfig:
 
 
 def _positive(section: _Section, key: str, default: float) -> float:
-    """A number of seconds above zero (C{minimum} alone would let C{0} through)."""
-    value = section.number(key, float, default, minimum=0)
+    """A number of seconds above zero (a C{minimum} would let C{0} through)."""
+    value = section.number(key, float, default)
     if value <= 0:
         raise section.error(key, f"{value:g} must be more than 0 seconds")
     return value

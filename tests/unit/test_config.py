@@ -288,6 +288,21 @@ def test_bad_compact_interval(tmp_path, value):
     assert "[cluster] compact_interval" in message
 
 
+def test_idempotency_keep(tmp_path):
+    """[cluster] idempotency_keep: seconds a request id is remembered, a day by default."""
+    assert load(write(tmp_path, VALID), environ={}).cluster.idempotency_keep == 86400.0
+    text = VALID.replace("[cluster]\n", "[cluster]\nidempotency_keep = 3600\n")
+    assert load(write(tmp_path, text), environ={}).cluster.idempotency_keep == 3600.0
+    text = VALID.replace("[cluster]\n", "[cluster]\nidempotency_keep = 0.5\n")
+    assert load(write(tmp_path, text), environ={}).cluster.idempotency_keep == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "-1", "a day", "1e5", ""])
+def test_bad_idempotency_keep(tmp_path, value):
+    message = refused(tmp_path, VALID.replace("[cluster]\n", f"[cluster]\nidempotency_keep = {value}\n"))
+    assert "[cluster] idempotency_keep" in message
+
+
 def with_listen(section: str, listen: str) -> str:
     """L{VALID} with C{listen} in C{[section]} (C{frontend} or a replica)."""
     header = f"[{section}]\n"

@@ -69,6 +69,39 @@ def make_v1(path: Path) -> sqlite3.Connection:
     return connection
 
 
+#: Three log entries as version 2 stored them: two keyed buys, one write without a request id.
+V2_LOG = [
+    (1, 1, "buy:key:k1", '[{"table": "books", "row": {"id": 2, "stock": 999}}]', "2026-01-01T00:00:00.000Z"),
+    (2, 1, None, '[{"table": "books", "row": {"id": 3, "stock": 999}}]', "2026-01-01T00:00:01.000Z"),
+    (3, 2, "buy:key:k2", '[{"table": "books", "row": {"id": 4, "stock": 999}}]', "2026-01-01T00:00:02.000Z"),
+]
+
+
+def make_v2(path: Path) -> None:
+    """A version 2 catalog database with its books and L{V2_LOG}, fingerprinted as decrements."""
+    from pygmy.replication.store import fingerprint_of
+
+    connection = sqlite3.connect(path)
+    connection.executescript(schema_file("v2.sql") + BOOKS.schema)
+    connection.executemany("INSERT INTO books VALUES (?, ?, ?, ?, ?)", SEED)
+    rows = [entry + (None if entry[2] is None else fingerprint_of("decrement", entry[0] + 1),) for entry in V2_LOG]
+    connection.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)", rows)
+    connection.execute("UPDATE meta SET value = 3 WHERE key = 'applied_seq'")
+    connection.execute("UPDATE meta SET value = 2 WHERE key = 'last_view'")
+    connection.commit()
+    connection.close()
+
+
+def requests_of(path: Path) -> list[tuple]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(
+            "SELECT request_id, fingerprint, seq, entry, created FROM requests ORDER BY seq"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
 # The files
 
 
@@ -181,6 +214,72 @@ def test_version_1_is_upgraded_with_its_data_and_a_backup(tmp_path):
     fresh = tmp_path / "fresh.sqlite"
     prepare(fresh, BOOKS.schema, seed)
     assert log_columns(path) == log_columns(fresh)
+    assert [row[:3] + row[4:] for row in requests_of(path)] == [
+        ("r1", None, 1, "2026-01-01T00:00:00.000Z"),
+        ("r2", None, 2, "2026-01-01T00:00:01.000Z"),
+    ]
+
+
+def test_version_2_is_upgraded_with_its_request_ids_remembered(tmp_path):
+    import json
+
+    path = tmp_path / "catalog.sqlite"
+    make_v2(path)
+    original = dump_of(path)
+    prepare(path, BOOKS.schema, seed)
+    assert version_of(path) == SCHEMA_VERSION
+    assert dump_of(backup_path(path, 2)) == original
+    connection = sqlite3.connect(path)
+    assert connection.execute("SELECT id, title, topic, cost, stock FROM books ORDER BY id").fetchall() == list(SEED)
+    assert [row[:3] for row in connection.execute("SELECT seq, view, request_id FROM log")] == [
+        entry[:3] for entry in V2_LOG
+    ]
+    connection.close()
+    remembered = requests_of(path)
+    assert [(row[0], row[2], row[4]) for row in remembered] == [
+        ("buy:key:k1", 1, "2026-01-01T00:00:00.000Z"),
+        ("buy:key:k2", 3, "2026-01-01T00:00:02.000Z"),
+    ]
+    first = json.loads(remembered[0][3])
+    assert first == {
+        "seq": 1,
+        "view": 1,
+        "request_id": "buy:key:k1",
+        "changes": [{"table": "books", "row": {"id": 2, "stock": 999}}],
+        "created": "2026-01-01T00:00:00.000Z",
+        "fingerprint": remembered[0][1],
+    }
+    fresh = tmp_path / "fresh.sqlite"
+    prepare(fresh, BOOKS.schema, seed)
+    assert _schema_of(path) == _schema_of(fresh)
+
+
+def _schema_of(path: Path) -> list[tuple]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        connection.close()
+
+
+def test_after_the_upgrade_to_3_replays_are_answered_without_the_log(tmp_path):
+    from pygmy.catalog.books import Catalog
+    from pygmy.errors import Conflict
+    from tests.fakes import SyncReactor, result, sync_store
+
+    path = tmp_path / "catalog.sqlite"
+    make_v2(path)
+    store = sync_store(path, (BOOKS,), seed, SyncReactor())
+    try:
+        assert result(store.compact(0, 10)) == 3  # the whole log is gone
+        again = result(Catalog(store).decrement(2, "buy:key:k1"))
+        assert again.replayed and again.seq == 1 and again.row == {"id": 2, "stock": 999}
+        with pytest.raises(Conflict):
+            result(Catalog(store).decrement(5, "buy:key:k2"))
+        assert result(Catalog(store).lookup(2))["stock"] == SEED[1][4]
+        assert result(store.status())[0] == 3
+    finally:
+        store.pool.close()
 
 
 def test_backup_holds_what_only_the_write_ahead_log_had(tmp_path):
