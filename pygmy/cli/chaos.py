@@ -11,7 +11,9 @@ L{TOP_UP_BELOW} up to L{TOP_UP}, and only then takes its
 snapshot.  Meanwhile, one after the other, the catalog primary, a catalog
 backup and the order primary are killed with C{kill -9} (pid from the pid
 file), left down for a while, and restarted with the command C{pygmy up}
-uses.  Then the load stops, the run reads back the stock, the replicas'
+uses.  With C{--frontend} the front end is killed and restarted as well,
+and the run checks invariant 9 too (every decrement has exactly one order).
+Then the load stops, the run reads back the stock, the replicas'
 tables and every order, and L{pygmy.cli.invariants} checks and reports.
 
 This module sets up and orders the run; its pieces are the load
@@ -59,19 +61,21 @@ class Run:
     @param http: a treq C{HTTPClient}.
     @param rng: the run's C{random.Random}.
     @param echo: prints one line.
+    @param frontend: whether the front end is killed too, and invariant 9 checked.
     """
 
-    def __init__(self, reactor, config, http, duration: float, clients: int, rng, echo):
+    def __init__(self, reactor, config, http, duration: float, clients: int, rng, echo, frontend: bool = False):
         self.context = Context(reactor, config, http, rng, echo)
         self.cluster = Cluster(self.context)
         self.duration = duration
         self.clients = clients
+        self.frontend = frontend
 
     async def run(self) -> int:
         """Set up, load and crash, check, report; return the exit status."""
         run = self.context
         load = await self.prepare()
-        faults = FaultSchedule(run, self.cluster, self.duration)
+        faults = FaultSchedule(run, self.cluster, self.duration, self.frontend)
         run.started = run.reactor.seconds()
         load.start()
         run.say(f"load started: {self.clients} clients buying and reading, restocks of item {load.scarce}")
@@ -82,7 +86,7 @@ class Run:
             await load.stop()
         run.say("load stopped; checking")
         await Aftermath(run, self.cluster, self.clients).gather()
-        checks = check_all(run.obs)
+        checks = check_all(run.obs, self.frontend)
         for line in report(run.obs, checks):
             run.echo(line)
         return 0 if all(c.ok for c in checks) else 1
@@ -116,17 +120,18 @@ class Run:
         return Load(run, cluster, self.clients, sorted(items), topics, scarce)
 
 
-async def run_chaos(reactor, config, duration: float, clients: int, seed: int, echo) -> int:
+async def run_chaos(reactor, config, duration: float, clients: int, seed: int, echo, frontend: bool = False) -> int:
     """Run one chaos run in C{reactor}; return the exit status."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    echo(f"pygmy chaos: seed {seed}, {clients} clients, {duration:g}s of load, front end {config.frontend.url}")
+    front = config.frontend.url + (" (killed and restarted too)" if frontend else "")
+    echo(f"pygmy chaos: seed {seed}, {clients} clients, {duration:g}s of load, front end {front}")
     pool = HTTPConnectionPool(reactor)
     pool.maxPersistentPerHost = clients + 8
     http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=5))
     try:
-        return await Run(reactor, config, http, duration, clients, random.Random(seed), echo).run()
+        return await Run(reactor, config, http, duration, clients, random.Random(seed), echo, frontend).run()
     except Abort as e:
         echo(f"pygmy chaos: {e}")
         return 2
@@ -134,9 +139,9 @@ async def run_chaos(reactor, config, duration: float, clients: int, seed: int, e
         await pool.closeCachedConnections()
 
 
-def main(config, duration: float, clients: int, seed: int | None, echo=print) -> int:
+def main(config, duration: float, clients: int, seed: int | None, echo=print, frontend: bool = False) -> int:
     """C{pygmy chaos}: run L{run_chaos} under C{react}; return the exit status."""
     from pygmy.cli.client import react_for_status
 
     seed = random.randrange(1, 2**31) if seed is None else seed
-    return react_for_status(lambda reactor: run_chaos(reactor, config, duration, clients, seed, echo))
+    return react_for_status(lambda reactor: run_chaos(reactor, config, duration, clients, seed, echo, frontend))

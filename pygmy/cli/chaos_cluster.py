@@ -127,6 +127,11 @@ class Cluster:
         names = {r.name for r in self.run.config.replicas[service]}
         return view if view["primary"] and {view["primary"], *view["backups"]} == names else None
 
+    async def serving(self, service: str) -> dict | None:
+        """A probe: the view of C{service} if it is full and the front end hears every replica."""
+        view = await self.full_view(service)
+        return view if view and all(r["alive"] for r in view["replicas"].values()) else None
+
     async def new_primary(self, service: str, old: str) -> bool:
         """A probe: has the front end chosen a primary other than C{old}?"""
         primary = (await self.view(service))["primary"]

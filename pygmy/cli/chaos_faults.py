@@ -4,6 +4,13 @@ catalog primary, a catalog backup and the order primary are killed with
 C{kill -9}, left down for a while and restarted (through
 L{pygmy.cli.lifecycle}, the same way as C{pygmy load --crash}), each
 recorded as a L{pygmy.cli.invariants.Fault} with its timeline.
+
+With C{--frontend} the front end is killed and restarted too, between the
+catalog backup and the order primary (so the restarted front end is the one
+that handles the order failover).  From its kill until it hears every
+replica of both services again, the load's failed requests count as the
+expected unavailability of a front end that is down
+(L{pygmy.cli.invariants.Observations.frontend_down}).
 """
 
 from __future__ import annotations
@@ -14,25 +21,39 @@ from pygmy.cli.invariants import Fault
 
 #: What is killed, in order: (service, role).
 FAULTS = (("catalog", "primary"), ("catalog", "backup"), ("order", "primary"))
+#: The front end, as a fault: killed with C{--frontend}, before the order primary.
+FRONTEND = ("frontend", "front end")
+#: The services whose replicas the front end must hear again after its restart.
+SERVICES = ("catalog", "order")
+
+
+def schedule(frontend: bool = False) -> tuple[tuple[str, str], ...]:
+    """What a run kills, in order: L{FAULTS}, with L{FRONTEND} before the last one if C{frontend}."""
+    return (*FAULTS[:-1], FRONTEND, FAULTS[-1]) if frontend else FAULTS
 
 
 class FaultSchedule:
-    """L{FAULTS} spread over C{duration} seconds of load on C{cluster}."""
+    """
+    L{schedule} spread over C{duration} seconds of load on C{cluster}.
 
-    def __init__(self, run: Context, cluster: Cluster, duration: float):
+    @param frontend: whether the front end is killed too (C{--frontend}).
+    """
+
+    def __init__(self, run: Context, cluster: Cluster, duration: float, frontend: bool = False):
         self.run, self.cluster, self.duration = run, cluster, duration
+        self.faults = schedule(frontend)
         self.processes = {p.name: p for p in launcher.processes(run.config)}
 
     def down_for(self) -> float:
-        """Seconds each killed replica stays down: long enough to be noticed."""
-        slot = self.duration / len(FAULTS)
+        """Seconds each killed process stays down: long enough to be noticed."""
+        slot = self.duration / len(self.faults)
         return max(2.5 * self.run.config.cluster.heartbeat_timeout, slot * 0.35)
 
     async def crash_each(self) -> None:
-        """Kill and restart each of L{FAULTS} in turn, a quarter into its slot."""
-        slot = self.duration / len(FAULTS)
+        """Kill and restart each of L{faults} in turn, a quarter into its slot."""
+        slot = self.duration / len(self.faults)
         down = self.down_for()
-        for number, (service, role) in enumerate(FAULTS):
+        for number, (service, role) in enumerate(self.faults):
             await self.run.until(number * slot + slot * 0.25)
             fault = Fault(service, role)
             self.run.obs.faults.append(fault)
@@ -45,6 +66,8 @@ class FaultSchedule:
 
     async def crash(self, fault: Fault, down: float) -> None:
         """C{kill -9} the replica C{fault} names, wait C{down} s, restart it, wait for its rejoin."""
+        if fault.service == FRONTEND[0]:
+            return await self.crash_frontend(fault, down)
         run = self.run
         view = await self.cluster.settled(fault.service)
         name = view["primary"] if fault.role == "primary" else run.rng.choice(view["backups"])
@@ -64,6 +87,31 @@ class FaultSchedule:
         run.say(
             f"{process.name} is back in the {fault.service} view ({fault.rejoined - fault.killed:.2f}s after the kill)"
         )
+
+    async def crash_frontend(self, fault: Fault, down: float) -> None:
+        """
+        C{kill -9} the front end once the cluster is settled, wait C{down}
+        s, restart it, and wait until it hears every replica again; the
+        load's failures meanwhile are expected.
+        """
+        run, cluster = self.run, self.cluster
+        for service in SERVICES:
+            await cluster.settled(service)
+        process = self.processes[FRONTEND[0]]
+        run.obs.frontend_down = True
+        try:
+            await self.kill(fault, process)
+            await run.until(fault.killed + down)
+            fault.restarted = run.now()
+            run.say(f"restarting {process.name}")
+            await self.restart(process)
+            fault.ready = run.now()
+            for service in SERVICES:
+                await cluster.poll(SETTLE_TIMEOUT, f"{service} not heard in full", cluster.serving, service)
+            fault.rejoined = run.now()
+        finally:
+            run.obs.frontend_down = False
+        run.say(f"{process.name} hears every replica again ({fault.rejoined - fault.killed:.2f}s after the kill)")
 
     async def kill(self, fault: Fault, process: launcher.Process) -> None:
         """C{kill -9} of C{process}, noted in C{fault}; return once its pid is gone."""

@@ -14,6 +14,9 @@ from pygmy.cli.chaos_cluster import Cluster, Context, call
 MAX_OPS = 1_000_000
 #: Seconds between progress lines, and between restocks.
 PROGRESS_EVERY, RESTOCK_EVERY = 2.0, 0.5
+#: Seconds a client pauses between operations while the front end is down
+#: (a refused connection fails at once; the clients must not spin).
+DOWN_PAUSE = 0.05
 
 
 class Load:
@@ -70,6 +73,8 @@ class Load:
                 await self.operation()
             except Exception as e:  # a bug here must not end the client silently
                 self.run.obs.fail(f"client error: {type(e).__name__}: {e}")
+            if self.run.obs.frontend_down:
+                await lifecycle.sleep(self.run.reactor, DOWN_PAUSE)
 
     async def operation(self) -> None:
         """One random operation."""
@@ -89,7 +94,11 @@ class Load:
             obs.record_order_read(order, item, await self.read(f"/orders/{order}"))
 
     async def buy(self, item: int) -> None:
-        """C{POST /buy/<item>}; record the order of a 200."""
+        """
+        C{POST /buy/<item>}, without an C{Idempotency-Key} and never tried
+        again (so invariant 9 holds only if the cluster finishes every buy
+        it started); record the order of a 200.
+        """
         status, body = await call(self.run.http, "POST", f"{self.cluster.url}/buy/{item}")
         order = self.run.obs.record_buy(item, status, body)
         if order is not None:

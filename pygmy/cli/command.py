@@ -8,7 +8,7 @@ The C{pygmy} command: use a book store, load it, run a cluster and test it.
                  [--plot FILE.png] [--json [FILE]] [--crash catalog|order]
     pygmy up     [--config config.ini] [--only NAME ...]
     pygmy down   [--config config.ini] [--only NAME ...]
-    pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N]
+    pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N] [--frontend]
 
 The client commands talk to the front end at C{--url}, or at the C{[frontend]}
 host and port of the config file (C{./config.ini} if it exists), or at
@@ -231,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="random seed, to repeat a run (default: a new one, printed)",
     )
+    chaos.add_argument(
+        "--frontend",
+        action="store_true",
+        help="kill -9 and restart the front end too, and check invariant 9 (every decrement has one order)",
+    )
     return parser
 
 
@@ -265,7 +270,7 @@ def main(argv=None) -> int:
     if args.command == "chaos":
         from pygmy.cli import chaos
 
-        return chaos.main(config, args.duration, args.clients, args.seed, echo=_say)
+        return chaos.main(config, args.duration, args.clients, args.seed, echo=_say, frontend=args.frontend)
 
     from pygmy.cli import launcher
 

@@ -14,7 +14,16 @@ plain functions of it:
 4. within 5 s all replicas of a service report the same C{applied_seq} and
    C{checksum};
 5. no read failed, and no request got a 5xx other than 503 (or no answer);
-6. every killed replica came back and rejoined its service's view.
+6. every killed replica came back and rejoined its service's view;
+9. (with C{--frontend}) once quiet, every decrement in the catalog has
+   exactly one order: per item, starting stock + restocks - current stock
+   = orders placed, although the load never retries a buy (its buys carry
+   no C{Idempotency-Key}), so no client ever makes up for a buy that its
+   front end abandoned.
+
+While the front end is down (L{Observations.frontend_down}), a request
+that gets no answer, or a read answered C{503}, is counted as expected
+unavailability, not as a failure.
 
 L{report} formats the verdicts.  Nothing here does I/O or touches a
 reactor, so all of it can be tested on synthetic data; L{pygmy.cli.chaos}
@@ -30,6 +39,8 @@ from dataclasses import dataclass, field
 CONVERGE_WITHIN = 5.0
 #: At most this many problems are kept per kind.
 KEEP = 20
+#: The key under which answers lost to a front end that is down are counted.
+DOWN = "front end down"
 
 
 def describe_answer(status, body) -> str:
@@ -117,6 +128,18 @@ class Observations:
     negative_seen: list[str] = field(default_factory=list)
     divergence: dict[str, str] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    frontend_down: bool = False
+
+    def outage(self, counter: Counter, status, expected=(None,)) -> bool:
+        """
+        Whether an answer is the expected unavailability of a front end
+        that is down (C{status} in C{expected} while L{frontend_down});
+        if so it is counted in C{counter} under C{"front end down"}.
+        """
+        if self.frontend_down and status in expected:
+            counter[DOWN] += 1
+            return True
+        return False
 
     def fail(self, what: str) -> None:
         """Record a failed read or an unexpected answer."""
@@ -131,6 +154,8 @@ class Observations:
         @return: the id of the order a 200 placed, or C{None} (409, 503 or
             a failure).
         """
+        if self.outage(self.buys, status):
+            return None
         self.buys[str(status)] += 1
         if status in (409, 503):
             return None
@@ -148,6 +173,8 @@ class Observations:
         if status == 200:
             self.reads["ok"] += 1
             return body
+        if self.outage(self.reads, status, (None, 503)):
+            return None
         self.reads["failed"] += 1
         self.fail(f"GET {path} at {at:.2f}s: {describe_answer(status, body)}")
         return None
@@ -197,13 +224,18 @@ def check_stock_never_negative(obs: Observations) -> Check:
     return Check(1, "no stock below zero", tuple(problems))
 
 
+def orders_placed(obs: Observations) -> Counter:
+    """Item id -> orders placed in the run (in the table after it, not before)."""
+    return Counter(item for order, item in obs.orders_after.items() if order not in obs.orders_before)
+
+
 def check_stock_balance(obs: Observations) -> Check:
     """Invariant 2: per item, start + restocks = now + orders placed in the run."""
     problems = [f"restock of unknown outcome: {what}" for what in obs.unresolved_restocks]
     lost = sorted(set(obs.orders_before) - set(obs.orders_after))
     if lost:
         problems.append(f"orders that existed before the run are gone: {lost[:KEEP]}")
-    placed = Counter(item for order, item in obs.orders_after.items() if order not in obs.orders_before)
+    placed = orders_placed(obs)
     for item in sorted(set(obs.start_stock) | set(obs.end_stock) | set(placed)):
         start, end = obs.start_stock.get(item), obs.end_stock.get(item)
         if start is None or end is None:
@@ -251,6 +283,30 @@ def check_recovered(obs: Observations) -> Check:
     return Check(6, "every killed replica restarted and rejoined", tuple(problems))
 
 
+def check_exactly_once(obs: Observations) -> Check:
+    """
+    Invariant 9: once quiet, the copies gone from each item's stock
+    (start + restocks - now) are exactly its orders placed in the run.
+    """
+    problems = [f"restock of unknown outcome, so the count is uncertain: {what}" for what in obs.unresolved_restocks]
+    placed = orders_placed(obs)
+    for item in sorted(set(obs.start_stock) | set(placed)):
+        start, end = obs.start_stock.get(item), obs.end_stock.get(item)
+        if start is None or end is None:
+            problems.append(f"item {item}: no {'starting' if start is None else 'current'} stock")
+            continue
+        taken, sold = start + obs.restocks[item] - end, placed[item]
+        if taken > sold:
+            problems.append(
+                f"item {item}: {taken} decrements but {sold} orders: {taken - sold} decrement(s) without an order"
+            )
+        elif sold > taken:
+            problems.append(
+                f"item {item}: {sold} orders but {taken} decrements: {sold - taken} order(s) without a decrement"
+            )
+    return Check(9, "every decrement has exactly one order (no client retries)", tuple(problems))
+
+
 #: Every check, in the order of DESIGN.md section 6.
 CHECKS = (
     check_stock_never_negative,
@@ -260,11 +316,13 @@ CHECKS = (
     check_no_failures,
     check_recovered,
 )
+#: The checks a C{--frontend} run adds.
+FRONTEND_CHECKS = (check_exactly_once,)
 
 
-def check_all(obs: Observations) -> list[Check]:
-    """Every check, in order."""
-    return [check(obs) for check in CHECKS]
+def check_all(obs: Observations, frontend: bool = False) -> list[Check]:
+    """Every check, in order; with C{frontend}, L{FRONTEND_CHECKS} too."""
+    return [check(obs) for check in CHECKS + (FRONTEND_CHECKS if frontend else ())]
 
 
 # The report
@@ -274,13 +332,20 @@ def _at(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.2f}s"
 
 
+def _down(counts: Counter) -> str:
+    """The answers lost while the front end was down, if any, for a report line."""
+    return f", {counts[DOWN]} lost while the front end was down (expected)" if counts[DOWN] else ""
+
+
 def describe_fault(fault: Fault) -> str:
     """One line on a kill and its recovery."""
-    line = f"kill -9 {fault.target or '?'} ({fault.service} {fault.role}, pid {fault.pid}) at {_at(fault.killed)}"
+    frontend = fault.service == "frontend"
+    what = fault.role if frontend else f"{fault.service} {fault.role}"
+    line = f"kill -9 {fault.target or '?'} ({what}, pid {fault.pid}) at {_at(fault.killed)}"
     if fault.failover is not None:
         line += f"; new primary at {_at(fault.failover)} (+{fault.failover - fault.killed:.2f}s)"
     line += f"; restarted at {_at(fault.restarted)}; answering at {_at(fault.ready)}"
-    line += f"; back in the view at {_at(fault.rejoined)}"
+    line += f"; {'hears every replica' if frontend else 'back in the view'} at {_at(fault.rejoined)}"
     if fault.rejoined is not None and fault.killed is not None:
         line += f" ({fault.rejoined - fault.killed:.2f}s after the kill)"
     return line + (f"; ERROR: {fault.error}" if fault.error else "")
@@ -289,12 +354,13 @@ def describe_fault(fault: Fault) -> str:
 def report(obs: Observations, checks: list[Check]) -> list[str]:
     """The final report, as lines of text."""
     buys, reads = obs.buys, obs.reads
-    other = sum(n for status, n in buys.items() if status not in ("200", "409", "503"))
+    other = sum(n for status, n in buys.items() if status not in ("200", "409", "503", DOWN))
     lines = ["faults (seconds since the load began):"]
     lines += [f"  {describe_fault(f)}" for f in obs.faults] or ["  none"]
     lines += [
-        f"buys: {buys['200']} ok, {buys['409']} out of stock (409), {buys['503']} unavailable (503), {other} other",
-        f"reads: {reads['ok']} ok, {reads['failed']} failed",
+        f"buys: {buys['200']} ok, {buys['409']} out of stock (409), {buys['503']} unavailable (503), {other} other"
+        + _down(buys),
+        f"reads: {reads['ok']} ok, {reads['failed']} failed" + _down(reads),
         f"restocks: {sum(obs.restocks.values())} copies added"
         + (f", {len(obs.unresolved_restocks)} of unknown outcome" if obs.unresolved_restocks else ""),
         "invariants:",
