@@ -122,13 +122,13 @@ class InMemoryCluster:
         from pygmy.frontend.cache import ReplyCache
         from pygmy.frontend.monitor import Monitor
         from pygmy.order.app import OrderApp
-        from pygmy.order.orders import ORDERS, Orders
+        from pygmy.order.orders import BUYS, ORDERS, Orders
 
         repo = Path(__file__).resolve().parent.parent
         self.config = configuration.load(repo / "config.ini", environ={"PYGMY_SECRET": self.secret})
         self.reactor = SyncReactor()
         self.catalog_store = sync_store(tmp_path / "catalog.sqlite", (BOOKS,), seed, self.reactor)
-        self.order_store = sync_store(tmp_path / "order.sqlite", (ORDERS,), None, self.reactor)
+        self.order_store = sync_store(tmp_path / "order.sqlite", (ORDERS, BUYS), None, self.reactor)
 
         self.catalog_node = catalog_node = self.primary_node("catalog", self.catalog_store)
         self.catalog_app = catalog_app = self.replica_app(

@@ -157,7 +157,9 @@ def routes_for(config: Config, service: str, http: HTTPClientService, alive=None
         service,
         [Remote(http, replica, cluster.secret, cluster.request_timeout) for replica in config.replicas[service]],
         clock=monotonic(http.reactor),
-        deadline=cluster.heartbeat_timeout * 2 + 2.0,
+        # Longer than one request timeout, so that a call cut off by its
+        # timeout is tried again (under the same request id) at least once.
+        deadline=cluster.request_timeout + cluster.heartbeat_timeout * 2 + 2.0,
         alive=alive,
         policy=make_policy(config.frontend.balancer),
     )

@@ -81,6 +81,7 @@ class Node:
         self._needs_resync = False
         self._fresh_connection = True
         self._write_observers: list = []
+        self._role_observers: list = []
 
     async def load(self) -> None:
         """Read where the log stands; call before connecting heartbeats."""
@@ -160,6 +161,11 @@ class Node:
                 "{label}: {before} -> {role} in view {view}", label=self.label, before=before, role=self.role, view=view
             )
             self._beat_now()
+            for observer in self._role_observers:
+                try:
+                    observer(self.role)
+                except Exception:
+                    log.failure("{label}: a role observer failed", label=self.label)
         if self.role == "recovering" and primary is not None:
             self.catch_up()
 
@@ -176,6 +182,10 @@ class Node:
             C{entry}); what it raises fails the write's request.
         """
         self._write_observers.append(observer)
+
+    def observe_role(self, observer) -> None:
+        """Call C{observer(role)} after each change of this replica's role."""
+        self._role_observers.append(observer)
 
     @property
     def write_observers(self) -> tuple:

@@ -172,18 +172,18 @@ class Store(WriteLog, Service):
 
     def dump(self):
         """
-        @return: a Deferred firing with C{{"applied_seq": n, "rows": [...]}}
-            for the single table, or C{"tables": {...}} when there are more.
+        @return: a Deferred firing with C{{"applied_seq": n, "rows": [...]}}:
+            the rows of the service's first table (its contract,
+            DESIGN.md section 4), and those of any other table under that
+            table's name.
         """
         return self.read(self._dump)
 
     def _dump(self, txn):
         rows = self._rows(txn)
-        body = {"applied_seq": get_meta(txn, "applied_seq")}
-        if len(self.tables) == 1:
-            body["rows"] = rows[self.tables[0].name]
-        else:
-            body["tables"] = rows
+        body = {"applied_seq": get_meta(txn, "applied_seq"), "rows": rows[self.tables[0].name]}
+        for table in self.tables[1:]:
+            body[table.name] = rows[table.name]
         return body
 
     def _rows(self, txn) -> dict:
