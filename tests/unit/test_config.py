@@ -288,13 +288,11 @@ def test_bad_compact_interval(tmp_path, value):
     assert "[cluster] compact_interval" in message
 
 
-def test_idempotency_keep(tmp_path):
+@pytest.mark.parametrize("value, seconds", [(None, 86400.0), ("3600", 3600.0), ("0.5", 0.5)])
+def test_idempotency_keep(tmp_path, value, seconds):
     """[cluster] idempotency_keep: seconds a request id is remembered, a day by default."""
-    assert load(write(tmp_path, VALID), environ={}).cluster.idempotency_keep == 86400.0
-    text = VALID.replace("[cluster]\n", "[cluster]\nidempotency_keep = 3600\n")
-    assert load(write(tmp_path, text), environ={}).cluster.idempotency_keep == 3600.0
-    text = VALID.replace("[cluster]\n", "[cluster]\nidempotency_keep = 0.5\n")
-    assert load(write(tmp_path, text), environ={}).cluster.idempotency_keep == 0.5
+    text = VALID if value is None else VALID.replace("[cluster]\n", f"[cluster]\nidempotency_keep = {value}\n")
+    assert load(write(tmp_path, text), environ={}).cluster.idempotency_keep == seconds
 
 
 @pytest.mark.parametrize("value", ["0", "0.0", "-1", "a day", "1e5", ""])
