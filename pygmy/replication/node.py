@@ -309,8 +309,14 @@ class NodeService(Service):
         )
 
     def stopService(self):
-        """Stop compacting and stop reconnecting the heartbeats."""
+        """
+        Stop compacting and stop reconnecting the heartbeats; as primary,
+        fail the writes still waiting for a backup (L{NotPrimary}: their
+        callers try the next primary) rather than leave them unanswered.
+        """
         super().stopService()
+        if self.node.replicator is not None:
+            self.node.replicator.close()
         if self._compaction.running:
             self._compaction.stop()
         if self._connector is not None:

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pygmy.errors import Conflict
+from pygmy.errors import Conflict, Unavailable
 from pygmy.replication.database import Pool
 from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta
 
@@ -131,6 +131,8 @@ class Store(WriteLog, Service):
         self._queued: list = []
         self._committing = False
         self._scheduled = False
+        self._stopping = False
+        self._idle: list[Deferred] = []
         self.path = Path(path)
         self.tables = tables
         self._clock = reactor
@@ -142,9 +144,25 @@ class Store(WriteLog, Service):
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def stopService(self):
-        """Stop, closing the database pool."""
+        """
+        Stop: fail every write still queued (L{Unavailable}: its caller may
+        try the next primary), let the one being committed finish, then
+        close the database pool.
+
+        @return: a Deferred that fires once the pool is closed.
+        """
         super().stopService()
-        self.pool.close()
+        self._stopping = True
+        queued, self._queued = self._queued, []
+        for item in queued:
+            if not item[-1].called:
+                item[-1].errback(Unavailable(f"{self.path.name} is shutting down."))
+        idle = Deferred()
+        if self._committing:
+            self._idle.append(idle)
+        else:
+            idle.callback(None)
+        return idle.addCallback(lambda _: self.pool.close())
 
     # Reads
 
@@ -212,6 +230,8 @@ class Store(WriteLog, Service):
 
         @return: a Deferred firing with a L{Write}.
         """
+        if self._stopping:
+            return fail(Unavailable(f"{self.path.name} is shutting down."))
         d = Deferred()
         created = utc_timestamp(self._clock.seconds())
         self._queued.append((request_id, fingerprint, created, self.view, mutate, args, d))
@@ -230,6 +250,8 @@ class Store(WriteLog, Service):
 
     def _commit_queued(self) -> None:
         self._scheduled = False
+        if self._stopping or not self._queued:
+            return
         batch, self._queued = self._queued, []
         self._committing = True
         work = [item[:-1] for item in batch]
@@ -237,6 +259,7 @@ class Store(WriteLog, Service):
 
     def _committed(self, outcomes, batch) -> None:
         self._committing = False
+        idle, self._idle = self._idle, []
         if isinstance(outcomes, Failure):
             outcomes = [(False, outcomes)] * len(batch)
         for (ok, result), item in zip(outcomes, batch, strict=True):
@@ -250,6 +273,8 @@ class Store(WriteLog, Service):
             else:
                 d.errback(result)
         self._schedule_commit()
+        for d in idle:
+            d.callback(None)
 
     def _write_batch(self, txn, work) -> list:
         txn.execute("BEGIN IMMEDIATE")
