@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from pygmy.clock import monotonic
 from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.replication.catchup import CatchUp
 from pygmy.replication.primary import Replicator
@@ -67,6 +68,8 @@ class Node:
         self.routes = routes
         self.peers = routes[self.service]
         self.clock = clock
+        #: Durations (a backup's patience, catch-up times) are measured on this.
+        self.timer = monotonic(clock)
         self.interval = interval
         self.log_keep = log_keep
         self.idempotency_keep = idempotency_keep
@@ -77,7 +80,7 @@ class Node:
         self.last_view = 0
         self.replicator: Replicator | None = None
         self.heartbeat = None
-        self.catchup = CatchUp(self, clock, interval)
+        self.catchup = CatchUp(self, self.timer, interval)
         self._needs_resync = False
         self._fresh_connection = True
         self._write_observers: list = []
@@ -146,7 +149,7 @@ class Node:
         if primary == self.name:
             if self.replicator is None:
                 self.replicator = Replicator(
-                    self, self.store, self.peers, self.clock, self.interval / 2, patience=self.interval * 3
+                    self, self.store, self.peers, self.timer, self.interval / 2, patience=self.interval * 3
                 )
             self.role = "primary"
             self.replicator.set_backups(backups)

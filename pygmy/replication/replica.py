@@ -29,6 +29,7 @@ from __future__ import annotations
 from klein import Klein
 from twisted.application.service import MultiService
 
+from pygmy.clock import monotonic
 from pygmy.config import SERVICES, Config, ReplicaConfig
 from pygmy.errors import BadRequest, NotFound
 from pygmy.net.listener import Listener
@@ -233,7 +234,7 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
     parts.http.setServiceParent(top)
 
     def connect():
-        factory = BeatFactory(parts.node, cluster.secret, reactor, cluster.heartbeat_interval)
+        factory = BeatFactory(parts.node, cluster.secret, monotonic(reactor), cluster.heartbeat_interval)
         front = config.frontend
         return factory, reactor.connectTCP(front.host, front.heartbeat_port, factory)
 

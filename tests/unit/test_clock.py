@@ -57,3 +57,43 @@ def test_a_reactor_is_wrapped_once():
 
     wrapped = monotonic(reactor)
     assert isinstance(wrapped, MonotonicClock) and monotonic(wrapped) is wrapped
+
+
+def test_a_wall_clock_step_declares_no_replica_dead(tmp_path):
+    from types import SimpleNamespace
+
+    from pygmy.config import load
+    from pygmy.frontend.monitor import Monitor
+    from tests.fakes import config_text
+
+    path = tmp_path / "config.ini"
+    path.write_text(config_text())
+    reactor = MemoryReactorClock()
+    now = [50.0]
+    monitor = Monitor(load(path), MonotonicClock(reactor, now=lambda: now[0]), {})
+    connection = SimpleNamespace(send=lambda line: None, transport=SimpleNamespace(loseConnection=lambda: None))
+    monitor.connected("catalog", "A", connection)
+    monitor.beat("catalog", "A", 0, 0, 0, "idle")
+    reactor.advance(3600)  # the wall clock jumps an hour ahead
+    now[0] += 0.1
+    monitor.check()
+    assert monitor.alive("catalog") == ["A"]
+    now[0] += 10
+    monitor.check()
+    assert monitor.alive("catalog") == []
+
+
+def test_the_front_end_and_the_replicas_measure_on_the_monotonic_clock(tmp_path):
+    from pygmy.config import load
+    from pygmy.frontend.service import frontend_service
+    from pygmy.replication.replica import ReplicaParts
+    from tests.fakes import config_text
+
+    path = tmp_path / "config.ini"
+    path.write_text(config_text(data_dir=str(tmp_path)))
+    config = load(path)
+    reactor = MemoryReactorClock()
+    assert isinstance(frontend_service(config, reactor).monitor.clock, MonotonicClock)
+    parts = ReplicaParts(config, config.replica("catalog", "A"), object(), reactor)
+    assert isinstance(parts.node.timer, MonotonicClock) and parts.node.clock is reactor
+    assert isinstance(parts.node.catchup.clock, MonotonicClock)
