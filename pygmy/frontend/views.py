@@ -78,6 +78,8 @@ class ServiceView:
     grace: float = 0.0
     #: While true (stored views not loaded yet), nothing is decided.
     waiting: bool = False
+    #: After a restore, until when to wait for the whole in-sync set to beat.
+    restored_until: float | None = None
     members: dict[str, Member] = field(init=False)
 
     def __post_init__(self):
@@ -87,11 +89,14 @@ class ServiceView:
         """
         Begin from C{stored}, the last view a view manager stored: its number
         and in-sync set.  The primary is chosen again from that set among the
-        replicas alive, never outside it.
+        replicas alive, never outside it: once every replica of the set has
+        beaten, or C{grace} has passed, so that a restart of the view manager
+        does not move the primary needlessly.
         """
         self.number = max([self.number, stored.number] + [m.view for m in self.members.values() if m.alive])
         self.in_sync = set(stored.in_sync)
         self.primary, self.backups = None, []
+        self.restored_until = now + self.grace
         log.info(
             "{service}: begins from stored view {number} (in sync: {in_sync})",
             service=self.service,
@@ -201,6 +206,10 @@ class ServiceView:
             self._new_view("start-up")
             return
         candidates = [m for m in alive if m.name in self.in_sync]
+        if self.restored_until is not None:
+            if len(candidates) < len(self.in_sync) and now < self.restored_until:
+                return
+            self.restored_until = None
         if not candidates:
             return
         best = max(candidates, key=self._rank)

@@ -130,15 +130,22 @@ def restock(cluster) -> None:
 
 
 async def quiet(cluster) -> None:
-    """Wait until every replica is in its view and neither primary wrote for L{QUIET_FOR} s."""
+    """
+    Wait until every replica is in its view, no buy is unfinished (no
+    pending intent: a buy still finishing would land between the reads of
+    the two ledgers) and neither primary wrote for L{QUIET_FOR} s.
+    """
     from twisted.internet import reactor
 
     await settled(cluster, within=QUIET_WITHIN)
     deadline = reactor.seconds() + QUIET_WITHIN
     seqs, since = None, reactor.seconds()
     while reactor.seconds() < deadline:
-        now = tuple(dump(cluster, service)["applied_seq"] for service in ("catalog", "order"))
-        if now != seqs:
+        dumps = {service: dump(cluster, service) for service in ("catalog", "order")}
+        now = tuple(dumps[service]["applied_seq"] for service in ("catalog", "order"))
+        if any(buy["state"] == "pending" for buy in dumps["order"]["buys"]):
+            seqs, since = None, reactor.seconds()
+        elif now != seqs:
             seqs, since = now, reactor.seconds()
         elif reactor.seconds() - since >= QUIET_FOR:
             return

@@ -247,3 +247,21 @@ def test_the_front_end_keeps_its_views_in_data_dir(config):
 
     service = frontend_service(config, SyncReactor())
     assert service.monitor.store.path == config.cluster.data_dir / "frontend-views.json"
+
+
+def test_a_restored_view_waits_for_its_whole_in_sync_set_before_electing(config):
+    store = HeldStore({"catalog": StoredView(4, "A", ("B",), frozenset({"A", "B"}))})
+    cluster = Cluster(config, store)
+    cluster.beat("B", seq=9, last_view=4, view=4, state="backup")
+    assert cluster.catalog().primary is None
+    cluster.beat("A", seq=10, last_view=4, view=4, state="primary")
+    assert (cluster.catalog().primary, cluster.catalog().backups) == ("A", ["B"])
+
+
+def test_a_restored_view_elects_without_a_dead_member_after_the_grace(config):
+    store = HeldStore({"catalog": StoredView(4, "A", ("B",), frozenset({"A", "B"}))})
+    cluster = Cluster(config, store)
+    cluster.beat("B", seq=9, last_view=4, view=4, state="backup")
+    cluster.clock.advance(cluster.catalog().grace)
+    cluster.beat("B", seq=9, last_view=4, view=4, state="backup")
+    assert (cluster.catalog().primary, cluster.catalog().backups) == ("B", [])
