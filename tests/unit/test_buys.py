@@ -167,3 +167,40 @@ def test_a_failing_intent_write_asks_the_catalog_nothing(store):
     with pytest.raises(Unavailable):
         result(Orders(store, catalog, writer=Broken()).buy(1, "r1"))
     assert catalog.asked == []
+
+
+class HeldWriter:
+    """The store's writes, each held until the test releases it."""
+
+    def __init__(self, store):
+        self.store = store
+        self.held: list[tuple[tuple, dict, Deferred]] = []
+
+    def write(self, *args, **kwargs):
+        d = Deferred()
+        self.held.append((args, kwargs, d))
+        return d
+
+    def release(self):
+        args, kwargs, d = self.held.pop(0)
+        self.store.write(*args, **kwargs).chainDeferred(d)
+
+
+@pytest.mark.parametrize("at", ["intent", "decrement", "outcome"])
+def test_cancelling_at_each_await_of_a_buy_still_ends_in_one_order(store, at):
+    catalog, writer = HeldCatalog(), HeldWriter(store)
+    buying = Orders(store, catalog, writer=writer).buy(4, "r1")
+    steps = {
+        "intent": lambda: writer.release(),
+        "decrement": lambda: catalog.answer(),
+        "outcome": lambda: writer.release(),
+    }
+    for step in ("intent", "decrement", "outcome"):
+        if step == at:
+            buying.cancel()
+            with pytest.raises(CancelledError):
+                result(buying)
+        steps[step]()
+    orders, buys = rows(store)
+    assert [order["request_id"] for order in orders] == ["r1"]
+    assert buys["r1"]["state"] == "ordered" and len(catalog.asked) == 1
