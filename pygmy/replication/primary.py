@@ -200,6 +200,8 @@ class Replicator:
         self.patience = patience
         self.links: dict[str, BackupLink] = {}
         self._recent: dict[int, dict] = {}
+        #: Set once we are no longer primary: no write is acknowledged after.
+        self.closed = False
 
     def set_backups(self, backups: list[str]) -> None:
         """Follow the view: forward to exactly these backups (and joiners)."""
@@ -221,7 +223,8 @@ class Replicator:
             link.close()
 
     def close(self) -> None:
-        """We are no longer primary: fail every write still waiting."""
+        """We are no longer primary: fail every write still waiting, and every later one."""
+        self.closed = True
         for link in self.links.values():
             link.close(NotPrimary(f"{self.node.label} is no longer the primary."))
         self.links.clear()
@@ -236,6 +239,11 @@ class Replicator:
         its way to the backups.
         """
         write = await self.store.write(request_id, mutate, *args, fingerprint=fingerprint)
+        if self.closed:
+            # Committed after we stopped being primary (it was queued before):
+            # no backup will get it from us, and the new primary may not have
+            # it, so it must not be acknowledged; the caller tries the new one.
+            raise NotPrimary(f"{self.node.label} is no longer the primary.")
         # Callbacks of writes run in seq order, so links see entries in order.
         if not write.replayed:
             if self.links:

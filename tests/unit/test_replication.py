@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import capturedLogs
 
 from pygmy import config as configuration
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.catalog.service import InvalidationPush, catalog_service
-from pygmy.errors import Diverged, StaleView
+from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.net.routing import ServiceRoutes
 from pygmy.order.service import order_service
 from pygmy.replication.node import Node, NodeService
@@ -444,3 +444,24 @@ def test_a_write_its_caller_cancels_still_reaches_every_backup(pair):
     assert pair.nodes["A"].replicator.links["B"].acked == 1
     again = result(pair.buy("r1"))
     assert again.seq == 1
+
+
+def test_a_write_committed_after_the_primary_lost_its_view_is_not_acknowledged(pair):
+    """Queued while primary, committed after a view made B primary: NotPrimary, not an ack."""
+    pair.view(1, "A", ["B"])
+    store = pair.stores["A"]
+    real, held = store.write, []
+
+    def hold(*args, **kwargs):
+        d = Deferred()
+        held.append((args, kwargs, d))
+        return d
+
+    store.write = hold
+    pending = pair.buy("r1")
+    pair.view(2, "B", ["A"])
+    store.write = real
+    args, kwargs, d = held.pop()
+    real(*args, **kwargs).chainDeferred(d)
+    with pytest.raises(NotPrimary):
+        result(pending)
