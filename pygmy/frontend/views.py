@@ -80,6 +80,8 @@ class ServiceView:
     waiting: bool = False
     #: After a restore, until when to wait for the whole in-sync set to beat.
     restored_until: float | None = None
+    #: The primary of the restored view, kept if it is alive then.
+    restored_primary: str | None = None
     members: dict[str, Member] = field(init=False)
 
     def __post_init__(self):
@@ -97,6 +99,7 @@ class ServiceView:
         self.in_sync = set(stored.in_sync)
         self.primary, self.backups = None, []
         self.restored_until = now + self.grace
+        self.restored_primary = stored.primary
         log.info(
             "{service}: begins from stored view {number} (in sync: {in_sync})",
             service=self.service,
@@ -206,13 +209,19 @@ class ServiceView:
             self._new_view("start-up")
             return
         candidates = [m for m in alive if m.name in self.in_sync]
+        keep = None
         if self.restored_until is not None:
             if len(candidates) < len(self.in_sync) and now < self.restored_until:
                 return
             self.restored_until = None
+            # Every in-sync replica holds every acknowledged write, so the
+            # stored primary may lead on: no failover for a restart of ours
+            # (beats are up to an interval old, so ranks could disagree).
+            keep = self.restored_primary
         if not candidates:
             return
-        best = max(candidates, key=self._rank)
+        kept = [m for m in candidates if m.name == keep]
+        best = kept[0] if kept else max(candidates, key=self._rank)
         self.primary = best.name
         self.backups = [m.name for m in candidates if m is not best]
         self.in_sync = {self.primary, *self.backups}

@@ -265,3 +265,12 @@ def test_a_restored_view_elects_without_a_dead_member_after_the_grace(config):
     cluster.clock.advance(cluster.catalog().grace)
     cluster.beat("B", seq=9, last_view=4, view=4, state="backup")
     assert (cluster.catalog().primary, cluster.catalog().backups) == ("B", [])
+
+
+def test_a_restored_view_keeps_its_primary_even_if_a_backup_beat_later(config):
+    """The primary's beat is older (a lower seq) than its backup's: no needless failover."""
+    store = HeldStore({"catalog": StoredView(4, "A", ("B",), frozenset({"A", "B"}))})
+    cluster = Cluster(config, store)
+    cluster.beat("A", seq=606, last_view=4, view=4, state="primary")
+    cluster.beat("B", seq=619, last_view=4, view=4, state="backup")
+    assert (cluster.catalog().primary, cluster.catalog().backups) == ("A", ["B"])
