@@ -13,33 +13,14 @@ import pytest
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
-from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
+from pygmy.catalog.books import SEED, Catalog
 from pygmy.errors import Conflict
 from pygmy.replication.node import Node
 from pygmy.replication.store import utc_timestamp
-from tests.fakes import SyncReactor, result, sync_store
+from tests.fakes import result
 
 #: The stock book 2 starts with.
 STOCK = SEED[1][4]
-
-
-@pytest.fixture
-def reactor():
-    return SyncReactor()
-
-
-@pytest.fixture
-def make_store(tmp_path, reactor):
-    stores = []
-
-    def make(name):
-        store = sync_store(tmp_path / f"{name}.sqlite", (BOOKS,), seed, reactor)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.pool.close()
 
 
 def buy_then_bury(store, key="key", others=5):

@@ -15,36 +15,17 @@ from twisted.logger import capturedLogs
 
 from pygmy import config as configuration
 from pygmy.catalog.app import CatalogApp
-from pygmy.catalog.books import BOOKS, Catalog, seed
+from pygmy.catalog.books import Catalog
 from pygmy.catalog.service import InvalidationPush, catalog_service
 from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.net.routing import ServiceRoutes
 from pygmy.order.service import order_service
 from pygmy.replication.node import Node, NodeService
 from pygmy.replication.replica import ReplicaApp
-from tests.fakes import SyncReactor, config_text, result, stub_remote, sync_store
+from tests.fakes import SyncReactor, config_text, result, stub_remote
 
 SECRET = "s3cret"
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def reactor():
-    return SyncReactor()
-
-
-@pytest.fixture
-def make_store(tmp_path, reactor):
-    """Make seeded catalog stores on SQLite; all are closed afterwards."""
-    stores = []
-
-    def make(name):
-        stores.append(sync_store(tmp_path / f"{name}.sqlite", (BOOKS,), seed, reactor))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        store.pool.close()
 
 
 def written(store, count, view=1, start=0):

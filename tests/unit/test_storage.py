@@ -13,12 +13,7 @@ from pygmy.errors import BadRequest, NotFound, OutOfStock
 from pygmy.order.orders import ORDERS
 from pygmy.replication import database
 from pygmy.replication.database import SCHEMA_VERSION, SchemaError, backup_path, prepare, schema_file
-from tests.fakes import SyncReactor, result, sync_store
-
-
-@pytest.fixture
-def reactor():
-    return SyncReactor()
+from tests.fakes import result, sync_store
 
 
 @pytest.fixture
