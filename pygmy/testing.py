@@ -244,6 +244,27 @@ async def converged(cluster, service, within=5.0):
         await deferLater(reactor, 0.1, lambda: None)
 
 
+async def compacted_past(url: str, seq: int, view: int, within: float = 15.0, every: float = 0.1) -> None:
+    """
+    Wait until the replica at C{url} has compacted its log past entry C{seq}
+    of C{view}: what a replica whose log ends there asks for is then refused
+    (C{entries: null}), so it needs a snapshot, and the entry's request id
+    is answered from the requests table alone.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + within
+    auth = {"Authorization": f"Bearer {SECRET}"}
+    while True:
+        status, body = get_json(f"{url}/replication/log?after={seq}&view={view}&limit=1", headers=auth)
+        assert status == 200, body
+        if body["entries"] is None:
+            return
+        assert reactor.seconds() < deadline, f"{url} still holds entry {seq} of view {view}: {body}"
+        await deferLater(reactor, every, lambda: None)
+
+
 # Clusters started with C{pygmy up} (daemonised, pid files in data_dir)
 
 #: The checkout this package is in (where C{pygmy/} is).

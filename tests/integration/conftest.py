@@ -23,6 +23,17 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
+def fresh_cluster(tmp_path):
+    """A cluster of its own for one test; every process it starts is stopped."""
+    running = Cluster(tmp_path)
+    try:
+        running.start_all()
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
 def http():
     """A treq client with a pool large enough for concurrent tests."""
     from twisted.internet import reactor

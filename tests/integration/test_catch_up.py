@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 
-from pygmy.testing import Cluster, converged, get_json, settled
+from pygmy.testing import Cluster, compacted_past, converged, get_json, settled
 from tests.integration.load import AUTH
 
 pytestmark = pytest.mark.integration
@@ -44,25 +44,6 @@ async def write_many(http, url, count, clients=32):
     results = await DeferredList([ensureDeferred(writer()) for _ in range(clients)], consumeErrors=True)
     failures = [f for ok, f in results if not ok]
     assert not failures, failures[0]
-
-
-async def compacted_past(url, seq, view, within=15.0):
-    """
-    Wait until the primary at C{url} has compacted its log past entry C{seq}
-    of C{view}: what a backup whose log ends there asks for is then refused
-    (C{entries: null}), so that backup needs a snapshot.
-    """
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + within
-    while True:
-        status, body = get_json(f"{url}/replication/log?after={seq}&view={view}&limit=1", headers=AUTH)
-        assert status == 200, body
-        if body["entries"] is None:
-            return
-        assert reactor.seconds() < deadline, f"log still holds entry {seq} of view {view}: {body}"
-        await deferLater(reactor, COMPACT_INTERVAL / 2, lambda: None)
 
 
 @pytest.mark.parametrize("log_keep", [100_000, 500], ids=["from-log", "snapshot"])

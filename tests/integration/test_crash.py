@@ -11,21 +11,10 @@ import signal
 import pytest
 import pytest_twisted
 
-from pygmy.testing import Cluster, converged, get_json, settled
+from pygmy.testing import converged, get_json, settled
 from tests.integration.load import check_invariants, ledger, run_load
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def fresh_cluster(tmp_path):
-    """A cluster of its own for each crash test."""
-    running = Cluster(tmp_path)
-    try:
-        running.start_all()
-        yield running
-    finally:
-        running.stop_all()
 
 
 def role_of(cluster, service, which):

@@ -37,7 +37,7 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from pygmy.testing import SECRET, Cluster, converged, get_json, settled
+from pygmy.testing import SECRET, converged, get_json, settled
 
 pytestmark = pytest.mark.integration
 
@@ -51,17 +51,6 @@ TOP_UP_BELOW, TOP_UP = 300, 1000
 BEFORE_STOP, AFTER_RESTART = (0.4, 0.9), 0.5
 #: Quiet: no write on either primary for this long (bounded by QUIET_WITHIN).
 QUIET_FOR, QUIET_WITHIN = 1.0, 15.0
-
-
-@pytest.fixture
-def fresh_cluster(tmp_path):
-    """A cluster of its own; every process it starts is stopped."""
-    running = Cluster(tmp_path)
-    try:
-        running.start_all()
-        yield running
-    finally:
-        running.stop_all()
 
 
 def sleep(seconds: float):

@@ -13,7 +13,7 @@ id, and the key answered 503 with an internal error for good.
 import pytest
 import pytest_twisted
 
-from pygmy.testing import Cluster, converged, get_json, settled
+from pygmy.testing import Cluster, compacted_past, converged, get_json, settled
 from tests.integration.load import AUTH
 
 pytestmark = pytest.mark.integration
@@ -69,21 +69,6 @@ def logged(url, request_id, after, view):
     return entry["seq"], entry["view"]
 
 
-async def compacted(url, seq, view, within=15.0):
-    """Wait until the log of the replica at C{url} no longer holds entry C{seq} of C{view}."""
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + within
-    while True:
-        status, body = get_json(f"{url}/replication/log?after={seq}&view={view}&limit=1", headers=AUTH)
-        assert status == 200, body
-        if body["entries"] is None:
-            return
-        assert reactor.seconds() < deadline, f"{url} still holds entry {seq} of view {view}: {body}"
-        await deferLater(reactor, COMPACT_INTERVAL / 2, lambda: None)
-
-
 def bury(cluster, count=20):
     """C{count} unkeyed buys of book 1: entries in both services' logs."""
     for _ in range(count):
@@ -114,7 +99,7 @@ async def test_a_buy_replays_after_its_entries_are_compacted(compacting):
     ]
     bury(cluster)
     for url, seq, view in where:
-        await compacted(url, seq, view)
+        await compacted_past(url, seq, view)
 
     status, again = post(cluster, "/buy/3", key="compacted-buy")
     assert (status, again) == (200, first)
@@ -140,7 +125,7 @@ async def test_an_update_replays_after_its_entry_is_compacted(compacting):
     assert status == 200, first
     seq, view = logged(catalog, "update:key:compacted-update", mark, services["catalog"]["view"])
     bury(cluster)
-    await compacted(catalog, seq, view)
+    await compacted_past(catalog, seq, view)
 
     status, again = post(cluster, "/update/4", key="compacted-update", body=change, headers=AUTH)
     assert (status, again) == (200, first)
