@@ -4,7 +4,7 @@ L{pygmy.replication.replica.ReplicaApp}).
 
 =========================================  ====================================
 C{GET  /books?topic=T}                    C{{"items": [{"id", "title"}]}}
-C{GET  /books}                            C{{"items": [book, ...]}}
+C{GET  /books?after=A&limit=N}            C{{"items": [book, ...], "next": id}}
 C{GET  /books/<id>}                       C{book}
 C{POST /books/<id>/update}                C{{"item": book, "seq": n}}
   body C{{"request_id", "cost"?, "stock_delta"?}}
@@ -25,7 +25,7 @@ from klein import Klein
 
 from pygmy.catalog.books import Catalog
 from pygmy.net.batching import answer_batch
-from pygmy.net.validate import parse_id, parse_item_call, parse_request_id, parse_topic, parse_update
+from pygmy.net.validate import parse_id, parse_item_call, parse_page, parse_request_id, parse_topic, parse_update
 from pygmy.net.web import install_error_handlers, json_response, read_json_body
 
 
@@ -41,10 +41,10 @@ class CatalogApp:
 
     @app.route("/books", methods=["GET"])
     async def books(self, request):
-        """Search by C{?topic=}, or list every book without it."""
+        """Search by C{?topic=}, or a page of the list without it."""
         topics = request.args.get(b"topic")
         if topics is None:
-            return json_response(request, {"items": await self.catalog.list()})
+            return json_response(request, await self.catalog.page(*parse_page(request.args)))
         topic = parse_topic(topics[0].decode("utf-8", "replace"))
         return json_response(request, {"items": await self.catalog.search(topic)})
 

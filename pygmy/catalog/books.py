@@ -84,9 +84,29 @@ class Catalog:
         """@return: Deferred of the book's row; fails with L{NotFound}."""
         return self.store.read(_get, item_id)
 
-    def list(self):
-        """@return: Deferred of every book's row, by id."""
-        return self.store.read(lambda txn: [_row(v) for v in txn.execute(f"SELECT {_COLUMNS} FROM books ORDER BY id")])
+    def list(self, after: int = 0, limit: int = -1):
+        """
+        @return: Deferred of the rows of the books whose id is above
+            C{after}, by id: at most C{limit} of them, every one if it is
+            negative.
+        """
+        return self.store.read(self._list, after, limit)
+
+    @staticmethod
+    def _list(txn, after, limit):
+        # The primary key's range: a seek to after and a walk of limit rows.
+        query = f"SELECT {_COLUMNS} FROM books WHERE id > ? ORDER BY id LIMIT ?"
+        return [_row(v) for v in txn.execute(query, (after, limit))]
+
+    async def page(self, after: int, limit: int) -> dict:
+        """
+        A page of the list: C{{"items": rows, "next": id or None}}, the
+        books above C{after} (at most C{limit}), and as C{next} the id of the
+        last of them if another book follows.
+        """
+        rows = await self.list(after, limit + 1)
+        items = rows[:limit]
+        return {"items": items, "next": items[-1]["id"] if len(rows) > limit else None}
 
     def update(self, item_id: int, update: dict, request_id: str):
         """

@@ -7,8 +7,9 @@ a replica through L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>}, and leaves 
 error to the handlers of L{pygmy.net.web.install_error_handlers}.
 
 L{CachedReads} stands in front of the Klein app and answers cache hits
-of C{GET /lookup/<id>} and C{GET /list} before any routing: for a hit,
-Klein's routing and rendering cost more than everything else together.
+of C{GET /lookup/<id>} and C{GET /list} (each page of it) before any
+routing: for a hit, Klein's routing and rendering cost more than everything
+else together.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from pygmy.frontend.cache import ReplyCache
 from pygmy.net.routing import ServiceRoutes
 from pygmy.net.validate import (
     MAX_KEY,
+    MAX_PAGE,
     parse_id,
+    parse_page,
     parse_request_id,
     parse_topic,
     parse_update,
@@ -41,7 +44,7 @@ from pygmy.net.web import (
 )
 from pygmy.process.metrics import CONTENT_TYPE
 
-#: The cache key of C{GET /list}.
+#: The cache key of C{GET /list}, the first page of the default size.
 LIST_KEY = "list"
 
 _LOOKUP_PATH = re.compile(rb"/lookup/([1-9][0-9]{0,18})")
@@ -50,6 +53,13 @@ _LOOKUP_PATH = re.compile(rb"/lookup/([1-9][0-9]{0,18})")
 def lookup_key(item_id: int) -> str:
     """The cache key of C{GET /lookup/<item_id>}."""
     return f"lookup:{item_id}"
+
+
+def list_key(after: int, limit: int) -> str:
+    """The cache key of the page of C{GET /list} after id C{after}, C{limit} long."""
+    if after == 0 and limit == MAX_PAGE:
+        return LIST_KEY
+    return f"list:{after}:{limit}"
 
 
 def request_id_for(request, prefix: str) -> str:
@@ -128,13 +138,17 @@ class FrontendApp:
 
     @app.route("/list", methods=["GET"])
     def list(self, request):
-        """C{GET /list}: every book, by id."""
+        """C{GET /list?after=A&limit=N}: a page of the books, by id."""
+        after, limit = parse_page(request.args)
 
         async def fetch():
-            reply, member = await self.catalog.read_from(lambda r: r.get("/books"))
-            return {"items": reply["items"]}, None, member
+            params = {"after": str(after), "limit": str(limit)}
+            reply, member = await self.catalog.read_from(lambda r: r.get("/books", params))
+            # A page shows every book of its range, those added later too:
+            # any write drops it (items None).
+            return {"items": reply["items"], "next": reply.get("next")}, None, member
 
-        return self._cached(request, LIST_KEY, fetch)
+        return self._cached(request, list_key(after, limit), fetch)
 
     def _cached(self, request, key: str, fetch):
         """
@@ -231,7 +245,7 @@ def _no_cache(request) -> bool:
 class CachedReads(Resource):
     """
     The front end's HTTP resource: answers a cache hit of C{GET
-    /lookup/<id>} or C{GET /list} at once and hands every other request
+    /lookup/<id>} or of a page of C{GET /list} at once and hands every other request
     to the Klein app.
 
     Only hits are answered here, and only for keys the app itself stores, so
@@ -250,7 +264,7 @@ class CachedReads(Resource):
     def render(self, request):
         """Answer a cache hit at once; hand anything else to the Klein app."""
         if request.method == b"GET":
-            key = _hit_key(request.path)
+            key = _hit_key(request.path, request.args)
             if key is not None and not _no_cache(request):
                 body = self._cache.get(key, count_miss=False)
                 if body is not None:
@@ -258,9 +272,15 @@ class CachedReads(Resource):
         return self._app.render(request)
 
 
-def _hit_key(path: bytes) -> str | None:
-    """The cache key a path may be answered from, if any."""
+def _hit_key(path: bytes, args: dict) -> str | None:
+    """
+    The cache key a path and query may be answered from, if any: none for
+    a query the app would refuse, so that it answers the 400.
+    """
     if path == b"/list":
-        return LIST_KEY
+        try:
+            return list_key(*parse_page(args))
+        except BadRequest:
+            return None
     match = _LOOKUP_PATH.fullmatch(path)
     return None if match is None else lookup_key(int(match.group(1)))

@@ -1,6 +1,6 @@
 """
-Validation of everything a client can send: ids, topics, update bodies and
-idempotency keys.  Each function returns the clean value or raises
+Validation of everything a client can send: ids, topics, update bodies,
+idempotency keys and the C{after} and C{limit} of a page of the list.  Each function returns the clean value or raises
 L{BadRequest<pygmy.errors.BadRequest>} with a sentence saying what is wrong.
 """
 
@@ -17,10 +17,13 @@ MAX_STOCK_DELTA = 10**9
 MAX_COST = Decimal("1000000000")
 MAX_KEY = 128
 MAX_REQUEST_ID = 200
+#: The largest and the default C{limit} of a page of C{GET /list}.
+MAX_PAGE = 1000
 
 _ID = re.compile(r"[1-9][0-9]{0,18}")
 _COST = re.compile(r"[0-9]{1,10}(\.[0-9]{1,2})?")
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+_COUNT = re.compile(rb"0|[1-9][0-9]{0,18}")
 
 
 def parse_id(text, what: str = "id") -> int:
@@ -111,3 +114,33 @@ def parse_request_id(value, what: str = "request_id", limit: int = MAX_REQUEST_I
 def parse_item_call(call: dict) -> tuple[int, str]:
     """The C{item_id} and C{request_id} of one call of a batch of buys or decrements."""
     return parse_id(call.get("item_id"), "item_id"), parse_request_id(call.get("request_id"))
+
+
+def parse_page(args: dict) -> tuple[int, int]:
+    """
+    The C{after} and C{limit} of a page of the list, from a request's
+    C{args} (bytes to lists of bytes, as Twisted parses a query string).
+
+    C{after} is an integer from 0 to 2**63 - 1 (default 0), C{limit} one
+    from 1 to L{MAX_PAGE} (the default), each in decimal without sign,
+    fraction or leading zero, and each given at most once.  Other
+    parameters are ignored.
+
+    @raise BadRequest: for anything else.
+    """
+    after = _count(args, b"after", 0, MAX_ID, 0)
+    limit = _count(args, b"limit", 1, MAX_PAGE, MAX_PAGE)
+    return after, limit
+
+
+def _count(args: dict, name: bytes, low: int, high: int, default: int) -> int:
+    """The integer query parameter C{name}, from C{low} to C{high}."""
+    values = args.get(name)
+    if values is None:
+        return default
+    what = name.decode("ascii")
+    if len(values) != 1:
+        raise BadRequest(f"Give {what} at most once.")
+    if not _COUNT.fullmatch(values[0]) or not low <= int(values[0]) <= high:
+        raise BadRequest(f"{what} must be an integer from {low} to {high}, in decimal.")
+    return int(values[0])
