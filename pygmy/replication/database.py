@@ -8,6 +8,10 @@ magic-wormhole-mailbox-server keeps its C{db-schemas/}::
     db-schemas/v<N>.sql              the log's whole schema at version N
     db-schemas/upgrade-to-v<N>.sql   from version N - 1 to N
 
+An upgrade that SQL alone cannot do has a Python step as well,
+L{UPGRADE_STEPS}, run after the C{.sql} files in the same transaction
+(version 4: the digests of the rows, L{pygmy.replication.digest}).
+
 (A folder name that is no Python identifier, so that setuptools ships it as
 data and never takes it for a package.)
 
@@ -21,7 +25,7 @@ L{prepare} runs in the pool's database thread right before it connects
 
  - no file (or one with no tables at all): the database is made at
    C{<db>.creating} (log schema at L{SCHEMA_VERSION}, the service's tables,
-   its seed), synced, then renamed into place.  A crash leaves nothing
+   its seed, the digests of the seeded rows), synced, then renamed into place.  A crash leaves nothing
    half-made at the real path, and the next start begins afresh.
  - an older version: copied to C{<db>.v<N>.backup} first (through SQLite's
    backup API, which includes what the write-ahead log still holds), then
@@ -41,13 +45,18 @@ from twisted.enterprise import adbapi
 from twisted.logger import Logger
 
 from pygmy.files import replace_durably
+from pygmy.replication import digest
 
 #: The version of the log schema this code writes: C{db-schemas/v<SCHEMA_VERSION>.sql}.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Where the C{.sql} files are: C{pygmy/replication/db-schemas/}.
 SCHEMA_PACKAGE = "pygmy.replication"
 SCHEMA_FOLDER = "db-schemas"
+
+#: The Python step of an upgrade, by the version it upgrades to: called
+#: with the connection and the service's tables after the C{.sql} files.
+UPGRADE_STEPS: dict[int, Callable] = {4: digest.rebuild}
 
 log = Logger()
 
@@ -75,13 +84,15 @@ def creating_path(path: Path) -> Path:
     return path.with_name(path.name + ".creating")
 
 
-def prepare(path: Path, tables_schema: str, seed: Callable[[sqlite3.Cursor], None] | None) -> None:
+def prepare(path: Path, tables_schema: str, seed: Callable[[sqlite3.Cursor], None] | None, tables: tuple = ()) -> None:
     """
     Make sure C{path} holds a database at L{SCHEMA_VERSION} with the
     service's tables: create it, upgrade it, or refuse it.
 
     @param tables_schema: the service's C{CREATE ... IF NOT EXISTS} statements.
     @param seed: called with a cursor once, when the database is created.
+    @param tables: the service's L{Table<pygmy.replication.store.Table>}s,
+        whose digests are computed when the database is made or upgraded.
     @raise SchemaError: the file is not a Pygmy database, or is newer than
         this code, or has no upgrade path.
     """
@@ -91,11 +102,11 @@ def prepare(path: Path, tables_schema: str, seed: Callable[[sqlite3.Cursor], Non
         try:
             version = _version(connection, path)
             if version is not None:
-                _open_existing(connection, path, version, tables_schema)
+                _open_existing(connection, path, version, tables_schema, tables)
                 return
         finally:
             connection.close()
-    _create(path, tables_schema, seed)
+    _create(path, tables_schema, seed, tables)
 
 
 def _version(connection: sqlite3.Connection, path: Path) -> int | None:
@@ -111,19 +122,21 @@ def _version(connection: sqlite3.Connection, path: Path) -> int | None:
     return found[0]
 
 
-def _open_existing(connection: sqlite3.Connection, path: Path, version: int, tables_schema: str) -> None:
+def _open_existing(connection: sqlite3.Connection, path: Path, version: int, tables_schema: str, tables) -> None:
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"{path}: schema version {version} is newer than this Pygmy's ({SCHEMA_VERSION}); "
             "run a newer Pygmy, or restore a backup made for this one"
         )
     upgrades = ""
+    steps = range(version + 1, SCHEMA_VERSION + 1)
     if version < SCHEMA_VERSION:
-        upgrades = "".join(_upgrade_script(path, step) for step in range(version + 1, SCHEMA_VERSION + 1))
+        upgrades = "".join(_upgrade_script(path, step) for step in steps)
         backup = backup_path(path, version)
         _back_up(connection, backup)
         log.info("{path}: copied schema version {version} to {backup}", path=path, version=version, backup=backup)
-    _in_transaction(connection, upgrades + tables_schema, path)
+    after = [partial(UPGRADE_STEPS[step], tables=tables) for step in steps if step in UPGRADE_STEPS]
+    _in_transaction(connection, upgrades + tables_schema, path, after)
     if upgrades:
         log.info("{path}: upgraded from schema version {old} to {new}", path=path, old=version, new=SCHEMA_VERSION)
 
@@ -135,15 +148,18 @@ def _upgrade_script(path: Path, version: int) -> str:
         raise SchemaError(f"{path}: no upgrade to schema version {version}; left at {version - 1}") from None
 
 
-def _in_transaction(connection: sqlite3.Connection, script: str, path: Path) -> None:
+def _in_transaction(connection: sqlite3.Connection, script: str, path: Path, after=()) -> None:
     """
-    Run C{script} and check the version it leaves, all in one transaction.
+    Run C{script}, then each of C{after} with the connection, and check the
+    version they leave, all in one transaction.
 
     Not C{executescript(script)} alone: it runs each statement in its own
     transaction.  (The C{connection} has C{isolation_level=None}.)
     """
     try:
         connection.executescript("BEGIN IMMEDIATE;\n" + script)
+        for step in after:
+            step(connection)
         found = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if found != (SCHEMA_VERSION,):
             raise SchemaError(f"{path}: the upgrade left schema version {found}, not {SCHEMA_VERSION}")
@@ -166,7 +182,7 @@ def _back_up(connection: sqlite3.Connection, backup: Path) -> None:
     replace_durably(temp, backup)
 
 
-def _create(path: Path, tables_schema: str, seed) -> None:
+def _create(path: Path, tables_schema: str, seed, tables) -> None:
     """Make a new database at a temporary path, then rename it to C{path}."""
     temp = creating_path(path)
     temp.unlink(missing_ok=True)  # what a crash during an earlier creation left
@@ -177,6 +193,7 @@ def _create(path: Path, tables_schema: str, seed) -> None:
             cursor.executescript("BEGIN IMMEDIATE;\n" + schema_file(f"v{SCHEMA_VERSION}.sql") + tables_schema)
             if seed is not None:
                 seed(cursor)
+            digest.rebuild(cursor, tables)
             cursor.execute("COMMIT")
         finally:
             connection.close()
@@ -201,13 +218,13 @@ class Pool(adbapi.ConnectionPool):
     made once L{prepare} has made the file ready, in the same thread.
 
     @param path: the SQLite file.
-    @param tables_schema: the service's C{CREATE ... IF NOT EXISTS} statements.
+    @param tables: the service's L{Table<pygmy.replication.store.Table>}s.
     @param seed: called with a cursor once, when the database is created.
     @param reactor: runs the pool's thread.
     """
 
-    def __init__(self, path: Path, tables_schema: str, seed, reactor):
-        self._prepare = partial(prepare, Path(path), tables_schema, seed)
+    def __init__(self, path: Path, tables: tuple, seed, reactor):
+        self._prepare = partial(prepare, Path(path), "".join(table.schema for table in tables), seed, tables)
         super().__init__(
             "sqlite3",
             str(path),

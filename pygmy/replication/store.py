@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pygmy.errors import Conflict, Unavailable
+from pygmy.replication import digest
 from pygmy.replication.database import Pool
 from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta
 
@@ -136,7 +137,7 @@ class Store(WriteLog, Service):
         self.path = Path(path)
         self.tables = tables
         self._clock = reactor
-        self.pool = Pool(self.path, "".join(table.schema for table in tables), seed, reactor)
+        self.pool = Pool(self.path, tables, seed, reactor)
 
     def startService(self):
         """Start, making the database's folder if need be."""
@@ -180,13 +181,31 @@ class Store(WriteLog, Service):
             how far the log goes, the view of its last entry, and a digest of
             the service's tables (only those: not the log, nor the
             C{requests} table, which each replica prunes on its own clock).
+            The digest is the one kept with every write
+            (L{pygmy.replication.digest}): a few lookups by key, whatever
+            the size of the tables.
         """
         return self.read(self._status)
 
     def _status(self, txn):
-        rows = self._rows(txn)
-        digest = hashlib.sha256(_canonical(rows)).hexdigest()
-        return get_meta(txn, "applied_seq"), get_meta(txn, "last_view"), digest
+        checksum = digest.checksum(digest.kept(txn, self.tables))
+        return get_meta(txn, "applied_seq"), get_meta(txn, "last_view"), checksum
+
+    def verify(self):
+        """
+        Recount the digest from every row and compare it with the kept one.
+        A full read of the tables, in one interaction (writes wait for it):
+        an admin's check, never on a request path.
+
+        @return: a Deferred firing with
+            C{{"checksum": kept, "recounted": fresh, "match": bool}}.
+        """
+        return self.read(self._verify)
+
+    def _verify(self, txn):
+        kept = digest.checksum(digest.kept(txn, self.tables))
+        fresh = digest.checksum(digest.recount(txn, self.tables))
+        return {"checksum": kept, "recounted": fresh, "match": kept == fresh}
 
     def dump(self):
         """
@@ -299,6 +318,7 @@ class Store(WriteLog, Service):
                 return Write(entry, replayed=True)
         seq = get_meta(txn, "applied_seq") + 1
         changes = mutate(txn, seq, created, *args)
+        digest.track(txn, self.tables, changes)
         entry = {
             "seq": seq,
             "view": view,
@@ -309,7 +329,3 @@ class Store(WriteLog, Service):
         }
         append_entry(txn, entry)
         return Write(entry)
-
-
-def _canonical(rows: dict) -> bytes:
-    return json.dumps(rows, sort_keys=True, separators=(",", ":")).encode("utf-8")

@@ -2,7 +2,7 @@
 The write log of a replica's database, and what ships it to other replicas.
 
 Every write is one SQLite transaction that changes rows I{and} appends an
-entry to the C{log} table (its schema: C{db-schemas/v3.sql})::
+entry to the C{log} table (its schema: C{db-schemas/v4.sql})::
 
     seq          position in the log, 1, 2, 3 ... (the order ids of the
                  order service are this number)
@@ -20,6 +20,11 @@ replica (C{INSERT OR REPLACE} of the resulting rows) without re-running its
 logic, which is what replication and catch-up need.  The C{meta} table holds
 where the log stands: C{applied_seq} (its last entry) and C{last_view} (that
 entry's view).
+
+The C{row_hashes} and C{digests} tables (schema version 4) hold the digest
+of the service's tables, brought up to date in the transaction of every
+applied entry and set afresh by a snapshot's install (see
+L{pygmy.replication.digest}).
 
 The C{requests} table (schema version 3) keeps, per request id that wrote,
 its logged entry, written with the entry (L{append_entry}) on the primary
@@ -39,6 +44,7 @@ import json
 from typing import TYPE_CHECKING
 
 from pygmy.errors import Diverged
+from pygmy.replication import digest
 
 if TYPE_CHECKING:
     from pygmy.replication.store import Table
@@ -151,6 +157,7 @@ def _apply(txn, tables: tuple[Table, ...], entries: list[dict]):
             break
         for changed in entry["changes"]:
             _table(tables, changed["table"]).put(txn, [changed["row"]], replace=True)
+        digest.track(txn, tables, entry["changes"])
         append_entry(txn, entry)
         applied = seq
     return applied, get_meta(txn, "last_view")
@@ -180,6 +187,7 @@ def _install(txn, tables: tuple[Table, ...], snapshot: dict):
     for table in tables:
         txn.execute(f"DELETE FROM {table.name}")
         table.put(txn, snapshot["tables"][table.name])
+    digest.rebuild(txn, tables)
     set_meta(txn, "applied_seq", snapshot["applied_seq"])
     set_meta(txn, "last_view", snapshot["last_view"])
     return snapshot["applied_seq"], snapshot["last_view"]
