@@ -375,3 +375,69 @@ def test_a_file_that_is_not_a_pygmy_database_is_refused(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(SchemaError, match="not a Pygmy database"):
         prepare(path, BOOKS.schema, seed)
+
+
+# Version 4: the digest of the rows
+
+
+def make_v3(path: Path) -> None:
+    """A version 3 catalog database whose books are the seed, one of them sold down to 5."""
+    connection = sqlite3.connect(path)
+    connection.executescript(schema_file("v3.sql") + BOOKS.schema)
+    connection.executemany("INSERT INTO books VALUES (?, ?, ?, ?, ?)", SEED)
+    connection.execute("UPDATE books SET stock = 5 WHERE id = 3")
+    connection.commit()
+    connection.close()
+
+
+def test_the_upgrade_to_4_computes_the_digest_of_the_rows_there(tmp_path):
+    from pygmy.replication.digest import checksum, kept, recount
+
+    path = tmp_path / "catalog.sqlite"
+    make_v3(path)
+    original = dump_of(path)
+    prepare(path, BOOKS.schema, seed, (BOOKS,))
+    assert version_of(path) == SCHEMA_VERSION == 4
+    assert dump_of(backup_path(path, 3)) == original
+    fresh = tmp_path / "fresh.sqlite"
+    prepare(fresh, BOOKS.schema, seed, (BOOKS,))
+    assert _schema_of(path) == _schema_of(fresh)
+    upgraded, made = sqlite3.connect(path), sqlite3.connect(fresh)
+    try:
+        assert kept(upgraded, (BOOKS,)) == recount(upgraded, (BOOKS,))
+        assert kept(made, (BOOKS,)) == recount(made, (BOOKS,))
+        assert checksum(kept(upgraded, (BOOKS,))) != checksum(kept(made, (BOOKS,)))  # book 3 differs
+        made.execute("UPDATE books SET stock = 5 WHERE id = 3")
+        assert checksum(recount(made, (BOOKS,))) == checksum(kept(upgraded, (BOOKS,)))
+        assert upgraded.execute("SELECT count(*) FROM row_hashes").fetchone() == (len(SEED),)
+    finally:
+        upgraded.close()
+        made.close()
+
+
+def test_a_store_opening_a_version_3_file_reports_the_digest_of_its_rows(tmp_path):
+    from tests.fakes import SyncReactor, result, sync_store
+
+    path = tmp_path / "catalog.sqlite"
+    make_v3(path)
+    store = sync_store(path, (BOOKS,), seed, SyncReactor())
+    try:
+        verified = result(store.verify())
+        assert verified["match"] and verified["checksum"] == result(store.status())[2]
+    finally:
+        store.pool.close()
+
+
+def test_a_failing_python_step_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "catalog.sqlite"
+    make_v3(path)
+    original = dump_of(path)
+
+    def broken(connection, tables):
+        raise RuntimeError("no digest today")
+
+    monkeypatch.setitem(database.UPGRADE_STEPS, 4, broken)
+    with pytest.raises(RuntimeError, match="no digest today"):
+        prepare(path, BOOKS.schema, seed, (BOOKS,))
+    assert dump_of(path) == original
+    assert version_of(path) == 3
