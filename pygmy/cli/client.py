@@ -191,9 +191,29 @@ async def order(api: Frontend, order_id: str) -> dict:
     return await api.call("GET", f"/orders/{_segment(order_id)}")
 
 
-async def listing(api: Frontend) -> dict:
-    """C{GET /list}: C{{"items": [book, ...]}}."""
-    return await api.call("GET", "/list")
+async def listing(api: Frontend, limit: int | None = None) -> dict:
+    """
+    C{GET /list?after=A&limit=N} page after page, each from the C{next} of
+    the one before, until C{next} is null.
+
+    @param limit: books per page, or C{None} for the front end's default.
+    @return: C{{"items": [book, ...], "next": None}}, the books of every page.
+    @raise ServerError: if a page's C{next} does not move forward.
+    """
+    items: list = []
+    after = 0
+    while True:
+        params = {"after": str(after)} if after else {}
+        if limit is not None:
+            params["limit"] = str(limit)
+        body = await api.call("GET", "/list", params=params)
+        items.extend(body.get("items") or [])
+        following = body.get("next")
+        if following is None:
+            return {"items": items, "next": None}
+        if not isinstance(following, int) or isinstance(following, bool) or following <= after:
+            raise ServerError(200, {"error": {"code": "bad_reply", "message": f"next {following!r} after {after}"}})
+        after = following
 
 
 async def status(api: Frontend) -> dict:
@@ -292,7 +312,7 @@ COMMANDS: dict[str, tuple[Callable, Callable[[dict], str]]] = {
     "lookup": (lambda api, a: lookup(api, a.id), format_book),
     "buy": (lambda api, a: buy(api, a.id, a.key), format_order),
     "order": (lambda api, a: order(api, a.id), format_order),
-    "list": (lambda api, a: listing(api), format_list),
+    "list": (lambda api, a: listing(api, a.limit), format_list),
     "status": (lambda api, a: status(api), format_status),
 }
 

@@ -1,7 +1,7 @@
 """
 The C{pygmy} command: use a book store, load it, run a cluster and test it.
 
-    pygmy search TOPIC | lookup ID | buy ID [--key K] | order ID | list | status
+    pygmy search TOPIC | lookup ID | buy ID [--key K] | order ID | list [--limit N] | status
                  [--url URL | --config config.ini] [--json] [--timeout S]
     pygmy load   [--url URL | --config config.ini] [--clients N] [--duration S]
                  [--count N] [--mix lookup=6,search=3,buy=1] [--no-cache]
@@ -34,6 +34,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a whole number of 1 or more")
+    return value
+
+
+def _page_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number from 1 to 1000")
     return value
 
 
@@ -105,7 +112,9 @@ def _add_client_commands(commands) -> None:
     buy.add_argument("id", help="the book's id")
     buy.add_argument("--key", "-k", default=None, help="Idempotency-Key: the same key again buys only once")
     command("order", "one order").add_argument("id", help="the order's id")
-    command("list", "every book")
+    command("list", "every book, page by page").add_argument(
+        "--limit", type=_page_size, default=None, metavar="N", help="books per request, 1 to 1000 (default: 1000)"
+    )
     command("status", "the cluster as the front end sees it: views, replicas, cache")
 
 

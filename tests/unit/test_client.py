@@ -45,7 +45,8 @@ LIST = {
             "stock": 1000,
         },
         {"id": 6, "title": "Why theory classes are so hard", "topic": "theory", "cost": "9.99", "stock": 7},
-    ]
+    ],
+    "next": None,
 }
 STATUS = {
     "services": {
@@ -288,6 +289,60 @@ def test_json_prints_the_reply(front, argv, body):
     status, out, err = run(front, argv + ["--json"])
     assert (status, err) == (0, "")
     assert json.loads(out) == body
+
+
+class PagedList(Resource):
+    """C{GET /list} over the books of C{LIST} and three more, page by page as the front end does."""
+
+    isLeaf = True
+    books = LIST["items"] + [dict(BOOK, id=i) for i in (7, 8, 9)]
+
+    def __init__(self, next_of=None):
+        super().__init__()
+        self.seen = []
+        self.next_of = next_of
+
+    def render(self, request):
+        after = int(request.args.get(b"after", [b"0"])[0])
+        limit = int(request.args.get(b"limit", [b"1000"])[0])
+        self.seen.append(request.uri.decode())
+        following = [book for book in self.books if book["id"] > after]
+        page = following[:limit]
+        last = page[-1]["id"] if len(following) > limit else None
+        next_ = last if self.next_of is None else self.next_of(after, last)
+        return json.dumps({"items": page, "next": next_}).encode()
+
+
+def test_list_follows_the_pages():
+    front = PagedList()
+    status, out, _ = run(front, ["list", "--limit", "2", "--json"])
+    assert status == 0
+    assert front.seen == ["/list?limit=2", "/list?after=6&limit=2", "/list?after=8&limit=2"]
+    assert json.loads(out) == {"items": PagedList.books, "next": None}
+    front = PagedList()
+    status, out, _ = run(front, ["list"])
+    assert (status, front.seen) == (0, ["/list"])
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["1", "6", "7", "8", "9"]
+
+
+def test_list_refuses_a_next_that_does_not_move_on():
+    for next_of in (
+        lambda after, last: after,
+        lambda after, last: 0,
+        lambda after, last: "7",
+        lambda after, last: True,
+    ):
+        status, out, err = run(PagedList(next_of), ["list", "--limit", "2"])
+        assert (status, out) == (1, "")
+        assert err.startswith("pygmy list: 200 bad_reply: next ")
+
+
+@pytest.mark.parametrize("limit", ["0", "1001", "x", "-1"])
+def test_list_limit_is_1_to_1000(limit, capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["list", "--limit", limit])
+    assert cli.build_parser().parse_args(["list", "--limit", "1000"]).limit == 1000
+    assert cli.build_parser().parse_args(["list"]).limit is None
 
 
 # Failures
