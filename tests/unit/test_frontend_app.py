@@ -84,6 +84,47 @@ class FrontendTests(SynchronousTestCase):
         self.assertEqual(status, 200)
         self.assertEqual([item["id"] for item in body["items"]], [1, 2, 3, 4, 5, 6, 7])
         self.assertEqual(set(body["items"][0]), {"id", "title", "topic", "cost", "stock"})
+        self.assertEqual(body["next"], None)
+        columns = ("id", "title", "topic", "cost", "stock")
+        self.assertEqual(body, {"items": [dict(zip(columns, row, strict=True)) for row in SEED], "next": None})
+
+    def test_list_pages(self):
+        pages = []
+        after = 0
+        while after is not None:
+            status, _, body = self.call("GET", f"/list?after={after}&limit=3")
+            self.assertEqual(status, 200)
+            pages.append([item["id"] for item in body["items"]])
+            after = body["next"]
+        self.assertEqual(pages, [[1, 2, 3], [4, 5, 6], [7]])
+        self.assertEqual(self.call("GET", "/list?limit=7")[2]["next"], None)
+        self.assertEqual(self.call("GET", "/list?limit=6")[2]["next"], 6)
+        self.assertEqual(
+            self.call("GET", "/list?after=6&limit=1")[2], {"items": [self.call("GET", "/lookup/7")[2]], "next": None}
+        )
+        self.assertEqual(self.call("GET", "/list?after=7")[2], {"items": [], "next": None})
+        self.assertEqual(self.call("GET", "/list?after=9223372036854775807&limit=1000")[2], {"items": [], "next": None})
+        self.assertEqual([i["id"] for i in self.call("GET", "/list?after=2&unknown=x")[2]["items"]], [3, 4, 5, 6, 7])
+        # A name without "=" is no parameter at all, as Twisted reads a query.
+        self.assertEqual(self.call("GET", "/list?limit")[2], self.call("GET", "/list")[2])
+
+    def test_list_errors(self):
+        for query in [
+            "limit=0",
+            "limit=1001",
+            "limit=-1",
+            "limit=1.0",
+            "limit=",
+            "limit=3&limit=3",
+            "limit=" + "9" * 100,
+            "after=-1",
+            "after=1.0",
+            "after=x",
+            "after=%FF",
+            "after=9223372036854775808",
+            "after=1&after=2",
+        ]:
+            self.assertError(self.call("GET", f"/list?{query}"), 400, "bad_request")
 
     # Buy and orders
 

@@ -10,8 +10,10 @@ import pytest
 from pygmy.errors import BadRequest
 from pygmy.net.validate import (
     MAX_ID,
+    MAX_PAGE,
     parse_cost,
     parse_id,
+    parse_page,
     parse_request_id,
     parse_stock_delta,
     parse_topic,
@@ -210,3 +212,49 @@ def test_parse_request_id_limit_and_name():
         parse_request_id("k" * 129, "Idempotency-Key", 128)
     assert "Idempotency-Key" in info.value.message
     assert "128" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ({}, (0, MAX_PAGE)),
+        ({b"after": [b"0"]}, (0, 1000)),
+        ({b"after": [b"7"], b"limit": [b"3"]}, (7, 3)),
+        ({b"limit": [b"1"]}, (0, 1)),
+        ({b"limit": [b"1000"]}, (0, 1000)),
+        ({b"after": [b"9223372036854775807"]}, (2**63 - 1, 1000)),
+        ({b"other": [b"x", b"y"], b"limit": [b"5"]}, (0, 5)),
+    ],
+)
+def test_parse_page_accepts(args, expected):
+    assert parse_page(args) == expected
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {b"limit": [b"0"]},
+        {b"limit": [b"1001"]},
+        {b"limit": [b"-1"]},
+        {b"limit": [b"1.0"]},
+        {b"limit": [b""]},
+        {b"limit": [b"+5"]},
+        {b"limit": [b"05"]},
+        {b"limit": [b" 5"]},
+        {b"limit": [b"5\n"]},
+        {b"limit": [b"\xd9\xa5"]},  # ARABIC-INDIC DIGIT FIVE: int() would take it
+        {b"limit": [b"5", b"5"]},
+        {b"limit": [b"9" * 400]},
+        {b"after": [b"-1"]},
+        {b"after": [b"1.0"]},
+        {b"after": [b"1e3"]},
+        {b"after": [b"00"]},
+        {b"after": [b"x"]},
+        {b"after": [b"9223372036854775808"]},
+        {b"after": [b"1" * 25]},
+        {b"after": [b"1", b"2"]},
+    ],
+)
+def test_parse_page_rejects(args):
+    with pytest.raises(BadRequest):
+        parse_page(args)
