@@ -3,7 +3,10 @@ The front end's read cache: a bounded LRU of finished reply bodies.
 
 Entries are the serialised JSON bodies of C{/lookup/<id>}, C{/search} and
 C{/list} replies, each with the ids of the books it shows, so that a hit
-costs one dictionary look-up and one write of bytes.
+costs one dictionary look-up and one write of bytes.  Each page of C{/list}
+is an entry of its own that counts as showing every book (C{items} C{None}):
+a book added or changed anywhere may belong to its range, so any
+invalidation drops every page.
 
 Invalidation is per book: the catalog primary pushes C{INVALIDATE <id>
 <seq>} before it acknowledges a write, and the front end invalidates the
@@ -84,7 +87,7 @@ class ReplyCache:
         after C{ticket} was taken.
 
         @param items: the ids of the books the body shows, or C{None} if it
-            shows every book (C{/list}).
+            shows every book (a page of C{/list}).
         @return: whether it was stored.
         """
         if self.capacity <= 0:

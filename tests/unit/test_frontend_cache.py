@@ -48,9 +48,14 @@ class FakeCatalog:
         self.held = []
 
     async def get(self, path, params=None):
-        self.gets.append(path)
+        self.gets.append(path if not params else f"{path}?after={params['after']}&limit={params['limit']}")
         if path == "/books":
-            answer = {"items": [dict(book) for book in self.books.values()]}
+            after, limit = int(params["after"]), int(params["limit"])
+            following = [dict(book) for id, book in sorted(self.books.items()) if id > after]
+            answer = {
+                "items": following[:limit],
+                "next": following[limit - 1]["id"] if len(following) > limit else None,
+            }
         else:
             answer = dict(self.books[int(path.rsplit("/", 1)[1])])
         if not self.hold:
@@ -169,6 +174,35 @@ class FakeCatalogTests(SynchronousTestCase):
 
     def test_invalidate_during_list_fill(self):
         self.assertStaleFillRefused("/list", self.heartbeat_write)
+
+    def test_invalidate_during_a_page_fill(self):
+        self.assertStaleFillRefused("/list?after=0&limit=1", self.heartbeat_write)
+
+    # (a') pages of the list
+
+    def test_each_page_is_its_own_entry(self):
+        first, second = self.call("GET", "/list?limit=1"), self.call("GET", "/list?after=1&limit=1")
+        self.assertEqual(first, (200, {"items": [self.catalog.books[1]], "next": 1}))
+        self.assertEqual(second, (200, {"items": [self.catalog.books[2]], "next": None}))
+        self.assertEqual(self.call("GET", "/list?limit=1"), first)
+        self.assertEqual(self.call("GET", "/list?after=1&limit=1&other=x"), second)
+        self.call("GET", "/list")
+        self.call("GET", "/list?after=0&limit=1000")
+        self.assertEqual(
+            self.catalog.gets,
+            ["/books?after=0&limit=1", "/books?after=1&limit=1", "/books?after=0&limit=1000"],
+        )
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (3, 3))
+
+    def test_any_write_drops_every_page(self):
+        """Book 2 changes: the page showing only book 1 goes too (a page shows all of its range)."""
+        for path in ("/list?limit=1", "/list?after=1&limit=1", "/list"):
+            self.call("GET", path)
+        self.assertEqual(len(self.cache), 3)
+        self.monitor.invalidate("A", 2, 42)
+        self.assertEqual(len(self.cache), 0)
+        self.call("GET", "/list?limit=1")
+        self.assertEqual(self.catalog.gets[-1], "/books?after=0&limit=1")
 
     def test_update_through_the_front_end_during_lookup_fill(self):
         def update():
@@ -299,11 +333,12 @@ class CachedReadsTests(SynchronousTestCase):
     """Hits are answered before routing; everything else reaches the app."""
 
     def setUp(self):
-        from pygmy.frontend.app import LIST_KEY, CachedReads, lookup_key
+        from pygmy.frontend.app import LIST_KEY, CachedReads, list_key, lookup_key
 
         self.cache = ReplyCache(10)
         self.cache.store(lookup_key(1), b'{"id": 1}', [1], self.cache.ticket())
         self.cache.store(LIST_KEY, b'{"items": []}', None, self.cache.ticket())
+        self.cache.store(list_key(5, 2), b'{"items": [6, 7]}', None, self.cache.ticket())
         self.app = RecordingApp()
         self.front = StubTreq(CachedReads(self.cache, self.app))
 
@@ -315,8 +350,25 @@ class CachedReadsTests(SynchronousTestCase):
         self.assertEqual(self.body("GET", "/lookup/1"), b'{"id": 1}')
         self.assertEqual(self.body("GET", "/lookup/1?ignored=1"), b'{"id": 1}')
         self.assertEqual(self.body("GET", "/list"), b'{"items": []}')
+        self.assertEqual(self.body("GET", "/list?after=0&limit=1000"), b'{"items": []}')
+        self.assertEqual(self.body("GET", "/list?after=5&limit=2"), b'{"items": [6, 7]}')
+        self.assertEqual(self.body("GET", "/list?limit=2&after=5&x=1"), b'{"items": [6, 7]}')
         self.assertEqual(self.app.paths, [])
-        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (3, 0))
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (6, 0))
+
+    def test_other_pages_and_bad_queries_reach_the_app(self):
+        for query in [
+            "after=5",
+            "after=5&limit=3",
+            "limit=2",
+            "after=5&limit=2&limit=2",
+            "limit=0",
+            "after=-1",
+            "after=x",
+        ]:
+            self.assertEqual(self.body("GET", "/list?" + query), b'{"from": "app"}')
+        self.assertEqual(len(self.app.paths), 7)
+        self.assertEqual((self.cache.counters.hits, self.cache.counters.misses), (0, 0))
 
     def test_everything_else_reaches_the_app_uncounted(self):
         for method, path, headers in [
