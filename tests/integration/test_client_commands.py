@@ -85,6 +85,17 @@ def test_lookup_and_list(cluster):
     assert [item["id"] for item in json.loads(cluster.client("list", "--json").stdout)["items"]] == list(range(1, 8))
 
 
+def test_list_follows_the_pages(cluster):
+    """Three pages of three, three and one book, joined in one table."""
+    done = cluster.client("list", "--limit", "3")
+    assert done.returncode == 0, done.stderr
+    assert [int(line.split()[0]) for line in lines(done.stdout)[2:]] == list(range(1, 8))
+    assert lines(done.stdout) == lines(cluster.client("list").stdout)[: len(lines(done.stdout))]
+    body = json.loads(cluster.client("list", "--limit", "3", "--json").stdout)
+    assert body == {"items": get_json(f"{cluster.url}/list")[1]["items"], "next": None}
+    assert get_json(f"{cluster.url}/list?after=3&limit=3")[1]["next"] == 6
+
+
 def test_buy_with_a_key_then_order(cluster):
     first = cluster.client("buy", "5", "--key", "test-client-1", "--json")
     assert first.returncode == 0, first.stderr
