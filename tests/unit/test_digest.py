@@ -1,7 +1,8 @@
 """
 The digest behind a replica's C{/status} checksum (L{pygmy.replication.digest}):
-kept with every write, applied entry and snapshot, it always equals a
-recount from the rows; replicas with the same rows agree on it whatever
+kept with every write, applied entry and snapshot, and computed when a
+database is made or upgraded from version 3, it always equals a recount
+from the rows; replicas with the same rows agree on it whatever
 order their writes came in; and reading it costs the same however large
 the tables are.  Real SQLite, no threads.
 """
@@ -10,16 +11,20 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
+from pathlib import Path
 
 import pytest
 
-from pygmy.catalog.books import BOOKS, SEED, Catalog
+from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
 from pygmy.errors import PygmyError
 from pygmy.order import orders
 from pygmy.order.orders import BUYS, ORDERS
-from pygmy.replication import digest
+from pygmy.replication import database, digest
+from pygmy.replication.database import SCHEMA_VERSION, backup_path, prepare, schema_file
 from pygmy.replication.store import change
 from tests.fakes import InMemoryCluster, result, sync_store
+from tests.unit.test_schema import _schema_of, dump_of, version_of
 
 
 def checksum(store) -> str:
@@ -217,3 +222,66 @@ def test_admin_verify_reports_the_kept_checksum_and_a_match(cluster, service):
     assert body == {"checksum": status["checksum"], "recounted": status["checksum"], "match": True}
     assert len(body["checksum"]) == 64 and int(body["checksum"], 16) >= 0
     assert result(stub.get("http://replica/admin/verify")).code == 401
+
+
+# The upgrade to schema version 4, which computes the digest of the rows there
+
+
+def make_v3(path: Path) -> None:
+    """A version 3 catalog database whose books are the seed, one of them sold down to 5."""
+    connection = sqlite3.connect(path)
+    connection.executescript(schema_file("v3.sql") + BOOKS.schema)
+    connection.executemany("INSERT INTO books VALUES (?, ?, ?, ?, ?)", SEED)
+    connection.execute("UPDATE books SET stock = 5 WHERE id = 3")
+    connection.commit()
+    connection.close()
+
+
+def test_the_upgrade_to_4_computes_the_digest_of_the_rows_there(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    make_v3(path)
+    original = dump_of(path)
+    prepare(path, BOOKS.schema, seed, (BOOKS,))
+    assert version_of(path) == SCHEMA_VERSION == 4
+    assert dump_of(backup_path(path, 3)) == original
+    fresh = tmp_path / "fresh.sqlite"
+    prepare(fresh, BOOKS.schema, seed, (BOOKS,))
+    assert _schema_of(path) == _schema_of(fresh)
+    upgraded, made = sqlite3.connect(path), sqlite3.connect(fresh)
+    try:
+        assert digest.kept(upgraded, (BOOKS,)) == digest.recount(upgraded, (BOOKS,))
+        assert digest.kept(made, (BOOKS,)) == digest.recount(made, (BOOKS,))
+        # Book 3 differs, then no longer.
+        assert digest.checksum(digest.kept(upgraded, (BOOKS,))) != digest.checksum(digest.kept(made, (BOOKS,)))
+        made.execute("UPDATE books SET stock = 5 WHERE id = 3")
+        assert digest.checksum(digest.recount(made, (BOOKS,))) == digest.checksum(digest.kept(upgraded, (BOOKS,)))
+        assert upgraded.execute("SELECT count(*) FROM row_hashes").fetchone() == (len(SEED),)
+    finally:
+        upgraded.close()
+        made.close()
+
+
+def test_a_store_opening_a_version_3_file_reports_the_digest_of_its_rows(tmp_path, reactor):
+    path = tmp_path / "catalog.sqlite"
+    make_v3(path)
+    store = sync_store(path, (BOOKS,), seed, reactor)
+    try:
+        verified = result(store.verify())
+        assert verified["match"] and verified["checksum"] == result(store.status())[2]
+    finally:
+        store.pool.close()
+
+
+def test_a_failing_python_step_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "catalog.sqlite"
+    make_v3(path)
+    original = dump_of(path)
+
+    def broken(connection, tables):
+        raise RuntimeError("no digest today")
+
+    monkeypatch.setitem(database.UPGRADE_STEPS, 4, broken)
+    with pytest.raises(RuntimeError, match="no digest today"):
+        prepare(path, BOOKS.schema, seed, (BOOKS,))
+    assert dump_of(path) == original
+    assert version_of(path) == 3
