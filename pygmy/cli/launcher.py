@@ -16,7 +16,6 @@ helpers (the command line, pid checks, start failures) without blocking.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -27,6 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+# Re-exported: callers use launcher.kill, launcher.POLL, launcher.running_pid ...
+from pygmy.cli.pids import (  # noqa: F401
+    POLL,
+    clear_stale,
+    kill,
+    pid_alive,
+    read_pid,
+    running_pid,
+    runs,
+    wait_gone,
+)
 from pygmy.config import Config
 
 #: The twistd of the Python that runs this module.
@@ -35,8 +45,6 @@ TWISTD = str(Path(sys.executable).with_name("twistd"))
 START_TIMEOUT = 20.0
 #: Seconds a process may take to exit after SIGTERM, before SIGKILL.
 STOP_TIMEOUT = 15.0
-#: How often the waits look again.
-POLL = 0.05
 
 
 class LaunchError(Exception):
@@ -132,70 +140,6 @@ def command(config: Config, process: Process) -> list[str]:
 
 
 # Pids
-
-
-def read_pid(process: Process) -> int | None:
-    """The pid in C{process}'s pid file, or C{None} if there is no usable one."""
-    try:
-        text = process.pidfile.read_text().strip()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether C{pid} is a running process (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return True
-    # The state follows the parenthesised command name, which may hold spaces.
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def runs(process: Process, pid: int) -> bool:
-    """
-    Whether C{pid} is alive and is C{process}'s twistd (so a pid reused by
-    another program after a crash is never signalled).
-    """
-    if not pid_alive(pid):
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return not Path("/proc/self").exists()
-    except OSError:
-        return True
-    wanted = [f"pygmy-{process.role}".encode()]
-    if process.replica is not None:
-        wanted.append(process.replica.encode())
-    return all(word in argv for word in wanted)
-
-
-def running_pid(process: Process) -> int | None:
-    """The pid of C{process} if its pid file names it running, else C{None}."""
-    pid = read_pid(process)
-    return pid if pid is not None and runs(process, pid) else None
-
-
-def clear_stale(process: Process) -> bool:
-    """
-    Remove C{process}'s pid file if it names no running C{process}.
-
-    @return: whether a stale pid file was removed.
-    """
-    if not process.pidfile.exists() or running_pid(process) is not None:
-        return False
-    process.pidfile.unlink(missing_ok=True)
-    return True
 
 
 # Starting
@@ -343,24 +287,6 @@ def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
 
 
 # Stopping
-
-
-def kill(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Send C{sig} to C{pid} if it still exists."""
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def wait_gone(pid: int, timeout: float) -> bool:
-    """Wait up to C{timeout} seconds for C{pid} to exit; return whether it did."""
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL)
-    return True
 
 
 def stop(process: Process, timeout: float = STOP_TIMEOUT) -> str:

@@ -18,7 +18,7 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError, Timeo
 from twisted.web.resource import Resource
 
 from pygmy import cli
-from pygmy.cli import client
+from pygmy.cli import client, formats
 
 BOOK = {
     "id": 3,
@@ -212,8 +212,8 @@ def test_search(front):
 
 
 def test_search_with_nothing_found():
-    assert client.format_search({"topic": "knitting", "items": []}) == 'no books on "knitting"'
-    assert client.format_search({"topic": "t", "items": [{"id": 7, "title": "x"}]}).endswith('1 book on "t"')
+    assert formats.format_search({"topic": "knitting", "items": []}) == 'no books on "knitting"'
+    assert formats.format_search({"topic": "t", "items": [{"id": 7, "title": "x"}]}).endswith('1 book on "t"')
 
 
 def test_lookup(front):
@@ -408,4 +408,4 @@ def test_unreachable_front_end_is_one_line_and_exit_3(error, words):
 
 
 def test_plain_table():
-    assert client.table(["a", "bb"], [[1, None], [222, "x"]], right=(0,)) == "  a  bb\n---  --\n  1\n222  x"
+    assert formats.table(["a", "bb"], [[1, None], [222, "x"]], right=(0,)) == "  a  bb\n---  --\n  1\n222  x"

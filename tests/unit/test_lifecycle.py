@@ -10,6 +10,7 @@ checked to go through it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -142,12 +143,12 @@ def test_poll_takes_functions_and_coroutine_functions():
 
 def test_ready_waits_for_a_200_of_the_ready_url(config):
     process, clock, http = process_of(config), Clock(), FakeHTTP(503)
-    waiting = ensureDeferred(lifecycle.ready(clock, process, launcher.os.getpid(), http, 0, 1.0))
+    waiting = ensureDeferred(lifecycle.ready(clock, process, os.getpid(), http, 0, 1.0))
     failure = run_until_fired(clock, waiting, step=0.25)
     assert failure.check(lifecycle.Timeout)
     assert str(failure.value) == f"{process.ready_url} did not answer within 1s"
     assert set(http.urls) == {"http://127.0.0.1:8081/status"}
-    ok = ensureDeferred(lifecycle.ready(clock, process, launcher.os.getpid(), FakeHTTP(200), 0, 1.0))
+    ok = ensureDeferred(lifecycle.ready(clock, process, os.getpid(), FakeHTTP(200), 0, 1.0))
     assert run_until_fired(clock, ok) is None
 
 
@@ -162,7 +163,7 @@ def test_ready_stops_at_an_exit_or_a_listen_failure(config):
     offset = process.logfile.stat().st_size
     with process.logfile.open("a") as log:
         log.write("2024 [-#critical] catalog A: cannot listen on 127.0.0.1:8081: in use\n")
-    waiting = ensureDeferred(lifecycle.ready(clock, process, launcher.os.getpid(), FakeHTTP(), offset, 5))
+    waiting = ensureDeferred(lifecycle.ready(clock, process, os.getpid(), FakeHTTP(), offset, 5))
     failure = run_until_fired(clock, waiting)
     assert str(failure.value) == "catalog:A failed to start: catalog A: cannot listen on 127.0.0.1:8081: in use"
 
