@@ -100,9 +100,18 @@ class Cluster:
         return body
 
     async def listing(self) -> dict[int, dict]:
-        """C{GET /list} through the front end, by item id."""
-        body = await self.fetch(self.url + "/list", "GET /list")
-        return {item["id"]: item for item in body["items"]}
+        """Every book through the front end (C{GET /list}, page after page), by item id."""
+        books: dict[int, dict] = {}
+        after = 0
+        while True:
+            body = await self.fetch(f"{self.url}/list?after={after}", "GET /list")
+            books.update((item["id"], item) for item in body["items"])
+            following = body.get("next")
+            if following is None:
+                return books
+            if not isinstance(following, int) or following <= after:
+                raise Abort(f"GET /list: next {following!r} after {after}")
+            after = following
 
     async def view(self, service: str) -> dict:
         """The front end's view of C{service} (C{GET /status})."""

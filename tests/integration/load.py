@@ -82,15 +82,19 @@ async def run_load(http, url, seconds: float, clients: int = 8, seed: int = 7, e
 
 def ledger(cluster) -> dict:
     """Per item: (stock, number of orders), read through the front end and an order replica."""
-    status, listed = get_json(cluster.url + "/list")
-    assert status == 200, listed
+    items, after = [], 0
+    while after is not None:
+        status, listed = get_json(f"{cluster.url}/list?after={after}")
+        assert status == 200, listed
+        items.extend(listed["items"])
+        after = listed["next"]
     primary = get_json(cluster.url + "/status")[1]["services"]["order"]["primary"]
     status, dump = get_json(cluster.replica_url("order", primary) + "/admin/dump", AUTH)
     assert status == 200, dump
     counts = {}
     for row in dump["rows"]:
         counts[row["item_id"]] = counts.get(row["item_id"], 0) + 1
-    return {item["id"]: (item["stock"], counts.get(item["id"], 0)) for item in listed["items"]}
+    return {item["id"]: (item["stock"], counts.get(item["id"], 0)) for item in items}
 
 
 def check_invariants(cluster, before: dict, record: Record, restocks: dict | None = None) -> None:

@@ -8,6 +8,7 @@ ledgers.  No sockets, no processes.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -17,9 +18,9 @@ from twisted.internet.task import Clock
 
 from pygmy import cli
 from pygmy.cli import chaos, chaos_faults, invariants
-from pygmy.cli.chaos_cluster import Context
+from pygmy.cli.chaos_cluster import Cluster, Context
 from pygmy.config import load
-from tests.fakes import config_text
+from tests.fakes import config_text, result
 from tests.unit.test_invariants import healthy
 
 
@@ -218,3 +219,36 @@ def test_invariant_9_counts_only_the_orders_of_the_run():
     assert invariants.check_exactly_once(obs).problems == (
         "item 1: 11 decrements but 10 orders: 1 decrement(s) without an order",
     )
+
+
+class PagedFrontend:
+    """C{GET /list} over 5 books, 2 a page, as the front end pages them."""
+
+    def __init__(self):
+        self.seen = []
+
+    async def request(self, method, url, data=None, headers=None, timeout=None):
+        self.seen.append(url.split("/list", 1)[1])
+        after = int(url.rsplit("after=", 1)[1])
+        items = [{"id": n, "title": f"t{n}", "stock": 1} for n in range(after + 1, min(after + 2, 5) + 1)]
+        following = items[-1]["id"] if items and items[-1]["id"] < 5 else None
+        return FakeResponse({"items": items, "next": following})
+
+
+class FakeResponse:
+    code = 200
+
+    def __init__(self, body):
+        self._body = body
+
+    async def content(self):
+        return json.dumps(self._body).encode()
+
+
+def test_the_listing_follows_every_page(config):
+    """Invariants are checked on every book, not on the first page of /list."""
+    front = PagedFrontend()
+    run = Context(reactor=Clock(), config=config, http=front, rng=random.Random(1), echo=lambda line: None)
+    books = result(Cluster(run).listing())
+    assert sorted(books) == [1, 2, 3, 4, 5]
+    assert front.seen == ["?after=0", "?after=2", "?after=4"]
