@@ -6,6 +6,8 @@ The C{pygmy} command: use a book store, load it, run a cluster and test it.
     pygmy load   [--url URL | --config config.ini] [--clients N] [--duration S]
                  [--count N] [--mix lookup=6,search=3,buy=1] [--no-cache]
                  [--plot FILE.png] [--json [FILE]] [--crash catalog|order]
+    pygmy import FILE [--url URL | --config config.ini] [--format csv|jsonl] [--secret S]
+                 [--concurrency N] [--retries N] [--timeout S] [--json]
     pygmy up     [--config config.ini] [--only NAME ...]
     pygmy down   [--config config.ini] [--only NAME ...]
     pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N] [--frontend]
@@ -208,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_client_commands(commands)
     _add_load(commands)
+    from pygmy.cli.importer import add_arguments as add_import
+
+    imports = commands.add_parser("import", help="add the books of a CSV or JSON lines file (POST /books)")
+    _add_frontend(imports)
+    add_import(imports)
 
     up = commands.add_parser("up", help="start every replica, then the front end, as twistd daemons")
     _add_config(up)
@@ -271,6 +278,10 @@ def main(argv=None) -> int:
         from pygmy.cli import load
 
         return load.main(args)
+    if args.command == "import":
+        from pygmy.cli import importer
+
+        return importer.main(args)
     try:
         config = configuration.load(args.config)
     except configuration.ConfigError as e:

@@ -1,0 +1,425 @@
+"""
+C{pygmy import FILE}: add the books of a CSV or JSON lines file through the
+front end's C{POST /books} (DESIGN.md section 3), many requests at a time.
+
+The file is read a line at a time (L{pygmy.cli.import_file}): each row is
+checked by the contract's rules first, so a bad row costs no request and
+is reported with its line number, and the lines after it go on.
+C{--concurrency} workers (coroutines on one reactor) take the next row
+each and send it, so at most that many rows are in memory or in flight
+whatever the size of the file.
+
+Every row carries an C{Idempotency-Key} made from its line number and its
+book (L{pygmy.cli.import_file.row_key}): a rerun of the same file -- after
+a crash of the command, a C{503} or a C{Ctrl-C} -- sends the same keys, and
+the front end answers the rows it has seen with their first answer instead
+of adding them again.  A 503 (the store is failing over) or a request with
+no answer is retried with back-off, and the same key, up to C{--retries}
+times; C{Retry-After} is honoured.  Any other refusal (4xx) is final for
+its row and not retried.  A row given up after its retries stops the
+import (the store is down: the rows after it would fare no better), and
+so do 401 (the secret is wrong) and 404 (the front end has no C{POST
+/books}): the summary says which rows are not confirmed and the line it
+stopped after; the same command again finishes the file.
+
+Exit status: 0 every row added; 1 a row refused or not confirmed, or the
+import stopped; 2 bad usage, a file that cannot be read or a bad CSV
+header; 3 the front end could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+from argparse import ArgumentTypeError
+from dataclasses import dataclass
+
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import LoopingCall, deferLater
+
+from pygmy.cli.client import FAILED, OK, UNREACHABLE, USAGE, ClientError, UsageError, describe_failure
+from pygmy.cli.import_file import FileError, Row, Rows, choose_format
+from pygmy.cli.import_report import Refusal, Summary, progress_for
+
+DEFAULT_CONCURRENCY = 8
+DEFAULT_RETRIES = 8
+DEFAULT_TIMEOUT = 10.0
+#: The first pause before a retry, and the longest, in seconds (doubling, with jitter).
+FIRST_BACKOFF = 0.25
+MOST_BACKOFF = 8.0
+#: The longest C{Retry-After} waited for.
+MOST_RETRY_AFTER = 30.0
+#: Statuses that no other row would escape either: the import stops.
+STOPPING = frozenset({401, 403, 404, 405})
+#: Rows refused before sending in a row, after which the reactor gets a turn.
+YIELD_EVERY = 256
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run of C{pygmy import}, checked."""
+
+    path: str
+    form: str
+    url: str
+    secret: str
+    concurrency: int = DEFAULT_CONCURRENCY
+    retries: int = DEFAULT_RETRIES
+    timeout: float = DEFAULT_TIMEOUT
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """
+    What became of one row that was sent.
+
+    @ivar added: whether the front end answered 2xx.
+    @ivar refusal: why not, or C{None}.
+    @ivar final: whether the refusal is the front end's answer (the row
+        was not added) rather than a give-up (perhaps it was).
+    @ivar stops: whether the import must stop.
+    """
+
+    added: bool
+    refusal: Refusal | None = None
+    final: bool = True
+    stops: bool = False
+
+
+class Sender:
+    """
+    Sends one row to C{POST /books}, retrying a 5xx or a missing answer
+    with back-off and the same key.
+
+    @param http: a treq C{HTTPClient} (or C{StubTreq}).
+    @param stopping: a callable that says whether the import is stopping
+        (then a row does not wait for another try).
+    """
+
+    def __init__(self, reactor, http, settings: Settings, summary: Summary, stopping, rng=None):
+        self.reactor, self.http, self.settings, self.summary = reactor, http, settings, summary
+        self.stopping = stopping
+        self.rng = rng or random.Random()
+        self.headers = {
+            "Authorization": f"Bearer {settings.secret}",
+            "Content-Type": "application/json",
+        }
+
+    async def send(self, row: Row) -> Outcome:
+        """Send C{row} until it is answered, refused or given up."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                status, content, retry_after = await self._post(row)
+            except Exception as e:  # any transport failure or the timeout: no answer
+                failure = Refusal(row.line, f"no answer ({describe_failure(e)})", None, "unreachable")
+                wait = 0.0
+            else:
+                if 200 <= status < 300:
+                    return Outcome(True)
+                failure = refusal_of(row.line, status, content)
+                if status < 500:
+                    return Outcome(False, failure, final=True, stops=status in STOPPING)
+                wait = retry_after
+            if tries > self.settings.retries or self.stopping():
+                given_up = Refusal(row.line, f"{failure.message} (after {_tries(tries)})", failure.status, failure.code)
+                return Outcome(False, given_up, final=False, stops=True)
+            self.summary.retries += 1
+            await deferLater(self.reactor, self.pause(tries, wait))
+
+    def pause(self, tries: int, retry_after: float) -> float:
+        """Seconds before try C{tries + 1}: doubling from L{FIRST_BACKOFF}, with jitter, at least C{Retry-After}."""
+        backoff = min(MOST_BACKOFF, FIRST_BACKOFF * 2 ** (tries - 1)) * self.rng.uniform(0.5, 1.0)
+        return max(backoff, min(retry_after, MOST_RETRY_AFTER))
+
+    async def _post(self, row: Row) -> tuple[int, bytes, float]:
+        """One request: (status, body, seconds of C{Retry-After} or 0); fails after C{--timeout}."""
+
+        async def exchange():
+            response = await self.http.request(
+                "POST",
+                self.settings.url + "/books",
+                headers={**self.headers, "Idempotency-Key": row.key},
+                data=json.dumps(row.book, ensure_ascii=False).encode("utf-8"),
+            )
+            content = await response.content()
+            return response.code, content, retry_after_of(response.headers.getRawHeaders(b"retry-after"))
+
+        answer = Deferred.fromCoroutine(exchange())
+        answer.addTimeout(self.settings.timeout, self.reactor)
+        return await answer
+
+
+def refusal_of(line: int, status: int, content: bytes) -> Refusal:
+    """The L{Refusal} of an error reply: its code and message, or a note that it was not Pygmy's JSON."""
+    try:
+        error = json.loads(content).get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return Refusal(line, error["message"], status, str(error.get("code", "error")))
+    return Refusal(line, f"HTTP {status}, and not a Pygmy JSON reply", status, "error")
+
+
+def retry_after_of(values) -> float:
+    """C{Retry-After} in seconds (a number of seconds; a date or garbage counts as 0)."""
+    if not values:
+        return 0.0
+    try:
+        seconds = float(values[0])
+    except ValueError:
+        return 0.0
+    return seconds if 0 <= seconds < float("inf") else 0.0
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
+
+
+class Import:
+    """
+    One import on C{reactor}: C{--concurrency} workers share the file's
+    rows; the tally is L{Summary}.
+    """
+
+    def __init__(self, reactor, http, settings: Settings, rows: Rows, rng=None):
+        self.reactor, self.settings, self.rows = reactor, settings, rows
+        self.summary = Summary(settings.path, settings.form)
+        self.sender = Sender(reactor, http, settings, self.summary, lambda: self.summary.stop is not None, rng)
+        self._rows = iter(rows)
+
+    async def run(self, progress=None) -> Summary:
+        """
+        Send every row (until the import stops) and return the tally.
+
+        @param progress: a L{pygmy.cli.import_report.PlainProgress} or
+            C{BarProgress}, ticked while it runs.
+        """
+        started = self.reactor.seconds()
+        ticker = None
+        if progress is not None:
+            progress.start()
+            ticker = LoopingCall(progress.tick)
+            ticker.clock = self.reactor
+            ticker.start(progress.every, now=False)
+        try:
+            workers = [Deferred.fromCoroutine(self._worker()) for _ in range(self.settings.concurrency)]
+            results = await DeferredList(workers, consumeErrors=True)
+        finally:
+            if ticker is not None:
+                ticker.stop()
+            if progress is not None:
+                progress.stop()
+        self.summary.seconds = self.reactor.seconds() - started
+        for ok, result in results:
+            if not ok:
+                result.raiseException()
+        return self.summary
+
+    async def _worker(self) -> None:
+        """Take the next row and deal with it, until the rows end or the import stops."""
+        local = 0
+        while self.summary.stop is None:
+            row = self._next()
+            if row is None:
+                return
+            if row.error is not None:
+                self.summary.refused.append(Refusal(row.line, row.error))
+                local += 1
+                if local % YIELD_EVERY == 0:
+                    await deferLater(self.reactor, 0)
+                continue
+            local = 0
+            self.record(await self.sender.send(row))
+
+    def _next(self) -> Row | None:
+        """The next row of the file, or C{None} at its end (or if it cannot be read on)."""
+        try:
+            row = next(self._rows, None)
+        except OSError as e:
+            self.summary.stop = Refusal(self.summary.last_line, f"cannot read {self.settings.path}: {e.strerror}")
+            return None
+        if row is not None:
+            self.summary.rows += 1
+            self.summary.last_line = max(self.summary.last_line, row.line)
+        return row
+
+    def record(self, outcome: Outcome) -> None:
+        """Count C{outcome}; the first that stops the import says why."""
+        if outcome.added:
+            self.summary.added += 1
+            return
+        (self.summary.refused if outcome.final else self.summary.unconfirmed).append(outcome.refusal)
+        if outcome.stops and self.summary.stop is None:
+            self.summary.stop = outcome.refusal
+
+
+def exit_status(summary: Summary) -> int:
+    """0 if every row was added; 3 if it stopped for want of an answer; 1 otherwise."""
+    if summary.clean:
+        return OK
+    if summary.stop is not None and summary.stop.code == "unreachable":
+        return UNREACHABLE
+    return FAILED
+
+
+# The command
+
+
+def resolve_secret(given: str | None, config_path: str | None, environ=None) -> str:
+    """
+    The shared secret: C{--secret}, else C{$PYGMY_SECRET}, else C{[cluster]
+    secret} of C{config_path} (default C{./config.ini} if it exists), else
+    the default secret of a config file without one.
+
+    @raise UsageError: if a config file is missing (when named) or invalid.
+    """
+    from pygmy import config as configuration
+    from pygmy.cli.client import DEFAULT_CONFIG
+
+    environ = os.environ if environ is None else environ
+    if given:
+        return given
+    if environ.get("PYGMY_SECRET"):
+        return environ["PYGMY_SECRET"]
+    if config_path is None:
+        if not os.path.isfile(DEFAULT_CONFIG):
+            return configuration.DEFAULT_SECRET
+        config_path = DEFAULT_CONFIG
+    try:
+        return configuration.load(config_path, environ).cluster.secret
+    except configuration.ConfigError as e:
+        raise UsageError(str(e)) from None
+
+
+def open_rows(path: str, form: str) -> Rows:
+    """
+    The file at C{path} opened for reading, its CSV header read.
+
+    @raise UsageError: if it cannot be opened or its header is bad.
+    """
+    try:
+        stream = open(path, "rb")  # closed by main, after the run
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        rows = Rows(stream, form, os.fstat(stream.fileno()).st_size, path)
+        rows.read_header()
+    except FileError as e:
+        stream.close()
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        stream.close()
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    return rows
+
+
+def _count(low: int):
+    """An argparse type: a whole number of C{low} or more."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise ArgumentTypeError(f"{text} is not a whole number of {low} or more")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return value
+
+
+def add_arguments(parser) -> None:
+    """The arguments of C{pygmy import} but C{--url} and C{--config} (L{pygmy.cli.command} adds those)."""
+    parser.add_argument("file", metavar="FILE", help="the books: a CSV file with a header row, or JSON lines")
+    parser.add_argument(
+        "--format", choices=("csv", "jsonl"), default=None, help="the file's format (default: by its ending)"
+    )
+    parser.add_argument(
+        "--secret",
+        default=None,
+        help="the cluster's secret (default: $PYGMY_SECRET, else [cluster] secret of the config file)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        "-n",
+        type=_count(1),
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="requests in flight at once (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_count(0),
+        default=DEFAULT_RETRIES,
+        metavar="N",
+        help="tries after the first for a 5xx or no answer, same key (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="seconds a request may take before it counts as no answer (default: %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def main(args, out=None, err=None) -> int:
+    """C{pygmy import} (C{args} from L{pygmy.cli}) under C{react}; return the exit status."""
+    from pygmy.cli.client import react_for_status, resolve_url
+
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        form = choose_format(args.file, args.format)
+        settings = Settings(
+            path=args.file,
+            form=form,
+            url=resolve_url(args.url, args.config),
+            secret=resolve_secret(args.secret, args.config),
+            concurrency=args.concurrency,
+            retries=args.retries,
+            timeout=args.timeout,
+            json=args.json,
+        )
+        rows = open_rows(args.file, form)
+    except FileError as e:
+        print(f"pygmy import: {e}", file=err)
+        return USAGE
+    except ClientError as e:
+        print(f"pygmy import: {e}", file=err)
+        return e.status
+
+    async def command(reactor) -> int:
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        pool = HTTPConnectionPool(reactor)
+        pool.maxPersistentPerHost = settings.concurrency
+        http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=settings.timeout))
+        job = Import(reactor, http, settings, rows)
+        progress = progress_for(err, job.summary, rows, reactor)
+        # Ctrl-C stops the reactor: give the terminal its cursor back first.
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", progress.stop)
+        try:
+            summary = await job.run(progress)
+        finally:
+            reactor.removeSystemEventTrigger(trigger)
+            await pool.closeCachedConnections()
+        print(summary.dumps() if settings.json else summary.text(), file=out)
+        return exit_status(summary)
+
+    try:
+        return react_for_status(command)
+    finally:
+        rows.stream.close()
