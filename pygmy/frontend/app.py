@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 from pygmy.config import Config
 from pygmy.errors import BadRequest, NotFound
 from pygmy.frontend.cache import ReplyCache
+from pygmy.frontend.pages import install_pages
 from pygmy.net.routing import ServiceRoutes
 from pygmy.net.validate import (
     MAX_KEY,
@@ -215,6 +216,7 @@ class FrontendApp:
                 "services": self.monitor.status(),
                 "cache": self.cache.status(),
                 "balancer": self.config.frontend.balancer,
+                "frontend": self.monitor.frontend_status(),
             },
         )
 
@@ -231,6 +233,7 @@ class FrontendApp:
         """C{GET /health}: the front end is up."""
         return json_response(request, {"status": "ok"})
 
+    install_pages(app)
     install_error_handlers(app)
 
 

@@ -14,11 +14,14 @@ stored one.
 
 from __future__ import annotations
 
+import time
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from pygmy.config import Config
 from pygmy.coordination.store import StoredView, ViewStore
+from pygmy.frontend.events import EventRing, Timeline
 from pygmy.frontend.views import ServiceView
 from pygmy.replication.heartbeat import view_line
 
@@ -34,9 +37,17 @@ class Monitor:
     @param clock: monotonic: liveness is measured on it.
     @param store: where views are stored before they are pushed; C{None}
         keeps them in memory only (tests).
+    @param wall: the wall clock that stamps the events of L{events}.
+    @ivar events: the L{EventRing} of what the views went through, for the
+        dashboard (C{GET /events}).
     """
 
-    def __init__(self, config: Config, clock, routes: dict, store: ViewStore | None = None):
+    #: This front end's name (C{"frontend"} for the lone C{[frontend]}).
+    name = "frontend"
+    #: Where the views are stored: C{"local"} (a file) or C{"etcd"}.
+    coordinator = "local"
+
+    def __init__(self, config: Config, clock, routes: dict, store: ViewStore | None = None, wall=time.time):
         self.clock = clock
         self.timeout = config.cluster.heartbeat_timeout
         self.retry_after = config.cluster.heartbeat_interval
@@ -50,6 +61,8 @@ class Monitor:
         self.invalidated = lambda item: None
         #: Called with a service's name once a new view of it is pushed.
         self.view_pushed = lambda service: None
+        self.events = EventRing(wall=wall)
+        self.timeline = Timeline(self.events, clock)
         started = clock.seconds()
         self.views = {
             service: ServiceView(
@@ -58,6 +71,7 @@ class Monitor:
                 self._changed,
                 started=started,
                 grace=self.timeout * 2,
+                on_event=self.timeline.noted,
             )
             for service, replicas in config.replicas.items()
         }
@@ -182,6 +196,7 @@ class Monitor:
         for connection in list(self.connections.values()):
             connection.send(line)
         self.view_pushed(service)
+        self.timeline.pushed(service, stored)
 
     def stop(self) -> None:
         """Cancel the stores waiting to be tried again."""
@@ -189,6 +204,14 @@ class Monitor:
             if pending.active():
                 pending.cancel()
         self._retries.clear()
+
+    def frontend_status(self) -> dict:
+        """
+        Which front end this is and which one manages the views, for the
+        C{frontend} block of C{GET /status}: the lone C{[frontend]} always
+        manages them itself.
+        """
+        return {"name": self.name, "role": "leader", "leader": self.name, "coordinator": self.coordinator}
 
     def status(self) -> dict:
         """The cluster as the front end sees it, for C{GET /status}."""

@@ -82,6 +82,9 @@ class ServiceView:
     restored_until: float | None = None
     #: The primary of the restored view, kept if it is alive then.
     restored_primary: str | None = None
+    #: Called as C{on_event(view, kind, replica, **details)} at what the
+    #: dashboard's timeline shows (L{pygmy.frontend.events.Timeline.noted}).
+    on_event: Callable[..., None] = field(default=lambda view, kind, replica, **details: None, repr=False)
     members: dict[str, Member] = field(init=False)
 
     def __post_init__(self):
@@ -152,6 +155,7 @@ class ServiceView:
                 state=state,
                 seq=applied_seq,
             )
+            self.on_event(self, "back", name, state=state, seq=applied_seq)
         if name in self.backups and view >= self.number and state != "backup":
             self._drop_backup(name, f"reports {state} in view {view}")
         self.elect(now)
@@ -168,7 +172,7 @@ class ServiceView:
             if member.alive and now - member.last_seen > timeout:
                 connection = member.connection
                 member.silences += 1
-                self._lost(member.name, f"silent for {now - member.last_seen:.2f}s")
+                self._lost(member.name, f"silent for {now - member.last_seen:.2f}s", since=member.last_seen)
                 if connection is not None:
                     connection.transport.loseConnection()
         self.elect(now)
@@ -182,6 +186,7 @@ class ServiceView:
             return
         self.backups.append(name)
         self.in_sync.add(name)
+        self.on_event(self, "caught_up", name, seq=seq)
         self._new_view(f"{name} caught up to seq {seq}")
 
     def unreachable(self, sender: str, name: str) -> None:
@@ -225,12 +230,13 @@ class ServiceView:
         self.primary = best.name
         self.backups = [m.name for m in candidates if m is not best]
         self.in_sync = {self.primary, *self.backups}
+        self.on_event(self, "promoted", best.name)
         self._new_view(f"{best.name} promoted")
 
     def _rank(self, member: Member):
         return (member.position, -self.names.index(member.name))
 
-    def _lost(self, name: str, why: str) -> None:
+    def _lost(self, name: str, why: str, since: float | None = None) -> None:
         member = self.members[name]
         was_alive = member.alive
         member.alive = False
@@ -238,6 +244,7 @@ class ServiceView:
         member.state = "down"
         if was_alive:
             log.warn("{service}:{name} is dead: {why}", service=self.service, name=name, why=why)
+            self.on_event(self, "dead", name, why=why, primary=name == self.primary, since=since)
         if name in self.backups:
             self._drop_backup(name, why)
         elif name == self.primary:
@@ -263,6 +270,7 @@ class ServiceView:
             backups=",".join(self.backups) or "-",
             why=why,
         )
+        self.on_event(self, "view", self.primary, why=why)
         self.on_change(self)
 
     def alive_names(self) -> list[str]:
