@@ -251,6 +251,10 @@ def test_statuses_of_each_route():
         ("/status", "get"): {200, 405},
         ("/health", "get"): {200, 405},
         ("/metrics", "get"): {200, 404, 405},
+        ("/", "get"): {200, 405},
+        ("/dashboard", "get"): {200, 405},
+        ("/static/{name}", "get"): {200, 404, 405},
+        ("/events", "get"): {200, 400, 405},
     }
     found = {
         (template, method): {int(s) for s in operation["responses"]}
