@@ -190,11 +190,11 @@ class BarProgress:
 
 
 def line_of_figures(summary: Summary, rows, elapsed: float) -> str:
-    """C{1200 rows (35%), 1195 added, 5 refused, 240 rows/s}; the percent of the file only if C{rows} is given."""
+    """C{1200 rows (35% of the file read), 1195 added, 5 refused, 240 rows/s}; the percent only with C{rows}."""
     done = summary.added + len(summary.refused) + len(summary.unconfirmed)
     share = ""
     if rows is not None and rows.size:
-        share = f" ({min(100, 100 * rows.position // rows.size)}% of the file)"
+        share = f" ({min(100, 100 * rows.position // rows.size)}% of the file read)"
     rate = done / elapsed if elapsed > 0 else 0.0
     text = f"{done} {_rows(done)}{share}, {summary.added} added, {len(summary.refused)} refused"
     if summary.retries:

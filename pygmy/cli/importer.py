@@ -110,11 +110,15 @@ class Sender:
 
     async def send(self, row: Row) -> Outcome:
         """Send C{row} until it is answered, refused or given up."""
+        request = {
+            "headers": {**self.headers, "Idempotency-Key": row.key},
+            "data": json.dumps(row.book, ensure_ascii=False).encode("utf-8"),
+        }
         tries = 0
         while True:
             tries += 1
             try:
-                status, content, retry_after = await self._post(row)
+                status, content, retry_after = await self._post(request)
             except Exception as e:  # any transport failure or the timeout: no answer
                 failure = Refusal(row.line, f"no answer ({describe_failure(e)})", None, "unreachable")
                 wait = 0.0
@@ -136,16 +140,11 @@ class Sender:
         backoff = min(MOST_BACKOFF, FIRST_BACKOFF * 2 ** (tries - 1)) * self.rng.uniform(0.5, 1.0)
         return max(backoff, min(retry_after, MOST_RETRY_AFTER))
 
-    async def _post(self, row: Row) -> tuple[int, bytes, float]:
+    async def _post(self, request: dict) -> tuple[int, bytes, float]:
         """One request: (status, body, seconds of C{Retry-After} or 0); fails after C{--timeout}."""
 
         async def exchange():
-            response = await self.http.request(
-                "POST",
-                self.settings.url + "/books",
-                headers={**self.headers, "Idempotency-Key": row.key},
-                data=json.dumps(row.book, ensure_ascii=False).encode("utf-8"),
-            )
+            response = await self.http.request("POST", self.settings.url + "/books", **request)
             content = await response.content()
             return response.code, content, retry_after_of(response.headers.getRawHeaders(b"retry-after"))
 
