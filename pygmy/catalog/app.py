@@ -12,11 +12,17 @@ C{POST /books/decrement}                  a batch (L{pygmy.net.batching})
   calls C{{"item_id", "request_id"}}       of C{{"item": book, "seq": n}},
                                            404 C{not_found}, 409
                                            C{out_of_stock}
+C{POST /books/add}                        a batch of C{{"item": book,
+  calls C{{"request_id", "title",          "seq": n}} (the new book, its id
+  "topic", "cost", "stock"}}               the next one), 400
+                                           C{bad_request}, 409 C{conflict}
 =========================================  ====================================
 
 Decrements come from the order primary, one per buy, so they arrive in
 batches: one request carries every decrement the order primary started
-while the previous request was on its way.
+while the previous request was on its way.  New books come from the front
+ends' C{POST /books} the same way, so that a bulk load's concurrent adds
+share round trips and commits.
 """
 
 from __future__ import annotations
@@ -25,7 +31,15 @@ from klein import Klein
 
 from pygmy.catalog.books import Catalog
 from pygmy.net.batching import answer_batch
-from pygmy.net.validate import parse_id, parse_item_call, parse_page, parse_request_id, parse_topic, parse_update
+from pygmy.net.validate import (
+    parse_id,
+    parse_item_call,
+    parse_new_book,
+    parse_page,
+    parse_request_id,
+    parse_topic,
+    parse_update,
+)
 from pygmy.net.web import install_error_handlers, json_response, read_json_body
 
 
@@ -69,6 +83,17 @@ class CatalogApp:
 
     async def _decrement(self, call: dict) -> dict:
         write = await self.catalog.decrement(*parse_item_call(call))
+        return {"item": write.row, "seq": write.seq}
+
+    @app.route("/books/add", methods=["POST"])
+    async def add(self, request):
+        """Add one book per call, once per request id."""
+        return await answer_batch(request, self._add)
+
+    async def _add(self, call: dict) -> dict:
+        book = dict(call)
+        request_id = parse_request_id(book.pop("request_id", None))
+        write = await self.catalog.add(parse_new_book(book), request_id)
         return {"item": write.row, "seq": write.seq}
 
     install_error_handlers(app)

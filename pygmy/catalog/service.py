@@ -7,6 +7,7 @@ from __future__ import annotations
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.config import Config
+from pygmy.replication.heartbeat import invalidate_line
 from pygmy.replication.replica import ReplicaParts, replica_service
 from pygmy.replication.store import Store
 
@@ -14,9 +15,11 @@ from pygmy.replication.store import Store
 class InvalidationPush:
     """
     Tells the front end which books a write changed, with one
-    C{INVALIDATE <id> <seq>} line per book over the heartbeat connection,
-    so that its cache drops them before the write is acknowledged (the
-    catalog's books are what the front end caches).
+    C{INVALIDATE <id> <seq> <topic>} line per book over the heartbeat
+    connection, so that its cache drops them, and the searches of their
+    topics, before the write is acknowledged (the catalog's books are what
+    the front end caches).  The topic is what makes a new book show: no
+    cached search lists its id yet, but every search of its topic goes.
 
     Installed on a catalog node with
     L{observe_writes<pygmy.replication.node.Node.observe_writes>}.
@@ -34,7 +37,8 @@ class InvalidationPush:
         if heartbeat is None:
             return
         for changed in write.entry["changes"]:
-            heartbeat.send(f"INVALIDATE {changed['row']['id']} {write.seq}".encode("ascii"))
+            row = changed["row"]
+            heartbeat.send(invalidate_line(row["id"], write.seq, row["topic"]))
 
 
 def catalog_service(config: Config, name: str, reactor):

@@ -1,6 +1,6 @@
 """
 The public HTTP API of Pygmy (DESIGN §3): search, lookup, list, buy, orders,
-update, status and health, as JSON.
+update, new books, status and health, as JSON.
 
 Every route validates what it gets (L{pygmy.net.validate}), sends the work to
 a replica through L{ServiceRoutes<pygmy.net.routing.ServiceRoutes>}, and leaves every
@@ -30,6 +30,7 @@ from pygmy.net.validate import (
     MAX_KEY,
     MAX_PAGE,
     parse_id,
+    parse_new_book,
     parse_page,
     parse_request_id,
     parse_topic,
@@ -44,6 +45,7 @@ from pygmy.net.web import (
     require_secret,
 )
 from pygmy.process.metrics import CONTENT_TYPE
+from pygmy.replication.heartbeat import topic_token
 
 #: The cache key of C{GET /list}, the first page of the default size.
 LIST_KEY = "list"
@@ -122,7 +124,9 @@ class FrontendApp:
         async def fetch():
             reply, member = await self.catalog.read_from(lambda r: r.get("/books", {"topic": topic}))
             items = reply["items"]
-            return {"topic": topic, "items": items}, [item["id"] for item in items], member
+            # Tagged with its topic too: a new book of it is in no list of ids yet.
+            tags = [item["id"] for item in items] + [topic_token(topic)]
+            return {"topic": topic, "items": items}, tags, member
 
         return self._cached(request, "search:" + topic, fetch)
 
@@ -154,9 +158,10 @@ class FrontendApp:
     def _cached(self, request, key: str, fetch):
         """
         The reply for C{key} from the cache, or else from C{fetch()}
-        (which returns the body, the ids of the books it shows, and whether
-        a member of the current view answered), stored only if one did and
-        no write invalidated one of those books meanwhile.
+        (which returns the body, its cache tags -- the ids of the books it
+        shows, a search's topic token -- and whether a member of the current
+        view answered), stored only if one did and no write invalidated one
+        of those tags meanwhile.
         C{Cache-Control: no-cache} bypasses the cache both ways.
         """
         use_cache = not _no_cache(request)
@@ -206,6 +211,26 @@ class FrontendApp:
         finally:
             self.cache.invalidate(item_id)
         return json_response(request, {"item": reply["item"]})
+
+    @app.route("/books", methods=["POST"])
+    async def add(self, request):
+        """
+        C{POST /books}: a new book under the next id, 201; idempotent per
+        C{Idempotency-Key}.  Every search of its topic and every page of the
+        list are dropped from the cache before the answer (the catalog
+        primary has pushed the same before it acknowledged).
+        """
+        require_secret(request, self.config.cluster.secret)
+        book = parse_new_book(read_json_body(request))
+        body = {"request_id": request_id_for(request, "books"), **book}
+        try:
+            reply = await self.catalog.write(lambda r: r.batched("/books/add", body))
+        finally:
+            self.cache.invalidate(topic_token(book["topic"]))
+        item = reply["item"]
+        self.cache.invalidate(item["id"])
+        request.setHeader(b"location", f"/lookup/{item['id']}".encode("ascii"))
+        return json_response(request, {"item": item}, code=201)
 
     @app.route("/status", methods=["GET"])
     def status(self, request):

@@ -2,22 +2,30 @@
 The front end's read cache: a bounded LRU of finished reply bodies.
 
 Entries are the serialised JSON bodies of C{/lookup/<id>}, C{/search} and
-C{/list} replies, each with the ids of the books it shows, so that a hit
-costs one dictionary look-up and one write of bytes.  Each page of C{/list}
-is an entry of its own that counts as showing every book (C{items} C{None}):
-a book added or changed anywhere may belong to its range, so any
+C{/list} replies, each with the I{tags} of what it shows, so that a hit
+costs one dictionary look-up and one write of bytes.  A tag is a book's id
+(an C{int}) or a topic's token (a C{str}, L{topic_token
+<pygmy.replication.heartbeat.topic_token>}): a lookup is tagged with its
+book, a search with the books it lists and with its topic.  Each page of
+C{/list} is an entry of its own that counts as showing every book (tags
+C{None}): a book added or changed anywhere may belong to its range, so any
 invalidation drops every page.
 
-Invalidation is per book: the catalog primary pushes C{INVALIDATE <id>
-<seq>} before it acknowledges a write, and the front end invalidates the
-book itself when a write it made returns.  Either way every entry showing
-the book goes.
+Invalidation is per tag: the catalog primary pushes C{INVALIDATE <id> <seq>
+<topic>} before it acknowledges a write, and the front end invalidates the
+tags itself when a write it made returns.  Either way every entry with the
+tag goes: a changed book's lookup and the searches that list it, and -- by
+the topic, since no entry lists its id yet -- every search a new book
+joins, in whatever case it was asked.
 
 A **fill** (a miss being fetched) may race with a write: it reads the old
 value, the write is invalidated, then the fill completes.  So a fill takes
 a L{ReplyCache.ticket} before it asks a replica, and
-L{ReplyCache.store} refuses it if any of its books has been
-invalidated since (an invalidation is newer than the ticket).
+L{ReplyCache.store} refuses it if any of its tags has been
+invalidated since (an invalidation is newer than the ticket).  What was
+invalidated when is remembered for the last L{REMEMBERED} tags only: past
+that the cache forgets them all and refuses every fill begun before, so
+that a million new books do not grow it by a million tags.
 
 Every change of the catalog's view empties the cache (L{ReplyCache.clear})
 and refuses every fill begun before it: a reply from before a failover may
@@ -29,6 +37,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+
+#: The most tags whose last invalidation the cache remembers.
+REMEMBERED = 10_000
 
 
 @dataclass
@@ -44,7 +55,8 @@ class Counters:
 
 class ReplyCache:
     """
-    A bounded LRU of reply bodies, invalidated per book.
+    A bounded LRU of reply bodies, invalidated per tag (a book id or a
+    topic token).
 
     @param capacity: entries at most; 0 turns the cache off.
     """
@@ -53,12 +65,13 @@ class ReplyCache:
         self.capacity = capacity
         self.counters = Counters()
         self._entries: OrderedDict[str, tuple[bytes, frozenset | None]] = OrderedDict()
-        self._by_item: dict[int, set[str]] = {}
+        self._by_tag: dict[object, set[str]] = {}
         self._whole: set[str] = set()
         self._clock = 0
-        self._invalidated: dict[int, int] = {}
+        self._invalidated: dict[object, int] = {}
         self._invalidated_any = 0
-        self._cleared = 0
+        #: Fills whose ticket is older are refused (a clear, or forgotten tags).
+        self._refuse_before = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -83,21 +96,22 @@ class ReplyCache:
 
     def store(self, key: str, body: bytes, items, ticket: int) -> bool:
         """
-        Keep C{body} for C{key} unless a book it shows was invalidated
-        after C{ticket} was taken.
+        Keep C{body} for C{key} unless a tag of it was invalidated after
+        C{ticket} was taken.
 
-        @param items: the ids of the books the body shows, or C{None} if it
-            shows every book (a page of C{/list}).
+        @param items: the tags of what the body shows (the ids of its books,
+            and for a search its topic token), or C{None} if it shows every
+            book (a page of C{/list}).
         @return: whether it was stored.
         """
         if self.capacity <= 0:
             return False
-        if self._cleared > ticket:
+        if self._refuse_before > ticket:
             stale = True
         elif items is None:
             stale = self._invalidated_any > ticket
         else:
-            stale = any(self._invalidated.get(item, -1) > ticket for item in items)
+            stale = any(self._invalidated.get(tag, -1) > ticket for tag in items)
         if stale:
             self.counters.refused_fills += 1
             return False
@@ -107,29 +121,33 @@ class ReplyCache:
         if shown is None:
             self._whole.add(key)
         else:
-            for item in shown:
-                self._by_item.setdefault(item, set()).add(key)
+            for tag in shown:
+                self._by_tag.setdefault(tag, set()).add(key)
         while len(self._entries) > self.capacity:
             oldest = next(iter(self._entries))
             self._remove(oldest)
             self.counters.evictions += 1
         return True
 
-    def invalidate(self, item: int) -> None:
-        """Book C{item} changed: drop every entry that shows it."""
+    def invalidate(self, tag) -> None:
+        """C{tag} (a book id, or a topic token) changed: drop every entry that shows it."""
         self._clock += 1
-        self._invalidated[item] = self._clock
+        if len(self._invalidated) >= REMEMBERED and tag not in self._invalidated:
+            # Forget every tag, and refuse the fills that might have needed one.
+            self._invalidated.clear()
+            self._refuse_before = self._clock
+        self._invalidated[tag] = self._clock
         self._invalidated_any = self._clock
         self.counters.invalidations += 1
-        for key in list(self._by_item.get(item, ())) + list(self._whole):
+        for key in list(self._by_tag.get(tag, ())) + list(self._whole):
             self._remove(key)
 
     def clear(self) -> None:
         """Drop every entry, and refuse every fill whose ticket is older."""
         self._clock += 1
-        self._cleared = self._clock
+        self._refuse_before = self._clock
         self._entries.clear()
-        self._by_item.clear()
+        self._by_tag.clear()
         self._whole.clear()
         self._invalidated.clear()
 
@@ -141,12 +159,12 @@ class ReplyCache:
         if shown is None:
             self._whole.discard(key)
             return
-        for item in shown:
-            keys = self._by_item.get(item)
+        for tag in shown:
+            keys = self._by_tag.get(tag)
             if keys is not None:
                 keys.discard(key)
                 if not keys:
-                    del self._by_item[item]
+                    del self._by_tag[tag]
 
     def status(self) -> dict:
         """Size, capacity and counters, for C{GET /status}."""

@@ -1,18 +1,25 @@
 """
 Validation of everything a client can send: ids, topics, update bodies,
-idempotency keys and the C{after} and C{limit} of a page of the list.  Each function returns the clean value or raises
+new books, idempotency keys and the C{after} and C{limit} of a page of the
+list.  Each function returns the clean value or raises
 L{BadRequest<pygmy.errors.BadRequest>} with a sentence saying what is wrong.
+
+L{fold_topic} is the one key topics are matched by, on every replica and in
+the front end's cache.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 
 from pygmy.errors import BadRequest
 
 MAX_ID = 2**63 - 1
 MAX_TOPIC = 200
+MAX_TITLE = 300
+MAX_STOCK = 10**9
 MAX_STOCK_DELTA = 10**9
 MAX_COST = Decimal("1000000000")
 MAX_KEY = 128
@@ -50,6 +57,35 @@ def parse_topic(topic) -> str:
     if len(topic) > MAX_TOPIC:
         raise BadRequest(f"topic must be at most {MAX_TOPIC} characters.")
     return topic
+
+
+def fold_topic(topic: str) -> str:
+    """
+    The key a topic is matched by: C{"ÉCOLE"}, C{"école"} and C{"e\u0301cole"}
+    (an C{e} and a combining accent) have the same one.
+
+    Unicode's canonical caseless match (its definition D145): Python's
+    C{str.casefold} of the decomposed text, so that canonically equivalent
+    spellings fold alike, kept composed (NFC).  C{"Straße"} and
+    C{"STRASSE"} fold alike too, which SQLite's C{NOCASE} (ASCII only) and
+    C{str.lower} do not.
+    """
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", topic).casefold())
+
+
+def _text(value, what: str, limit: int) -> str:
+    """A string of 1 to C{limit} characters, not only white space, that UTF-8 can encode."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{what} must be a string.")
+    if not value.strip():
+        raise BadRequest(f"{what} must not be empty or only white space.")
+    if len(value) > limit:
+        raise BadRequest(f"{what} must be at most {limit} characters, not {len(value)}.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} must be Unicode text (it holds a lone surrogate).") from None
+    return value
 
 
 def parse_cost(value) -> str:
@@ -97,6 +133,43 @@ def parse_update(body: dict) -> dict:
     if "stock_delta" in body:
         update["stock_delta"] = parse_stock_delta(body["stock_delta"])
     return update
+
+
+def parse_stock(value) -> int:
+    """A starting stock: a JSON integer from 0 to L{MAX_STOCK}, not a boolean, string or fraction."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadRequest("stock must be a JSON integer.")
+    if not 0 <= value <= MAX_STOCK:
+        raise BadRequest(f"stock must be from 0 to {MAX_STOCK}.")
+    return value
+
+
+#: The keys of a new book, in the order of its row.
+BOOK_FIELDS = ("title", "topic", "cost", "stock")
+
+
+def parse_new_book(body: dict) -> dict:
+    """
+    The body of C{POST /books}: C{title} (1 to L{MAX_TITLE} characters),
+    C{topic} (1 to L{MAX_TOPIC}), neither only white space; C{cost} as for
+    C{/update} (L{parse_cost}); C{stock} a JSON integer from 0 to
+    L{MAX_STOCK}.  Every key, and no other.
+
+    @return: C{{"title", "topic", "cost", "stock"}}, clean (the cost in its
+        two-decimal form).
+    """
+    unknown = sorted(set(body) - set(BOOK_FIELDS))
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(unknown)}; a book has title, topic, cost and stock.")
+    missing = [field for field in BOOK_FIELDS if field not in body]
+    if missing:
+        raise BadRequest(f"Missing field(s): {', '.join(missing)}.")
+    return {
+        "title": _text(body["title"], "title", MAX_TITLE),
+        "topic": _text(body["topic"], "topic", MAX_TOPIC),
+        "cost": parse_cost(body["cost"]),
+        "stock": parse_stock(body["stock"]),
+    }
 
 
 def parse_request_id(value, what: str = "request_id", limit: int = MAX_REQUEST_ID) -> str:

@@ -12,6 +12,11 @@ An upgrade that SQL alone cannot do has a Python step as well,
 L{UPGRADE_STEPS}, run after the C{.sql} files in the same transaction
 (version 4: the digests of the rows, L{pygmy.replication.digest}).
 
+A service's L{Derived<pygmy.replication.store.Derived>} columns (version 5:
+the catalog's C{topic_key}) are added by L{add_derived}, which runs at every
+open and at creation, after the service's tables: a column missing from the
+file is added, filled from the rows and indexed, in the same transaction.
+
 (A folder name that is no Python identifier, so that setuptools ships it as
 data and never takes it for a package.)
 
@@ -48,7 +53,10 @@ from pygmy.files import replace_durably
 from pygmy.replication import digest
 
 #: The version of the log schema this code writes: C{db-schemas/v<SCHEMA_VERSION>.sql}.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+#: Rows read and rewritten at once by L{add_derived}.
+PAGE = 1000
 
 #: Where the C{.sql} files are: C{pygmy/replication/db-schemas/}.
 SCHEMA_PACKAGE = "pygmy.replication"
@@ -136,6 +144,7 @@ def _open_existing(connection: sqlite3.Connection, path: Path, version: int, tab
         _back_up(connection, backup)
         log.info("{path}: copied schema version {version} to {backup}", path=path, version=version, backup=backup)
     after = [partial(UPGRADE_STEPS[step], tables=tables) for step in steps if step in UPGRADE_STEPS]
+    after.append(partial(add_derived, tables=tables))
     _in_transaction(connection, upgrades + tables_schema, path, after)
     if upgrades:
         log.info("{path}: upgraded from schema version {old} to {new}", path=path, old=version, new=SCHEMA_VERSION)
@@ -193,6 +202,7 @@ def _create(path: Path, tables_schema: str, seed, tables) -> None:
             cursor.executescript("BEGIN IMMEDIATE;\n" + schema_file(f"v{SCHEMA_VERSION}.sql") + tables_schema)
             if seed is not None:
                 seed(cursor)
+            add_derived(cursor, tables)
             digest.rebuild(cursor, tables)
             cursor.execute("COMMIT")
         finally:
@@ -202,6 +212,38 @@ def _create(path: Path, tables_schema: str, seed, tables) -> None:
         temp.unlink(missing_ok=True)
         raise
     log.info("{path}: new database at schema version {version}", path=path, version=SCHEMA_VERSION)
+
+
+def add_derived(txn, tables) -> None:
+    """
+    Give every table of C{tables} its L{Derived<pygmy.replication.store.Derived>}
+    columns: add each one the file lacks and compute it for every row (in
+    pages of L{PAGE}, by key, so memory stays flat), then make sure it has
+    its index, C{<table>_<column>}.  Runs inside the caller's transaction.
+    """
+    for table in tables:
+        if not table.derived:
+            continue
+        present = {row[1] for row in txn.execute(f"PRAGMA table_info({table.name})")}
+        for column in table.derived:
+            if column.name not in present:
+                txn.execute(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.declaration}")
+                _fill(txn, table, column)
+            txn.execute(f"CREATE INDEX IF NOT EXISTS {table.name}_{column.name} ON {table.name} ({column.name})")
+
+
+def _fill(txn, table, column) -> None:
+    """Compute C{column} of every row of C{table}."""
+    key = table.columns[0]
+    select = f"SELECT {', '.join(table.columns)} FROM {table.name} WHERE {key} > ? ORDER BY {key} LIMIT {PAGE}"
+    update = f"UPDATE {table.name} SET {column.name} = ? WHERE {key} = ?"
+    after = -(2**63)
+    while True:
+        rows = [dict(zip(table.columns, values, strict=True)) for values in txn.execute(select, (after,)).fetchall()]
+        if not rows:
+            return
+        txn.executemany(update, [(column.compute(row), row[key]) for row in rows])
+        after = rows[-1][key]
 
 
 def set_pragmas(connection: sqlite3.Connection) -> None:

@@ -11,7 +11,7 @@ space-separated words::
     front end -> replica  VIEW <service> <view> <primary|-> <backup,backup|->
     primary -> front end  SYNCED <service> <replica> <seq>
     primary -> front end  UNREACHABLE <service> <replica>
-    primary -> front end  INVALIDATE <item_id> <seq>
+    primary -> front end  INVALIDATE <item_id> <seq> [<topic>]
 
 - C{CHALLENGE} is the first line of every connection: a fresh random nonce.
 - C{HELLO} proves the shared secret without sending it:
@@ -30,7 +30,12 @@ space-separated words::
   end takes it out of the view, so writes stop waiting for it.
 - C{INVALIDATE} comes from the catalog primary after a write to book
   C{item_id} was replicated and before it is acknowledged, so the front
-  end drops what it cached of that book.
+  end drops what it cached of that book.  C{topic} is the book's topic as
+  L{topic_token} writes it: 32 lowercase hex digits, the same for every
+  spelling a search matches (so one word, of a bounded length, whatever
+  the topic), and the front end also drops every search of that topic,
+  which a new book joins without being in any of them.  Without it
+  (a catalog replica older than the front end) only the book is dropped.
 
 A replica is dead after C{heartbeat_timeout} without a line, or at once when
 its connection drops.  A malformed, over-long or unauthenticated line closes
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from twisted.internet.protocol import Factory, ReconnectingClientFactory
@@ -48,9 +54,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 
+from pygmy.net.validate import fold_topic
+
 MAX_LINE = 512
 STATES = ("primary", "backup", "recovering", "idle")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_TOPIC = re.compile(r"[0-9a-f]{32}")
 
 log = Logger()
 
@@ -63,6 +72,23 @@ def proof(secret: str, service: str, replica: str, nonce: str) -> str:
     """The HMAC a replica sends in HELLO to prove it knows C{secret}."""
     message = f"HELLO {service} {replica} {nonce}".encode("ascii")
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def topic_token(topic: str) -> str:
+    """
+    The word of an C{INVALIDATE} line that stands for C{topic}, and the tag
+    of its searches in the front end's cache: the first 128 bits, in hex, of
+    the SHA-256 of the topic folded as searches match it
+    (L{fold_topic<pygmy.net.validate.fold_topic>}).  Topics that differ only
+    in case have the same token; two that fold apart sharing one would only
+    drop a search more.
+    """
+    return hashlib.sha256(fold_topic(topic).encode("utf-8")).hexdigest()[:32]
+
+
+def invalidate_line(item_id: int, seq: int, topic: str) -> bytes:
+    """The C{INVALIDATE} line of a write at C{seq} to book C{item_id} of C{topic}."""
+    return f"INVALIDATE {item_id} {seq} {topic_token(topic)}".encode("ascii")
 
 
 def _name(word: str) -> str:
@@ -93,18 +119,19 @@ def parse(line: bytes) -> tuple:
         raise ProtocolError("line is not ASCII") from None
     verb, args = words[0], words[1:]
     shapes = {
-        "CHALLENGE": 1,
-        "HELLO": 3,
-        "BEAT": 6,
-        "VIEW": 4,
-        "SYNCED": 3,
-        "INVALIDATE": 2,
-        "UNREACHABLE": 2,
+        "CHALLENGE": (1,),
+        "HELLO": (3,),
+        "BEAT": (6,),
+        "VIEW": (4,),
+        "SYNCED": (3,),
+        "INVALIDATE": (2, 3),
+        "UNREACHABLE": (2,),
     }
     if verb not in shapes:
         raise ProtocolError(f"unknown verb {verb[:20]!r}")
-    if len(args) != shapes[verb]:
-        raise ProtocolError(f"{verb} takes {shapes[verb]} words, not {len(args)}")
+    if len(args) not in shapes[verb]:
+        counts = " or ".join(str(count) for count in shapes[verb])
+        raise ProtocolError(f"{verb} takes {counts} words, not {len(args)}")
     if verb == "CHALLENGE":
         return verb, _hex(args[0])
     if verb == "HELLO":
@@ -118,7 +145,9 @@ def parse(line: bytes) -> tuple:
         primary = None if args[2] == "-" else _name(args[2])
         return verb, _name(args[0]), _number(args[1]), primary, _names(args[3])
     if verb == "INVALIDATE":
-        return verb, _number(args[0]), _number(args[1])
+        if len(args) == 3 and not _TOPIC.fullmatch(args[2]):
+            raise ProtocolError(f"bad topic token {args[2][:40]!r}")
+        return verb, _number(args[0]), _number(args[1]), args[2] if len(args) == 3 else None
     if verb == "UNREACHABLE":
         return verb, _name(args[0]), _name(args[1])
     return verb, _name(args[0]), _name(args[1]), _number(args[2])
@@ -213,7 +242,11 @@ class MonitorProtocol(_LineProtocol):
         if verb == "INVALIDATE":
             if self.identity[0] != "catalog":
                 raise ProtocolError(f"INVALIDATE from {':'.join(self.identity)}")
-            self.monitor.invalidate(self.identity[1], *args)
+            item, seq, topic = args
+            # Each is a tag of the front end's cache: a book id, a topic token.
+            self.monitor.invalidate(self.identity[1], item, seq)
+            if topic is not None:
+                self.monitor.invalidate(self.identity[1], topic, seq)
             return
         if verb not in ("BEAT", "SYNCED", "UNREACHABLE"):
             raise ProtocolError(f"{verb} is not for the front end")

@@ -33,7 +33,28 @@ from pygmy.replication import digest
 from pygmy.replication.database import Pool
 from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta
 
-__all__ = ["Store", "Table", "Write", "change", "fingerprint_of", "utc_timestamp"]
+__all__ = ["Derived", "Store", "Table", "Write", "change", "fingerprint_of", "utc_timestamp"]
+
+
+@dataclass(frozen=True)
+class Derived:
+    """
+    A column a replica computes from a row's other columns, for an index
+    (the catalog's C{topic_key}): stored and indexed, but no part of the
+    row anywhere else -- not in a dump, a snapshot, a log entry or the
+    digest.  L{Table.put} writes it, so every replica computes it for
+    itself, whichever way the row arrives; the file gets the column and its
+    index (C{<table>_<column>}) at open (L{pygmy.replication.database}).
+
+    @ivar name: the column.
+    @ivar compute: the row (C{{column: value}}) -> the column's value.
+    @ivar declaration: its type and constraints, as C{ALTER TABLE ... ADD
+        COLUMN} takes them (so a C{NOT NULL} needs a default).
+    """
+
+    name: str
+    compute: Callable[[dict], object]
+    declaration: str = "TEXT NOT NULL DEFAULT ''"
 
 
 @dataclass(frozen=True)
@@ -42,12 +63,15 @@ class Table:
     A replicated table: its name, its columns and the C{CREATE} statements.
 
     The first column is the integer primary key.  The statements say
-    C{IF NOT EXISTS}: they run at every open of the database.
+    C{IF NOT EXISTS}: they run at every open of the database.  The
+    L{Derived} columns are not in C{columns} (nor in C{schema}): they are
+    added to the file, and written with every row, apart.
     """
 
     name: str
     columns: tuple[str, ...]
     schema: str
+    derived: tuple[Derived, ...] = ()
 
     def rows(self, txn) -> list[dict]:
         """Every row, as C{{column: value}}, ordered by the primary key."""
@@ -55,11 +79,18 @@ class Table:
         return [dict(zip(self.columns, values, strict=True)) for values in txn.execute(query)]
 
     def put(self, txn, rows: Iterable[dict], replace: bool = False) -> None:
-        """Insert C{rows} (C{{column: value}}); with C{replace}, over rows of the same key."""
+        """
+        Insert C{rows} (C{{column: value}}), with their L{Derived} columns;
+        with C{replace}, over rows of the same key.
+        """
         verb = "INSERT OR REPLACE" if replace else "INSERT"
+        names = self.columns + tuple(column.name for column in self.derived)
         txn.executemany(
-            f"{verb} INTO {self.name} ({', '.join(self.columns)}) VALUES ({', '.join('?' for _ in self.columns)})",
-            [tuple(row[column] for column in self.columns) for row in rows],
+            f"{verb} INTO {self.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+            [
+                tuple(row[column] for column in self.columns) + tuple(column.compute(row) for column in self.derived)
+                for row in rows
+            ],
         )
 
 

@@ -101,7 +101,7 @@ def test_evicted_entry_leaves_no_trace_in_the_index():
     store(cache, "lookup:3", (3,))
     cache.invalidate(1)
     assert keys(cache) == {"lookup:3"}
-    assert cache._by_item == {3: {"lookup:3"}}
+    assert cache._by_tag == {3: {"lookup:3"}}
 
 
 def test_replaced_entry_is_indexed_by_its_new_books_only():

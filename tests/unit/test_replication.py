@@ -20,6 +20,7 @@ from pygmy.catalog.service import InvalidationPush, catalog_service
 from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.net.routing import ServiceRoutes
 from pygmy.order.service import order_service
+from pygmy.replication.heartbeat import invalidate_line
 from pygmy.replication.node import Node, NodeService
 from pygmy.replication.replica import ReplicaApp
 from tests.fakes import SyncReactor, config_text, result, stub_remote
@@ -372,7 +373,7 @@ def test_the_catalog_push_goes_out_after_the_backups_and_before_the_write_return
     pending.addCallback(lambda write: when_acknowledged.append(pair.heartbeat.invalidations()))
     pair.view(2, "A", ["B"], to="A")
     pair.reactor.advance(0.25)
-    assert when_acknowledged == [[b"INVALIDATE 1 1"]]
+    assert when_acknowledged == [[invalidate_line(1, 1, "distributed systems")]]
 
 
 def test_every_new_write_is_pushed_a_replayed_one_is_not(pair):
@@ -380,7 +381,10 @@ def test_every_new_write_is_pushed_a_replayed_one_is_not(pair):
     result(pair.buy("r1"))
     result(Catalog(pair.stores["A"], pair.nodes["A"]).update(2, {"stock_delta": 5}, "r2"))
     assert result(pair.buy("r1")).replayed
-    assert pair.heartbeat.invalidations() == [b"INVALIDATE 1 1", b"INVALIDATE 2 2"]
+    assert pair.heartbeat.invalidations() == [
+        invalidate_line(1, 1, "distributed systems"),
+        invalidate_line(2, 2, "distributed systems"),
+    ]
 
 
 def test_no_push_from_a_node_of_itself_nor_without_a_connection(pair):

@@ -1,4 +1,4 @@
--- The write log and its position, version 4 (the current one): a new
+-- The write log and its position, version 4 (superseded by v5.sql): a new
 -- replica database is made from this file and its service's own tables.
 --
 -- log: one entry per write, in seq order (see pygmy/replication/writelog.py).
