@@ -593,3 +593,27 @@ def test_usage_errors_are_one_line_and_status_2(tmp_path, monkeypatch, name, tex
     )
     assert importer.main(args, io.StringIO(), err) == 2
     assert err.getvalue().count("\n") == 1 and says in err.getvalue() and err.getvalue().startswith("pygmy import: ")
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_bar_on_a_terminal_plain_lines_elsewhere(tmp_path, clock, front):
+    from pygmy.cli.import_report import BarProgress, progress_for
+
+    path = write(tmp_path, "b.jsonl", JSONL_ONE * 4)
+    with open(path, "rb") as stream:
+        rows = Rows(stream, "jsonl", path.stat().st_size)
+        summary = Summary(str(path), "jsonl")
+        assert isinstance(progress_for(io.StringIO(), summary, rows, clock), PlainProgress)
+        screen = Terminal()
+        bar = progress_for(screen, summary, rows, clock)
+        assert isinstance(bar, BarProgress)
+        job = Import(clock, StubTreq(front.app.resource()), Settings(str(path), "jsonl", URL, SECRET), rows)
+        bar.summary = job.summary
+        settle(clock, Deferred.fromCoroutine(job.run(bar)))
+        bar.stop()  # again: nothing
+    assert "import" in screen.getvalue() and "4 rows, 4 added, 0 refused" in screen.getvalue()
+    assert clock.getDelayedCalls() == []
