@@ -1,8 +1,8 @@
 """
 The rows of a file for C{pygmy import}: CSV or JSON lines read one line at
-a time, each turned into the body of a C{POST /books} and checked by the
-contract's rules (DESIGN.md section 3) before any request, and the
-C{Idempotency-Key} of each row.
+a time, each turned into the body of a C{POST /books} and checked before
+any request by the rules the route itself applies (L{check_book}), and
+the C{Idempotency-Key} of each row.
 
 A row is one line: a CSV field may be quoted (C{""} for a quote inside)
 but may not span lines, so an unclosed quote spoils only its own line and
@@ -28,13 +28,10 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from pygmy.errors import BadRequest
-from pygmy.net.validate import parse_cost
+from pygmy.net.validate import BOOK_FIELDS, MAX_STOCK, parse_new_book
 
 #: The keys of a book in C{POST /books}, and the columns of a CSV file.
-FIELDS = ("title", "topic", "cost", "stock")
-#: The most characters of a title and a topic (DESIGN.md section 3).
-MAX_TITLE = 300
-MAX_TOPIC = 200
+FIELDS = BOOK_FIELDS
 #: The longest line read, in bytes: the front end's body limit (a row is one body).
 MAX_LINE = 64 * 1024
 #: The formats, and the file name endings that choose them.
@@ -42,7 +39,7 @@ FORMATS = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
 #: What every key starts with (at most 128 visible ASCII characters in all).
 KEY_PREFIX = "import-"
 
-_WHOLE = re.compile(r"[0-9]{1,19}")
+_WHOLE = re.compile(r"[0-9]+")
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -102,31 +99,17 @@ def choose_format(path: str, given: str | None) -> str:
 
 def check_book(body) -> dict:
     """
-    The body of C{POST /books} by the contract's rules: exactly the keys
-    title, topic, cost and stock; title 1 to 300 and topic 1 to 200
-    characters; cost a decimal string of at most two decimals; stock a JSON
-    integer of 0 or more.
+    The body of C{POST /books} by the front end's own rules: those of
+    L{parse_new_book<pygmy.net.validate.parse_new_book>}, which the route
+    applies, so a row refused here would be refused there, with the same
+    sentence.
 
     @return: the canonical body (cost with two decimals).
     @raise BadRequest: with the sentence saying what is wrong.
     """
     if not isinstance(body, dict):
         raise BadRequest("A book must be a JSON object.")
-    missing = [name for name in FIELDS if name not in body]
-    unknown = sorted(set(body) - set(FIELDS))
-    if missing or unknown:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
-            [f"unknown {', '.join(unknown)}"] if unknown else []
-        )
-        raise BadRequest(f"A book has exactly the keys title, topic, cost and stock ({'; '.join(parts)}).")
-    for name, most in (("title", MAX_TITLE), ("topic", MAX_TOPIC)):
-        value = body[name]
-        if not isinstance(value, str) or not 1 <= len(value) <= most:
-            raise BadRequest(f"{name} must be a string of 1 to {most} characters.")
-    stock = body["stock"]
-    if not isinstance(stock, int) or isinstance(stock, bool) or stock < 0:
-        raise BadRequest("stock must be a JSON integer of 0 or more.")
-    return {"title": body["title"], "topic": body["topic"], "cost": parse_cost(body["cost"]), "stock": stock}
+    return parse_new_book(body)
 
 
 class Rows:
@@ -209,7 +192,8 @@ class Rows:
         stock = body["stock"].strip()
         if not _WHOLE.fullmatch(stock):
             raise BadRequest(f"stock must be a whole number of 0 or more, not {body['stock']!r}.")
-        body["stock"] = int(stock)
+        # More digits than any stock allowed: a number that parse_stock refuses in its own words.
+        body["stock"] = int(stock) if len(stock) <= 20 else MAX_STOCK + 1
         body["cost"] = body["cost"].strip()
         return body
 
