@@ -174,9 +174,15 @@ function start() {
     pages.pop();
     showPage(pages[pages.length - 1]);
   });
+  window.addEventListener("hashchange", route);
   showPage(0);
+  route();
+}
+
+// A URL ending in #book/<id> opens that book.
+function route() {
   const match = /^#book\/([1-9][0-9]*)$/.exec(location.hash);
-  if (match) openBook(match[1]);
+  if (match && (current === null || String(current.id) !== match[1])) openBook(match[1]);
 }
 
 start();
