@@ -42,6 +42,7 @@ from zope.interface import implementer
 from pygmy.config import ReplicaConfig
 from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
 from pygmy.net.batching import Batcher
+from pygmy.net.stream import JSONLines
 from pygmy.net.twisted_private import RequestNotSent
 from pygmy.net.web import json_bytes
 
@@ -245,6 +246,47 @@ class Remote:
     async def post(self, path: str, body: dict):
         """POST C{body} as JSON to C{path} and return the decoded JSON body."""
         return await self._call("POST", path, data=self._http.body(json_bytes(body)))
+
+    async def stream(self, path: str, params: dict | None, handle) -> int:
+        """
+        GET C{path}, whose answer is JSON records one per line, and hand
+        each record to C{handle} as it arrives, one at a time (the body
+        waits on the wire while C{handle}'s Deferred is pending; see
+        L{JSONLines}).
+
+        @return: the number of records, once the body ended cleanly and
+            each was handled.
+        @raise ReplicaDown: no answer within the timeout.
+        @raise pygmy.net.stream.StreamBroken: the body stalled for the
+            timeout, broke off, or did not parse.
+        """
+        http = self._http
+        try:
+            response = await http.client.request(
+                "GET",
+                self.url + path,
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+                reactor=http.reactor,
+                allow_redirects=False,
+                unbuffered=True,
+            )
+            if response.code >= 400:
+                raw = await response.content()
+        except (CancelledError, error.ConnectingCancelledError):
+            raise ReplicaDown(f"{self.name} did not answer within {self._timeout}s.") from None
+        except NETWORK_ERRORS as e:
+            raise ReplicaDown(f"{self.name} is unreachable: {e.__class__.__name__}.") from None
+        if response.code >= 400:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise ReplicaDown(f"{self.name} answered {response.code} without JSON.") from None
+            raise _error_from(self.name, response.code, body)
+        receiver = JSONLines(handle, http.reactor, self._timeout, self.name)
+        response.deliverBody(receiver)
+        return await receiver.done
 
     def batched(self, path: str, body: dict):
         """

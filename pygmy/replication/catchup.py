@@ -3,10 +3,12 @@ How a recovering replica catches up with its primary.
 
 L{CatchUp} fetches what the replica missed from the primary's log
 (C{GET /replication/log}), or a whole snapshot (C{GET
-/replication/snapshot}) when its log diverged or the primary compacted past
-it, applies it, and once within L{JOIN_GAP} entries of the primary's head
-asks to join (C{POST /replication/join}): from then on the primary forwards
-it every later entry, and the front end takes it into the view.
+/replication/snapshot}, streamed in pages and installed page by page:
+L{pygmy.replication.install}) when its log diverged, the primary compacted
+past it, or an earlier install did not finish; applies it, and once within
+L{JOIN_GAP} entries of the primary's head asks to join (C{POST
+/replication/join}): from then on the primary forwards it every later
+entry, and the front end takes it into the view.
 
 It runs while its node is C{recovering} and knows a primary: a replica
 error (the primary down, a stale view) waits one heartbeat interval and goes
@@ -20,7 +22,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from pygmy.errors import PygmyError
+from pygmy.errors import Diverged, PygmyError
+from pygmy.replication.install import Install
 
 #: A recovering replica joins once it is this close to the primary's head.
 JOIN_GAP = 200
@@ -38,13 +41,18 @@ class CatchUp:
 
     @param node: the L{Node<pygmy.replication.node.Node>} to bring level: the
         loop reads its C{role}, C{primary}, C{peers}, C{name}, C{label},
-        C{applied_seq} and C{last_view}, applies to its C{store}, and tells it
-        C{advanced(seq, view)} and C{joined()}.
+        C{applied_seq} and C{last_view}, reads and sets its C{installing},
+        applies to its C{store}, and tells it C{advanced(seq, view)} and
+        C{joined()}.
     @param clock: an L{IReactorTime<twisted.internet.interfaces.IReactorTime>}.
     @param interval: the heartbeat interval, in seconds: the wait after a
         failed attempt (four of them after a join, to be taken into the view).
     @ivar running: whether the loop is running.
     """
+
+    #: What installs a snapshot: called with the store and the primary's
+    #: name, it takes the stream's records (L{Install}).
+    installer = Install
 
     def __init__(self, node, clock, interval: float):
         self.node = node
@@ -112,20 +120,46 @@ class CatchUp:
 
     async def _fetch(self, primary) -> bool:
         """
-        Fetch and apply one batch from the primary's log, or a snapshot.
+        Fetch and apply one batch from the primary's log, or a snapshot
+        (at once if an install is unfinished: its rows are no state to
+        catch up from).
 
         @return: whether to fetch again before joining.
         """
         node = self.node
+        if node.installing:
+            await self._install(primary)
+            return True
         reply = await primary.get(
             "/replication/log",
             {"after": str(node.applied_seq), "view": str(node.last_view), "limit": str(CATCH_UP_BATCH)},
         )
         if reply["entries"] is None:
-            snapshot = await primary.get("/replication/snapshot")
-            node.advanced(*await node.store.install(snapshot))
-            log.info("{label}: installed a snapshot at seq {seq}", label=node.label, seq=node.applied_seq)
+            await self._install(primary)
             return True
         if reply["entries"]:
             node.advanced(*await node.store.apply(reply["entries"]))
         return reply["head"] - node.applied_seq > JOIN_GAP
+
+    async def _install(self, primary) -> None:
+        """
+        Install the primary's snapshot as it streams in, a page at a time
+        (L{Install}).  The node is C{installing} from the first record on
+        until the last is committed; a stream that breaks off leaves it so
+        (the next attempt starts over), as does a crash (C{meta} says so).
+        """
+        node = self.node
+        node.installing = True
+        log.info("{label}: installing a snapshot from {primary}", label=node.label, primary=primary.name)
+        install = self.installer(node.store, primary.name)
+        records = await primary.stream("/replication/snapshot", None, install.record)
+        if install.position is None:
+            raise Diverged(f"the snapshot from {primary.name} ended before it was complete")
+        node.installing = False
+        node.advanced(*install.position)
+        log.info(
+            "{label}: installed a snapshot at seq {seq} ({records} records)",
+            label=node.label,
+            seq=node.applied_seq,
+            records=records,
+        )

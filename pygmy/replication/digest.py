@@ -13,8 +13,10 @@ C{requests}, nor C{meta} take part.
  - L{track} runs in the transaction of every write and applied entry,
    after its rows changed: for each changed row it takes the old hash out
    and adds the row's new one (read back by key: the row as stored).
+ - L{add} counts rows inserted where none were: each page of a snapshot's
+   install (which starts from empty tables).
  - L{rebuild} sets everything from the rows themselves: when a database
-   is made, upgraded to schema version 4, or replaced by a snapshot.
+   is made or upgraded to schema version 4.
  - L{recount} computes the digests afresh without changing anything (the
    check of C{GET /admin/verify}).
 
@@ -98,6 +100,20 @@ def track(txn, tables: tuple[Table, ...], changes: list[dict]) -> None:
         sums[table.name] += delta
     for name, value in sums.items():
         _set(txn, name, value)
+
+
+def add(txn, table: Table, rows: list[dict]) -> None:
+    """
+    Count C{rows}, just inserted into C{table} where no row of their keys
+    was (a page of a snapshot's install), as stored: their hashes are kept
+    and added to the table's digest.
+    """
+    hashes = [(str(row[table.columns[0]]), row_hash(table.name, row)) for row in rows]
+    txn.executemany(
+        "INSERT INTO row_hashes (tbl, key, hash) VALUES (?, ?, ?)",
+        [(table.name, key, hex_of(value)) for key, value in hashes],
+    )
+    _set(txn, table.name, _digest(txn, table.name) + sum(value for _, value in hashes))
 
 
 def _set(txn, name: str, value: int) -> None:

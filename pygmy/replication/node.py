@@ -9,9 +9,9 @@ idle       just started; waits for the front end's first view
 primary    takes writes through its L{Replicator<pygmy.replication.primary.Replicator>}
 backup     applies the primary's entries in C{seq} order; serves reads
 recovering not in the view: fetches what it missed from the primary's log
-           (or a snapshot if its log diverged or was compacted past), joins
-           (the primary forwards it every later entry), and waits to be
-           taken into the view (SYNCED)
+           (or a snapshot if its log diverged or was compacted past, or an
+           install was cut short), joins (the primary forwards it every
+           later entry), and waits to be taken into the view (SYNCED)
 ========== =================================================================
 
 The front end's VIEW lines drive every change (L{Node.view_received});
@@ -78,6 +78,10 @@ class Node:
         self.primary: str | None = None
         self.applied_seq = 0
         self.last_view = 0
+        #: A snapshot's install has begun and not ended (here, or before a
+        #: crash): the tables are partial, so the node stays recovering,
+        #: applies nothing forwarded, and catches up with a fresh snapshot.
+        self.installing = False
         self.replicator: Replicator | None = None
         self.heartbeat = None
         self.catchup = CatchUp(self, self.timer, interval)
@@ -87,8 +91,14 @@ class Node:
         self._role_observers: list = []
 
     async def load(self) -> None:
-        """Read where the log stands; call before connecting heartbeats."""
+        """
+        Read where the log stands, and whether an install was cut short;
+        call before connecting heartbeats.
+        """
         self.applied_seq, self.last_view, _ = await self.store.status()
+        self.installing = await self.store.installing()
+        if self.installing:
+            log.warn("{label}: a snapshot's install did not finish; installing a fresh one", label=self.label)
 
     def advanced(self, seq: int, view: int) -> None:
         """The local log now ends at C{seq} of C{view}."""
@@ -157,7 +167,7 @@ class Node:
             if self.replicator is not None:
                 self.replicator.close()
                 self.replicator = None
-            in_view = self.name in backups and not self._needs_resync
+            in_view = self.name in backups and not self._needs_resync and not self.installing
             self.role = "backup" if in_view else "recovering"
         if self.role != before:
             log.info(
@@ -238,6 +248,8 @@ class Node:
         if resync:
             self._diverged()
             raise Diverged(f"{self.label} is resynchronising.")
+        if self.installing:
+            raise Diverged(f"{self.label} is installing a snapshot.")
         try:
             applied, last_view = await self.store.apply(entries)
         except Diverged:

@@ -9,10 +9,20 @@ C{/admin/dump}, the replication routes, and the service's own Klein app
 forget it:
 
 ==================================  ==========================================
+C{GET  /admin/dump}                C{{"applied_seq", "rows": [...]}} and
+                                    every other table under its name,
+                                    written a page at a time (chunked)
+C{GET  /admin/verify}              C{{"checksum", "recounted", "match"}}
+C{GET  /metrics}                   Prometheus text
 C{GET  /replication/log}           C{?after=S&view=V&limit=N} ->
                                     C{{"entries": [...] | null, "head": n}}
                                     (C{null}: the caller needs a snapshot)
-C{GET  /replication/snapshot}      C{{"applied_seq", "last_view", "tables"}}
+C{GET  /replication/snapshot}      the snapshot stream: JSON records, one
+                                    per line (C{snapshot}, C{page}...,
+                                    C{requests}..., C{log}, C{entries}...,
+                                    C{end}), a page at a time at the
+                                    reader's pace; see
+                                    L{pygmy.replication.snapshot}
 C{POST /replication/apply}         C{{"view", "entries", "resync"?}} ->
                                     C{{"applied_seq", "last_view"}}
 C{POST /replication/join}          C{{"replica", "after", "view"}} ->
@@ -35,6 +45,7 @@ from pygmy.errors import BadRequest, NotFound
 from pygmy.net.listener import Listener
 from pygmy.net.remote import HTTPClientService
 from pygmy.net.routing import routes_for
+from pygmy.net.stream import stream_reply
 from pygmy.net.validate import parse_request_id
 from pygmy.net.web import (
     install_error_handlers,
@@ -44,6 +55,7 @@ from pygmy.net.web import (
     require_secret,
 )
 from pygmy.process.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
+from pygmy.replication import snapshot as paged
 from pygmy.replication.heartbeat import BeatFactory
 from pygmy.replication.node import Node, NodeService
 
@@ -154,8 +166,11 @@ class InternalRoutes:
 
     @app.route("/admin/dump", methods=["GET"])
     async def dump(self, request):
-        """The whole replicated table, by id, with the applied sequence number."""
-        return json_response(request, await self.store.dump())
+        """
+        The whole replicated table, by id, with the applied sequence number,
+        written a page at a time (L{pygmy.replication.snapshot.dump}).
+        """
+        await stream_reply(request, lambda send: paged.dump(self.store, send), b"application/json")
 
     @app.route("/admin/verify", methods=["GET"])
     async def verify(self, request):
@@ -172,8 +187,11 @@ class InternalRoutes:
 
     @app.route("/replication/snapshot", methods=["GET"])
     async def snapshot(self, request):
-        """Every table and where the log stands."""
-        return json_response(request, await self.store.snapshot())
+        """
+        Every table, the requests, and the log since the copy began, a page
+        at a time (L{pygmy.replication.snapshot.copy}).
+        """
+        await stream_reply(request, lambda send: paged.copy(self.store, send), paged.NDJSON)
 
     @app.route("/replication/apply", methods=["POST"])
     async def apply(self, request):

@@ -23,8 +23,15 @@ entry's view).
 
 The C{row_hashes} and C{digests} tables (schema version 4) hold the digest
 of the service's tables, brought up to date in the transaction of every
-applied entry and set afresh by a snapshot's install (see
+applied entry and of every page a snapshot's install writes (see
 L{pygmy.replication.digest}).
+
+Snapshots are read and installed in pages (L{pygmy.replication.snapshot},
+L{pygmy.replication.install}).  While a copy for another replica is under
+way, its position is pinned (L{Pins}): compaction keeps the entries after
+it.  While an install is under way, C{meta} holds C{installing = 1}: the
+tables are partly written, so no entry is applied (L{_apply} refuses) and
+a replica restarted in that state installs a snapshot afresh.
 
 The C{requests} table (schema version 3) keeps, per request id that wrote,
 its logged entry, written with the entry (L{append_entry}) on the primary
@@ -105,7 +112,8 @@ def find_request(txn, request_id: str) -> dict | None:
     return None if found is None else json.loads(found[0])
 
 
-def _decode(row) -> dict:
+def decode_entry(row) -> dict:
+    """A log entry from its row of the C{log} table (columns L{ENTRY_COLUMNS})."""
     seq, view, request_id, changes, created, fingerprint = row
     return {
         "seq": seq,
@@ -141,10 +149,37 @@ def _matches(txn, seq: int, view: int) -> bool:
 
 def _read_log(txn, after: int, limit: int) -> list[dict]:
     rows = txn.execute(f"SELECT {ENTRY_COLUMNS} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
-    return [_decode(row) for row in rows.fetchall()]
+    return [decode_entry(row) for row in rows.fetchall()]
+
+
+def installing(txn) -> bool:
+    """Whether a snapshot's install has begun and not ended (C{meta} C{installing})."""
+    found = txn.execute("SELECT value FROM meta WHERE key = 'installing'").fetchone()
+    return found is not None and found[0] != 0
+
+
+def set_installing(txn, value: bool) -> None:
+    """Mark that a snapshot's install has begun (C{True}) or ended."""
+    if value:
+        txn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('installing', 1)")
+    else:
+        txn.execute("DELETE FROM meta WHERE key = 'installing'")
 
 
 def _apply(txn, tables: tuple[Table, ...], entries: list[dict]):
+    if installing(txn):
+        raise Diverged("a snapshot is being installed here; no entry is applied until it is complete")
+    return apply_entries(txn, tables, entries)
+
+
+def apply_entries(txn, tables: tuple[Table, ...], entries: list[dict]):
+    """
+    Apply C{entries} in C{seq} order after the log's last entry: those
+    already held are checked, the first past a gap ends the batch.
+
+    @return: C{(applied_seq, last_view)} after the batch.
+    @raise Diverged: an entry contradicts the log.
+    """
     applied = get_meta(txn, "applied_seq")
     for entry in entries:
         seq = entry["seq"]
@@ -170,30 +205,42 @@ def _table(tables: tuple[Table, ...], name: str) -> Table:
     raise Diverged(f"unknown table {name!r}")
 
 
-def _snapshot(txn, tables: tuple[Table, ...]) -> dict:
-    return {
-        "applied_seq": get_meta(txn, "applied_seq"),
-        "last_view": get_meta(txn, "last_view"),
-        "tables": {table.name: table.rows(txn) for table in tables},
-        "requests": [json.loads(row[0]) for row in txn.execute("SELECT entry FROM requests ORDER BY seq")],
-    }
+class Pins:
+    """
+    The log positions that copies in progress still need (a snapshot for
+    another replica replays the entries after the position it began at):
+    compaction keeps every entry above the lowest.  Used only inside
+    interactions (the database thread), where compaction reads it, so a pin
+    is in place before the position it protects is read, and gone only
+    after the copy has read the entries it needs.
+    """
+
+    def __init__(self):
+        self._held: dict[int, int] = {}
+        self._next = 0
+
+    def hold(self, seq: int) -> int:
+        """Pin C{seq}; the token that L{release} takes."""
+        self._next += 1
+        self._held[self._next] = seq
+        return self._next
+
+    def release(self, token: int) -> None:
+        """Drop the pin C{token} (again: nothing)."""
+        self._held.pop(token, None)
+
+    def lowest(self) -> int | None:
+        """The lowest pinned position, or C{None}."""
+        return min(self._held.values(), default=None)
+
+    def __len__(self) -> int:
+        return len(self._held)
 
 
-def _install(txn, tables: tuple[Table, ...], snapshot: dict):
-    txn.execute("DELETE FROM log")
-    txn.execute("DELETE FROM requests")
-    for entry in snapshot.get("requests", ()):
-        remember_request(txn, entry)
-    for table in tables:
-        txn.execute(f"DELETE FROM {table.name}")
-        table.put(txn, snapshot["tables"][table.name])
-    digest.rebuild(txn, tables)
-    set_meta(txn, "applied_seq", snapshot["applied_seq"])
-    set_meta(txn, "last_view", snapshot["last_view"])
-    return snapshot["applied_seq"], snapshot["last_view"]
-
-
-def _compact(txn, keep: int, below: int, forget_before: str | None) -> int:
+def _compact(txn, keep: int, below: int, forget_before: str | None, pins: Pins | None = None) -> int:
+    pinned = None if pins is None else pins.lowest()
+    if pinned is not None:
+        below = min(below, pinned)
     limit = min(get_meta(txn, "applied_seq") - keep, below)
     deleted = txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
     if forget_before is not None:
@@ -215,9 +262,9 @@ def _forget_requests(txn, before: str) -> int:
 class WriteLog:
     """
     The write log's side of a replica's L{Store<pygmy.replication.store.Store>}:
-    applying entries a primary sent, shipping entries and snapshots to a
-    replica that catches up, and compaction.  Every method runs one
-    interaction and returns its Deferred.
+    applying entries a primary sent, shipping entries to a replica that
+    catches up, the pins of snapshot copies, and compaction.  Every method
+    runs one interaction and returns its Deferred.
 
     @ivar pool: the database's connection pool (one connection).
     @ivar tables: the replicated tables, in dump order.
@@ -234,7 +281,8 @@ class WriteLog:
         first entry past a gap stops the batch.
 
         @return: a Deferred firing with C{(applied_seq, last_view)} after the
-            batch; fails with L{Diverged} if an entry contradicts the log.
+            batch; fails with L{Diverged} if an entry contradicts the log, or
+            while a snapshot's install is under way.
         """
         return self.pool.runInteraction(_apply, self.tables, entries)
 
@@ -263,22 +311,20 @@ class WriteLog:
         """
         return self.pool.runInteraction(_read_log, after, limit)
 
-    def snapshot(self):
-        """
-        @return: a Deferred firing with every table's rows, where the log
-            stands, and the remembered requests' entries:
-            C{{"applied_seq", "last_view", "tables": {name: rows}, "requests": [entry, ...]}}.
-        """
-        return self.pool.runInteraction(_snapshot, self.tables)
+    @property
+    def pins(self) -> Pins:
+        """The positions copies in progress hold (L{Pins}); made on first use, in the reactor thread."""
+        pins = self.__dict__.get("_pins")
+        if pins is None:
+            pins = self.__dict__["_pins"] = Pins()
+        return pins
 
-    def install(self, snapshot: dict):
+    def installing(self):
         """
-        Replace every table, the log and the remembered requests with
-        C{snapshot}, in one transaction.
-
-        @return: a Deferred firing with C{(applied_seq, last_view)}.
+        @return: a Deferred firing with whether a snapshot's install began
+            and did not end (this process's, or one a crash cut short).
         """
-        return self.pool.runInteraction(_install, self.tables, snapshot)
+        return self.pool.runInteraction(installing)
 
     def compact(self, keep: int, below: int, forget_before: str | None = None):
         """
@@ -287,8 +333,11 @@ class WriteLog:
         the same transaction, forget the requests older than it whose
         entries the log no longer holds.
 
+        Whatever C{below} says, entries after a position a copy in progress
+        has pinned (L{pins}) stay.
+
         @param forget_before: an ISO-8601 UTC time stamp, as entries'
             C{created}: the start of the idempotency window.
         @return: a Deferred firing with the number of log entries deleted.
         """
-        return self.pool.runInteraction(_compact, keep, below, forget_before)
+        return self.pool.runInteraction(_compact, keep, below, forget_before, self.pins)

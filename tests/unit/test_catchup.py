@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 
 from pygmy.errors import Unavailable
+from pygmy.net.stream import StreamBroken
 from pygmy.replication.catchup import CATCH_UP_BATCH, JOIN_GAP, CatchUp
 
 INTERVAL = 0.5
@@ -30,6 +31,7 @@ class FakePrimary:
         self.failures: list[Exception] = []
         self.requests: list[tuple[str, dict | None]] = []
         self.compacted = False
+        self.broken: int | None = None
 
     def _answer(self, path, params, reply):
         self.requests.append((path, params))
@@ -37,10 +39,32 @@ class FakePrimary:
             return fail(self.failures.pop(0))
         return succeed(reply())
 
+    def stream(self, path, params, handle):
+        """
+        C{/replication/snapshot}: its records to C{handle}, one at a time;
+        C{broken} records in, the stream breaks off (once).
+        """
+        assert path == "/replication/snapshot"
+        records = [
+            {"snapshot": {"applied_seq": self.head - 1, "last_view": 1}},
+            {"page": {"table": "books", "rows": [{"id": 1}]}},
+            {"log": {"after": self.head - 1, "until": self.head}},
+            {"entries": [self.head]},
+            {"end": {"applied_seq": self.head, "last_view": 1}},
+        ]
+        broken, self.broken = self.broken, None
+
+        def run():
+            for n, record in enumerate(records):
+                if n == broken:
+                    raise StreamBroken("catalog:A broke off its stream.")
+                handle(record)
+            return len(records)
+
+        return self._answer(path, params, run)
+
     def get(self, path, params=None):
-        """C{/replication/log} and C{/replication/snapshot}."""
-        if path == "/replication/snapshot":
-            return self._answer(path, params, lambda: {"applied_seq": self.head, "last_view": 1})
+        """C{/replication/log}."""
 
         def log():
             after, limit = int(params["after"]), int(params["limit"])
@@ -60,13 +84,28 @@ class FakePrimary:
 
 
 class FakeStore:
-    """Applies a batch of entry numbers (or installs a snapshot): where the log ends."""
+    """Applies a batch of entry numbers: where the log ends."""
 
     def apply(self, entries):
         return succeed((entries[-1], 1))
 
-    def install(self, snapshot):
-        return succeed((snapshot["applied_seq"], snapshot["last_view"]))
+
+class FakeInstall:
+    """
+    Takes a snapshot's records (L{FakePrimary.stream}'s) as
+    L{Install<pygmy.replication.install.Install>} would: complete at C{end}.
+    """
+
+    made: list = []
+
+    def __init__(self, store, source):
+        self.records, self.position = [], None
+        FakeInstall.made.append(self)
+
+    def record(self, record):
+        self.records.append(record)
+        if "end" in record:
+            self.position = (record["end"]["applied_seq"], record["end"]["last_view"])
 
 
 class FakeNode:
@@ -80,6 +119,7 @@ class FakeNode:
         self.peers = type("Peers", (), {"remotes": {primary.name: primary}})()
         self.store = FakeStore()
         self.applied_seq = self.last_view = 0
+        self.installing = False
         self.joins = 0
 
     def advanced(self, seq, view):
@@ -93,7 +133,9 @@ def catch_up(head: int, **kwargs):
     """A recovering node behind a primary at C{head}, its L{CatchUp} and clock."""
     primary = FakePrimary(head, **kwargs)
     node, clock = FakeNode(primary), Clock()
-    return node, primary, clock, CatchUp(node, clock, INTERVAL)
+    loop = CatchUp(node, clock, INTERVAL)
+    loop.installer = FakeInstall
+    return node, primary, clock, loop
 
 
 def test_fetches_batches_until_close_then_joins_and_stops_once_in_the_view():
@@ -124,6 +166,65 @@ def test_a_compacted_log_is_caught_up_with_a_snapshot():
     loop.start()
     assert primary.paths() == ["/replication/log", "/replication/snapshot", "/replication/log", "/replication/join"]
     assert (node.applied_seq, node.last_view) == (10, 1)
+
+
+def test_a_snapshot_is_installed_record_by_record_and_the_node_is_installing_until_its_end():
+    node, primary, clock, loop = catch_up(10)
+    primary.compacted = True
+    seen = []
+    original = FakeInstall.record
+
+    def record(install, record):
+        seen.append((next(iter(record)), node.installing, node.applied_seq))
+        return original(install, record)
+
+    FakeInstall.record = record
+    try:
+        loop.start()
+    finally:
+        FakeInstall.record = original
+    assert seen == [(kind, True, 0) for kind in ("snapshot", "page", "log", "entries", "end")]
+    assert not node.installing and (node.applied_seq, node.last_view) == (10, 1)
+
+
+def test_a_broken_off_snapshot_leaves_the_node_installing_and_the_next_try_installs_again_at_once():
+    node, primary, clock, loop = catch_up(10)
+    primary.compacted, primary.broken = True, 2
+    with capturedLogs() as events:
+        loop.start()
+    assert [e["why"] for e in events if "why" in e] == ["catalog:A broke off its stream."]
+    assert primary.paths() == ["/replication/log", "/replication/snapshot"]
+    assert node.installing and node.applied_seq == 0
+    clock.advance(INTERVAL)
+    # Straight to a snapshot: the log after a partial install is no place to start from.
+    assert primary.paths() == ["/replication/log"] + ["/replication/snapshot"] * 2 + [
+        "/replication/log",
+        "/replication/join",
+    ]
+    assert not node.installing and node.applied_seq == 10 and node.joins == 1
+
+
+def test_a_node_that_restarts_mid_install_asks_for_a_snapshot_first():
+    node, primary, clock, loop = catch_up(10)
+    node.installing = True  # what Node.load found in meta
+    loop.start()
+    assert primary.paths() == ["/replication/snapshot", "/replication/log", "/replication/join"]
+    assert not node.installing and node.applied_seq == 10
+
+
+def test_a_stream_that_ends_without_its_end_record_is_not_installed():
+    node, primary, clock, loop = catch_up(10)
+    primary.compacted = True
+    original = primary.stream
+
+    def without_end(path, params, handle):
+        return original(path, params, lambda record: None if "end" in record else handle(record))
+
+    primary.stream = without_end
+    with capturedLogs() as events:
+        loop.start()
+    assert any("ended before it was complete" in e.get("why", "") for e in events)
+    assert node.installing and node.applied_seq == 0 and node.joins == 0
 
 
 def test_not_wanted_unless_recovering_with_a_primary():

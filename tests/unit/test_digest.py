@@ -24,6 +24,7 @@ from pygmy.replication import database, digest
 from pygmy.replication.database import SCHEMA_VERSION, backup_path, prepare, schema_file
 from pygmy.replication.store import change
 from tests.fakes import InMemoryCluster, result, sync_store
+from tests.snapshots import install_snapshot, snapshot_of
 from tests.unit.test_schema import _schema_of, dump_of, version_of
 
 
@@ -72,7 +73,7 @@ def test_after_random_writes_snapshots_and_compactions_the_kept_digest_is_a_reco
             result(primary.compact(chance.randint(0, 10), applied))
             assert_kept_matches_recount(primary)
         if round % 2:
-            result(rebuilt.install(result(primary.snapshot())))
+            install_snapshot(rebuilt, snapshot_of(primary))
             assert checksum(rebuilt) == checksum(primary)
             assert_kept_matches_recount(rebuilt)
 
@@ -153,7 +154,7 @@ def test_recount_and_rebuild_read_the_tables_in_pages(make_store, monkeypatch):
     result(Catalog(store).decrement(7, "last"))
     pages = result(store.read(lambda txn: [len(page) for page in digest._pages(txn, BOOKS)]))
     assert pages == [3, 3, 1]
-    result(store.install(result(store.snapshot())))
+    install_snapshot(store, snapshot_of(store))
     assert_kept_matches_recount(store)
 
 

@@ -18,6 +18,7 @@ from pygmy.errors import Conflict
 from pygmy.replication.node import Node
 from pygmy.replication.store import utc_timestamp
 from tests.fakes import result
+from tests.snapshots import install_snapshot, snapshot_of
 
 #: The stock book 2 starts with.
 STOCK = SEED[1][4]
@@ -101,9 +102,9 @@ def test_a_snapshot_carries_the_remembered_requests(make_store):
     primary, rebuilt = make_store("a"), make_store("b")
     first = buy_then_bury(primary, "key")
     result(Catalog(rebuilt).decrement(6, "only-on-the-rebuilt-one"))
-    snapshot = result(primary.snapshot())
+    snapshot = snapshot_of(primary)
     assert [entry["request_id"] for entry in snapshot["requests"]][:2] == ["key", "other-0"]
-    result(rebuilt.install(snapshot))
+    install_snapshot(rebuilt, snapshot)
     assert requests_of(rebuilt) == requests_of(primary)
     again = result(Catalog(rebuilt).decrement(2, "key"))
     assert again.replayed and again.entry == first.entry
@@ -115,9 +116,9 @@ def test_a_snapshot_carries_the_remembered_requests(make_store):
 def test_a_snapshot_without_requests_installs_none(make_store):
     primary, rebuilt = make_store("a"), make_store("b")
     buy_then_bury(primary, "key")
-    snapshot = result(primary.snapshot())
+    snapshot = snapshot_of(primary)
     del snapshot["requests"]
-    result(rebuilt.install(snapshot))
+    install_snapshot(rebuilt, snapshot)
     assert requests_of(rebuilt) == []
 
 
@@ -154,9 +155,9 @@ def test_compaction_without_a_window_forgets_nothing(make_store):
 def test_the_checksum_leaves_the_requests_out(make_store):
     primary, other = make_store("a"), make_store("b")
     result(Catalog(primary).decrement(2, "key"))
-    snapshot = result(primary.snapshot())
+    snapshot = snapshot_of(primary)
     snapshot["requests"] = []
-    result(other.install(snapshot))
+    install_snapshot(other, snapshot)
     assert requests_of(primary) == ["key"] and requests_of(other) == []
     assert result(other.status()) == result(primary.status())
 

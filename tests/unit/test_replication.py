@@ -24,6 +24,7 @@ from pygmy.replication.heartbeat import invalidate_line
 from pygmy.replication.node import Node, NodeService
 from pygmy.replication.replica import ReplicaApp
 from tests.fakes import SyncReactor, config_text, result, stub_remote
+from tests.snapshots import install_snapshot, snapshot_of
 
 SECRET = "s3cret"
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +104,7 @@ def test_snapshot_installs_the_same_state_and_the_log_goes_on(make_store):
     source, target = make_store("source"), make_store("target")
     written(source, 3, view=2)
     written(target, 5, view=1, start=100)
-    assert result(target.install(result(source.snapshot()))) == (3, 2)
+    assert install_snapshot(target, snapshot_of(source)) == (3, 2)
     assert result(target.status()) == result(source.status())
     assert result(target.read_log(0, 10)) == []
     (next_entry,) = written(source, 1, view=2, start=3)
