@@ -11,6 +11,7 @@ The C{pygmy} command: use a book store, load it, run a cluster and test it.
     pygmy up     [--config config.ini] [--only NAME ...]
     pygmy down   [--config config.ini] [--only NAME ...]
     pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N] [--frontend]
+    pygmy evaluate --out DIR [--config config.ini] [--json [FILE]] [--quick] [--clients 1,3,5,9]
 
 The client commands talk to the front end at C{--url}, or at the C{[frontend]}
 host and port of the config file (C{./config.ini} if it exists), or at
@@ -215,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports = commands.add_parser("import", help="add the books of a CSV or JSON lines file (POST /books)")
     _add_frontend(imports)
     add_import(imports)
+    from pygmy.cli.evaluate_options import add_arguments as add_evaluate
+
+    add_evaluate(commands.add_parser("evaluate", help="measure a running cluster: cache, consistency, faults"))
 
     up = commands.add_parser("up", help="start every replica, then the front end, as twistd daemons")
     _add_config(up)
@@ -282,6 +286,10 @@ def main(argv=None) -> int:
         from pygmy.cli import importer
 
         return importer.main(args)
+    if args.command == "evaluate":
+        from pygmy.cli import evaluate
+
+        return evaluate.main(args, (sys.argv[1:] if argv is None else list(argv))[1:])
     try:
         config = configuration.load(args.config)
     except configuration.ConfigError as e:

@@ -42,6 +42,7 @@ class Request:
     method: str
     url: str
     headers: dict = field(default_factory=dict)
+    body: bytes | None = None
 
 
 def percentile(ordered: list[float], p: float) -> float:
@@ -81,6 +82,7 @@ def _statistics(found: list[Sample], seconds: float) -> dict:
         "mean": sum(latencies) / len(latencies),
         "p50": percentile(latencies, 50),
         "p90": percentile(latencies, 90),
+        "p95": percentile(latencies, 95),
         "p99": percentile(latencies, 99),
         "max": latencies[-1],
     }
@@ -89,7 +91,7 @@ def _statistics(found: list[Sample], seconds: float) -> dict:
 def summarise(samples: list[Sample], seconds: float) -> dict:
     """
     Per operation: C{count}, C{ok} (2xx), C{errors} by status, C{rps}
-    over C{seconds}, and C{mean}, C{p50}, C{p90}, C{p99}, C{max} of the
+    over C{seconds}, and C{mean}, C{p50}, C{p90}, C{p95}, C{p99}, C{max} of the
     latency in seconds.
     """
     by_operation: dict[str, list[Sample]] = {}
@@ -147,8 +149,8 @@ async def drive(
     """
     Run C{clients} concurrent clients until C{duration} seconds have
     passed or C{count} requests were sent (whichever is given; both bound
-    the run).  C{plan(n)} gives the C{n}-th request (its C{headers} are
-    sent with it).
+    the run).  C{plan(n)} gives the C{n}-th request (its C{headers}, and
+    its C{body} if any, are sent with it).
 
     @param on_sample: called with each L{Sample} as it is recorded.
     @param timeout: seconds one request may take before it counts as
@@ -169,7 +171,8 @@ async def drive(
             request = plan(n)
             sent = reactor.seconds()
             try:
-                response = await http.request(request.method, request.url, headers=request.headers, **limit)
+                body = {} if request.body is None else {"data": request.body}
+                response = await http.request(request.method, request.url, headers=request.headers, **body, **limit)
                 await response.content()
                 status = response.code
             except Exception:
