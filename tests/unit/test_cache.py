@@ -7,7 +7,9 @@ before an invalidation of a book it shows.
 
 import pytest
 
+from pygmy.frontend import cache as cache_module
 from pygmy.frontend.cache import ReplyCache
+from pygmy.replication.heartbeat import topic_token
 
 
 def store(cache, key, items=(), body=None):
@@ -199,3 +201,65 @@ def test_clear_drops_everything_and_refuses_older_fills():
     assert cache.store("lookup:1", b"old", (1,), before) is False
     assert cache.store("list", b"old", None, before) is False
     assert store(cache, "lookup:1", (1,)) is True
+
+
+# Topics: a search is tagged with its topic token, so that a new book shows
+
+
+def searches():
+    """A cache with two searches of one topic (two spellings), one of another, a lookup and the list."""
+    cache = ReplyCache(10)
+    store(cache, "search:École", [8, topic_token("École")])
+    store(cache, "search:école", [8, topic_token("école")])
+    store(cache, "search:travel", [7, topic_token("travel")])
+    store(cache, "lookup:8", (8,))
+    store(cache, "list", None)
+    return cache
+
+
+def test_a_topic_invalidation_drops_its_searches_in_every_case_and_the_list():
+    cache = searches()
+    cache.invalidate(topic_token("ÉCOLE"))
+    assert keys(cache) == {"search:travel", "lookup:8"}
+
+
+def test_a_search_with_no_book_yet_is_dropped_by_its_topic():
+    cache = ReplyCache(10)
+    store(cache, "search:nothing", [topic_token("nothing")])
+    cache.invalidate(9)
+    assert keys(cache) == {"search:nothing"}
+    cache.invalidate(topic_token("NOTHING"))
+    assert keys(cache) == set()
+
+
+def test_a_search_fill_begun_before_its_topic_is_invalidated_is_refused():
+    cache = ReplyCache(10)
+    before = cache.ticket()
+    cache.invalidate(topic_token("travel"))
+    assert cache.store("search:Travel", b"old", [7, topic_token("Travel")], before) is False
+    assert cache.store("lookup:7", b"seven", (7,), before) is True
+    assert cache.store("search:other", b"o", [5, topic_token("other")], before) is True
+    assert keys(cache) == {"lookup:7", "search:other"}
+
+
+def test_book_ids_and_topic_tokens_never_meet():
+    cache = ReplyCache(10)
+    store(cache, "lookup:1", (1,))
+    cache.invalidate("1")
+    assert keys(cache) == {"lookup:1"}
+
+
+def test_past_the_remembered_tags_every_older_fill_is_refused(monkeypatch):
+    """A million new books do not grow the cache: it forgets, and refuses what it can no longer judge."""
+    monkeypatch.setattr(cache_module, "REMEMBERED", 5)
+    cache = ReplyCache(10)
+    before = cache.ticket()
+    for item in range(100, 120):
+        cache.invalidate(item)
+        assert len(cache._invalidated) <= 5
+    assert cache.store("lookup:1", b"old", (1,), before) is False
+    assert cache.store("lookup:2", b"new", (2,), cache.ticket()) is True
+    recent = cache.ticket()
+    cache.invalidate(119)
+    assert cache.store("lookup:119", b"old", (119,), recent) is False
+    assert cache.store("lookup:3", b"fine", (3,), recent) is True

@@ -7,6 +7,8 @@ the node.
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -18,8 +20,10 @@ from pygmy.replication.heartbeat import (
     BeatFactory,
     MonitorFactory,
     ProtocolError,
+    invalidate_line,
     parse,
     proof,
+    topic_token,
     view_line,
 )
 
@@ -50,6 +54,9 @@ class FakeMonitor:
 
     def synced(self, *args):
         self.calls.append(("synced", *args))
+
+    def invalidate(self, *args):
+        self.calls.append(("invalidate", *args))
 
     def disconnected(self, service, replica, connection):
         self.calls.append(("disconnected", service, replica, connection))
@@ -341,3 +348,61 @@ def test_lines_on_a_superseded_connection_close_it():
     for protocol in (old, new):
         protocol.connectionLost(None)
     assert clock.getDelayedCalls() == []
+
+
+# INVALIDATE and the topic token
+
+
+def test_topic_token_is_the_same_for_every_spelling_a_search_matches():
+    expected = hashlib.sha256("école".encode("utf-8")).hexdigest()[:32]
+    assert topic_token("école") == topic_token("ÉCOLE") == topic_token("E\u0301cole") == expected
+    assert topic_token("STRASSE") == topic_token("straße")
+    assert topic_token("ecole") != expected
+    assert topic_token("Distributed Systems") == hashlib.sha256(b"distributed systems").hexdigest()[:32]
+
+
+def test_invalidate_parses_with_and_without_its_topic():
+    token = topic_token("travel")
+    assert parse(b"INVALIDATE 7 42") == ("INVALIDATE", 7, 42, None)
+    assert parse(f"INVALIDATE 7 42 {token}".encode()) == ("INVALIDATE", 7, 42, token)
+    assert parse(invalidate_line(8, 43, "Travel")) == ("INVALIDATE", 8, 43, token)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"INVALIDATE 7",
+        b"INVALIDATE 7 42 " + b"a" * 31,
+        b"INVALIDATE 7 42 " + b"a" * 33,
+        b"INVALIDATE 7 42 " + b"A" * 32,
+        b"INVALIDATE 7 42 " + b"g" * 32,
+        b"INVALIDATE 7 42 travel",
+        b"INVALIDATE 7 42 " + b"a" * 32 + b" x",
+        b"INVALIDATE x 42 " + b"a" * 32,
+    ],
+)
+def test_invalidate_refuses(line):
+    with pytest.raises(ProtocolError):
+        parse(line)
+
+
+def test_the_longest_invalidate_line_fits():
+    line = invalidate_line(2**63 - 1, 2**63 - 1, "\U0010ffff" * 200)
+    assert len(line) + 1 <= MAX_LINE
+    assert parse(line)[1:3] == (2**63 - 1, 2**63 - 1)
+
+
+def test_invalidate_from_the_catalog_tells_the_monitor_the_book_and_the_topic(front):
+    protocol, transport, monitor, clock = front
+    token = topic_token("travel")
+    protocol.dataReceived(hello(protocol) + f"INVALIDATE 7 42 {token}\nINVALIDATE 3 43\n".encode())
+    assert monitor.calls[1:] == [("invalidate", "A", 7, 42), ("invalidate", "A", token, 42), ("invalidate", "A", 3, 43)]
+    assert not transport.disconnecting
+
+
+def test_invalidate_from_an_order_replica_closes(front):
+    protocol, transport, monitor, clock = front
+    monitor.known.add(("order", "A"))
+    protocol.dataReceived(hello(protocol, "order") + b"INVALIDATE 7 42\n")
+    assert transport.disconnecting
+    assert [call[0] for call in monitor.calls] == ["connected"]

@@ -11,8 +11,11 @@ from pygmy.errors import BadRequest
 from pygmy.net.validate import (
     MAX_ID,
     MAX_PAGE,
+    MAX_STOCK,
+    fold_topic,
     parse_cost,
     parse_id,
+    parse_new_book,
     parse_page,
     parse_request_id,
     parse_stock_delta,
@@ -258,3 +261,75 @@ def test_parse_page_accepts(args, expected):
 def test_parse_page_rejects(args):
     with pytest.raises(BadRequest):
         parse_page(args)
+
+
+# New books (POST /books) and the folding of topics
+
+BOOK = {"title": "Distributed Algorithms", "topic": "distributed systems", "cost": "42.5", "stock": 10}
+
+#: A key taken out of L{BOOK}.
+GONE = object()
+
+
+def test_parse_new_book_cleans_the_cost_and_keeps_the_rest():
+    assert parse_new_book(dict(BOOK)) == {**BOOK, "cost": "42.50"}
+    limits = {"title": "t" * 300, "topic": "\U0001f4da" * 200, "cost": "0", "stock": MAX_STOCK}
+    assert parse_new_book(limits) == {**limits, "cost": "0.00"}
+    assert parse_new_book({**BOOK, "stock": 0})["stock"] == 0
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"title": GONE}, "Missing field(s): title."),
+        ({"title": GONE, "stock": GONE}, "Missing field(s): title, stock."),
+        ({"colour": "red"}, "Unknown field(s): colour"),
+        ({"title": ""}, "title must not be empty"),
+        ({"title": " \t\u3000"}, "title must not be empty"),
+        ({"title": "t" * 301}, "title must be at most 300 characters, not 301"),
+        ({"title": 5}, "title must be a string"),
+        ({"title": "\ud800"}, "lone surrogate"),
+        ({"topic": ""}, "topic must not be empty"),
+        ({"topic": "x" * 201}, "topic must be at most 200 characters"),
+        ({"topic": ["x"]}, "topic must be a string"),
+        ({"cost": 12.5}, "cost must be a decimal string"),
+        ({"cost": "1.234"}, "cost must be a decimal string"),
+        ({"cost": "-1"}, "cost must be a decimal string"),
+        ({"cost": "NaN"}, "cost must be a decimal string"),
+        ({"cost": "1000000000"}, "cost must be below"),
+        ({"stock": -1}, "stock must be from 0 to"),
+        ({"stock": MAX_STOCK + 1}, "stock must be from 0 to"),
+        ({"stock": True}, "stock must be a JSON integer"),
+        ({"stock": 1.0}, "stock must be a JSON integer"),
+        ({"stock": "5"}, "stock must be a JSON integer"),
+        ({"stock": None}, "stock must be a JSON integer"),
+    ],
+)
+def test_parse_new_book_refuses_with_a_clear_message(change, words):
+    body = {key: value for key, value in {**BOOK, **change}.items() if value is not GONE}
+    with pytest.raises(BadRequest) as info:
+        parse_new_book(body)
+    assert words in info.value.message
+
+
+def test_parse_new_book_refuses_the_empty_object():
+    with pytest.raises(BadRequest, match="Missing field"):
+        parse_new_book({})
+
+
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        ("école", "ÉCOLE", "Ecole".replace("E", "E\u0301"), "e\u0301cole"),
+        ("straße", "STRASSE", "Strasse"),
+        ("Distributed Systems", "distributed systems", "DISTRIBUTED SYSTEMS"),
+        ("ΣΊΣΥΦΟΣ", "σίσυφος", "σίσυφοσ"),
+    ],
+)
+def test_fold_topic_makes_every_caseless_spelling_one_key(spellings):
+    assert len({fold_topic(topic) for topic in spellings}) == 1
+
+
+def test_fold_topic_keeps_different_words_apart():
+    assert fold_topic("école") != fold_topic("ecole")
+    assert fold_topic("graduate school") != fold_topic("graduate  school")
