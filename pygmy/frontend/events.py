@@ -183,12 +183,12 @@ class Timeline:
             return
         old, when = died
         who = "is primary again" if old == replica else "took over as primary"
-        text = f"{service}:{replica} {who} in view {number}, {now - when:.2f} s after {service}:{old} died."
+        text = f"{service}:{replica} {who} in view {number}, {now - when:.3f} s after {service}:{old} died."
         self.ring.add("failover", service, replica, number, text, now - when)
 
     def _caught_up(self, service: str, replica: str, seq, number: int, now: float) -> None:
         came_back = self._back.pop((service, replica), None)
-        after = "" if came_back is None else f", {now - came_back:.2f} s after it came back"
+        after = "" if came_back is None else f", {now - came_back:.3f} s after it came back"
         text = f"{service}:{replica} caught up to seq {seq} and joined the in-sync set in view {number}{after}."
         duration = None if came_back is None else now - came_back
         self.ring.add("catch_up", service, replica, number, text, duration)

@@ -302,7 +302,7 @@ def test_a_silent_primary_is_a_failover_timed_from_its_last_beat(config):
     assert dead["message"] == "catalog:A, the primary, declared dead: silent for 2.00s."
     assert view["message"] == "catalog view 2: primary B, backups none (B promoted)."
     assert failover["duration"] == 2.0
-    assert failover["message"] == "catalog:B took over as primary in view 2, 2.00 s after catalog:A died."
+    assert failover["message"] == "catalog:B took over as primary in view 2, 2.000 s after catalog:A died."
 
 
 def test_a_failover_is_recorded_when_its_view_is_pushed(config):
@@ -337,7 +337,7 @@ def test_a_catch_up_is_timed_from_the_return_to_the_view_with_it_in_sync(config)
     assert view["message"] == "catalog view 3: primary A, backups B (B caught up to seq 9)."
     assert caught_up["duration"] == 1.25
     assert caught_up["message"] == (
-        "catalog:B caught up to seq 9 and joined the in-sync set in view 3, 1.25 s after it came back."
+        "catalog:B caught up to seq 9 and joined the in-sync set in view 3, 1.250 s after it came back."
     )
 
 
@@ -352,7 +352,7 @@ def test_a_primary_that_returns_alone_is_primary_again(config):
     beats.beat("A", view=3)
     failover = beats.events()[-1]
     assert beats.kinds(seen)[-1] == ("failover", "A", 4)
-    assert failover["message"] == "catalog:A is primary again in view 4, 4.00 s after catalog:A died."
+    assert failover["message"] == "catalog:A is primary again in view 4, 4.000 s after catalog:A died."
     assert failover["duration"] == 4.0
 
 

@@ -153,8 +153,8 @@ function renderEvents(reply) {
     item.dataset.kind = event.kind;
     const when = el("time", new Date(event.time).toLocaleTimeString());
     when.dateTime = event.time;
+    // A failover's or catch-up's message gives its duration (also in event.duration).
     item.append(when, " ", el("span", label(event.kind), "kind"), " ", el("span", event.message, "text"));
-    if (event.duration !== null) item.append(" ", el("span", "(" + event.duration.toFixed(2) + " s)", "duration"));
     list.prepend(item);
   }
   lastEvent = reply.next;
