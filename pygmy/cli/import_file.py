@@ -191,7 +191,7 @@ class Rows:
         body: dict = dict(zip(columns, fields, strict=True))
         stock = body["stock"].strip()
         if not _WHOLE.fullmatch(stock):
-            raise BadRequest(f"stock must be a whole number of 0 or more, not {body['stock']!r}.")
+            raise BadRequest(f"stock must be a whole number of 0 or more, not {_shown(body['stock'])}.")
         # More digits than any stock allowed: a number that parse_stock refuses in its own words.
         body["stock"] = int(stock) if len(stock) <= 20 else MAX_STOCK + 1
         body["cost"] = body["cost"].strip()
@@ -251,6 +251,11 @@ def header(text: str, name: str, number: int) -> tuple[str, ...]:
             f"once each, in any order ({wrong})"
         )
     return columns
+
+
+def _shown(value: str, most: int = 40) -> str:
+    """C{value} quoted for a message, cut to about C{most} characters."""
+    return repr(value) if len(value) <= most else repr(value[:most]) + "..."
 
 
 def _refuse_constant(name: str):

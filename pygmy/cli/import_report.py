@@ -7,13 +7,18 @@ import stopped if it did), as text or as JSON.
 
 from __future__ import annotations
 
+import heapq
 import json
+import tempfile
 from dataclasses import dataclass, field
+from typing import Iterator
 
 #: Seconds between two progress lines when stderr is not a terminal.
 PLAIN_EVERY = 5.0
 #: Seconds between two redraws of the bar on a terminal.
 BAR_EVERY = 0.1
+#: Refused rows kept in memory; more go to sorted runs in temporary files.
+KEEP = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,54 @@ class Refusal:
         return {"line": self.line, "status": self.status, "code": self.code, "message": self.message}
 
 
+class Refusals:
+    """
+    The refused rows, given back in line order: up to C{keep} in memory,
+    and beyond that in sorted runs on disk, merged when read (a merge
+    sort), so that a file whose every row is refused needs no more memory
+    than one whose every row is added.
+    """
+
+    def __init__(self, keep: int = KEEP):
+        self.keep = keep
+        self.count = 0
+        self._buffer: list[Refusal] = []
+        self._runs: list = []
+
+    def append(self, refusal: Refusal) -> None:
+        """Keep C{refusal}."""
+        self._buffer.append(refusal)
+        self.count += 1
+        if len(self._buffer) >= self.keep:
+            self._spill()
+
+    def _spill(self) -> None:
+        run = tempfile.TemporaryFile("w+", encoding="utf-8")
+        for r in sorted(self._buffer, key=_line):
+            run.write(json.dumps([r.line, r.message, r.status, r.code], ensure_ascii=False) + "\n")
+        self._runs.append(run)
+        self._buffer = []
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Refusal]:
+        return heapq.merge(sorted(self._buffer, key=_line), *map(_read_run, self._runs), key=_line)
+
+    def close(self) -> None:
+        """Delete the runs on disk."""
+        for run in self._runs:
+            run.close()
+        self._runs = []
+
+
+def _read_run(run) -> Iterator[Refusal]:
+    run.seek(0)
+    for text in run:
+        line, message, status, code = json.loads(text)
+        yield Refusal(line, message, status, code)
+
+
 @dataclass
 class Summary:
     """
@@ -52,7 +105,8 @@ class Summary:
     @ivar added: rows the front end answered 2xx (on a rerun, with its first answer).
     @ivar refused: rows the front end or the local checks refused: not added.
     @ivar unconfirmed: rows given up after their retries, or left when the
-        import stopped: perhaps added, perhaps not (a rerun settles them).
+        import stopped: perhaps added, perhaps not (a rerun settles them);
+        at most one per worker.
     @ivar stop: why the import stopped before the end of the file, or C{None}.
     @ivar last_line: the line of the last row taken from the file.
     """
@@ -62,7 +116,7 @@ class Summary:
     rows: int = 0
     added: int = 0
     retries: int = 0
-    refused: list = field(default_factory=list)
+    refused: Refusals = field(default_factory=Refusals)
     unconfirmed: list = field(default_factory=list)
     stop: Refusal | None = None
     last_line: int = 0
@@ -73,42 +127,61 @@ class Summary:
         """Whether every row of the file was added."""
         return not self.refused and not self.unconfirmed and self.stop is None
 
-    def as_json(self) -> dict:
-        """The C{--json} document."""
+    def json_pieces(self) -> Iterator[str]:
+        """The C{--json} document, piece by piece (the refusals one by one, never all in memory)."""
         stop = None
         if self.stop is not None:
-            stop = {**self.stop.as_json(), "after_line": self.last_line}
-            del stop["line"]
-        return {
-            "file": self.path,
-            "format": self.form,
-            "rows": self.rows,
-            "added": self.added,
-            "refused": [r.as_json() for r in sorted(self.refused, key=_line)],
-            "unconfirmed": [r.as_json() for r in sorted(self.unconfirmed, key=_line)],
-            "stopped": stop,
-            "retries": self.retries,
-            "seconds": round(self.seconds, 3),
-        }
+            stop = {k: v for k, v in self.stop.as_json().items() if k != "line"} | {"after_line": self.last_line}
+        yield "{\n"
+        for key, value in (("file", self.path), ("format", self.form), ("rows", self.rows), ("added", self.added)):
+            yield f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},\n"
+        yield '  "refused": '
+        yield from _array(iter(self.refused))
+        yield ',\n  "unconfirmed": '
+        yield from _array(iter(sorted(self.unconfirmed, key=_line)))
+        for key, value in (("stopped", stop), ("retries", self.retries), ("seconds", round(self.seconds, 3))):
+            yield f",\n  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}"
+        yield "\n}"
 
-    def text(self) -> str:
-        """The summary for people: the counts, then one line per row not added."""
+    def dumps(self) -> str:
+        """The C{--json} document as one string (L{json_pieces} joined)."""
+        return "".join(self.json_pieces())
+
+    def lines(self) -> Iterator[str]:
+        """The summary for people: the counts, then one line per row not added, in line order."""
         counts = f"{self.rows} {_rows(self.rows)}: {self.added} added, {len(self.refused)} refused"
         if self.unconfirmed:
             counts += f", {len(self.unconfirmed)} not confirmed"
-        lines = [f"{self.path}: {counts}"]
-        lines += [f"  line {r.line}: {r.reason()}" for r in sorted(self.refused, key=_line)]
+        yield f"{self.path}: {counts}"
+        for r in self.refused:
+            yield f"  line {r.line}: {r.reason()}"
         if self.unconfirmed:
-            lines.append("not confirmed (perhaps added; run the same file again to settle them):")
-            lines += [f"  line {r.line}: {r.reason()}" for r in sorted(self.unconfirmed, key=_line)]
+            yield "not confirmed (perhaps added; run the same file again to settle them):"
+            for r in sorted(self.unconfirmed, key=_line):
+                yield f"  line {r.line}: {r.reason()}"
         if self.stop is not None:
-            lines.append(f"stopped after line {self.last_line}: {self.stop.reason()}")
-            lines.append("the rest of the file was not sent; run the same file again: no row is added twice")
-        return "\n".join(lines)
+            yield f"stopped after line {self.last_line}: {self.stop.reason()}"
+            yield "the rest of the file was not sent; run the same file again: no row is added twice"
 
-    def dumps(self) -> str:
-        """L{as_json} as indented JSON text."""
-        return json.dumps(self.as_json(), indent=2, ensure_ascii=False)
+    def text(self) -> str:
+        """L{lines} as one string."""
+        return "\n".join(self.lines())
+
+    def close(self) -> None:
+        """Delete what the refusals keep on disk."""
+        self.refused.close()
+
+
+def _array(refusals: Iterator[Refusal]) -> Iterator[str]:
+    """A JSON array of C{refusals}, one per line."""
+    first = next(refusals, None)
+    if first is None:
+        yield "[]"
+        return
+    yield "[\n    " + json.dumps(first.as_json(), ensure_ascii=False)
+    for r in refusals:
+        yield ",\n    " + json.dumps(r.as_json(), ensure_ascii=False)
+    yield "\n  ]"
 
 
 def _line(refusal: Refusal) -> int:

@@ -120,7 +120,9 @@ class Sender:
             try:
                 status, content, retry_after = await self._post(request)
             except Exception as e:  # any transport failure or the timeout: no answer
-                failure = Refusal(row.line, f"no answer ({describe_failure(e)})", None, "unreachable")
+                failure = Refusal(
+                    row.line, f"no answer from {self.settings.url} ({describe_failure(e)})", None, "unreachable"
+                )
                 wait = 0.0
             else:
                 if 200 <= status < 300:
@@ -317,6 +319,11 @@ def open_rows(path: str, form: str) -> Rows:
     return rows
 
 
+def _with_ends(lines):
+    for line in lines:
+        yield line + "\n"
+
+
 def _count(low: int):
     """An argparse type: a whole number of C{low} or more."""
 
@@ -415,7 +422,13 @@ def main(args, out=None, err=None) -> int:
         finally:
             reactor.removeSystemEventTrigger(trigger)
             await pool.closeCachedConnections()
-        print(summary.dumps() if settings.json else summary.text(), file=out)
+        try:
+            for piece in summary.json_pieces() if settings.json else _with_ends(summary.lines()):
+                out.write(piece)
+            out.write("\n" if settings.json else "")
+            out.flush()
+        finally:
+            summary.close()
         return exit_status(summary)
 
     try:

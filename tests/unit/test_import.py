@@ -25,7 +25,7 @@ from twisted.internet.task import Clock
 from pygmy import cli
 from pygmy.cli import importer
 from pygmy.cli.import_file import MAX_LINE, FileError, Row, Rows, check_book, choose_format, row_key
-from pygmy.cli.import_report import PLAIN_EVERY, PlainProgress, Summary
+from pygmy.cli.import_report import PLAIN_EVERY, PlainProgress, Refusal, Refusals, Summary
 from pygmy.cli.importer import Import, Settings
 from pygmy.errors import BadRequest
 
@@ -229,7 +229,8 @@ def test_csv_any_column_order_case_bom_crlf_and_blank_lines(tmp_path):
         ("2,Dune,scifi", "no cost"),
         ("2,Dune", "no topic, cost"),
         ("2,Dune,scifi,9.99,extra", "5 fields, but the header has 4 columns"),
-        ("many,Dune,scifi,9.99", "stock must be a whole number"),
+        ("many,Dune,scifi,9.99", "stock must be a whole number of 0 or more, not 'many'."),
+        ("x" * 50 + ",Dune,scifi,9.99", f"stock must be a whole number of 0 or more, not {'x' * 40!r}...."),
         ("-1,Dune,scifi,9.99", "stock must be a whole number"),
         ("2.0,Dune,scifi,9.99", "stock must be a whole number"),
         ("2,Dune,scifi,9.999", "cost must be a decimal string"),
@@ -430,7 +431,7 @@ def test_a_row_given_up_stops_the_import_and_is_not_confirmed(tmp_path, clock, f
     text = "".join(json.dumps({"title": f"B{n}", "topic": "t", "cost": "1.00", "stock": 1}) + "\n" for n in range(50))
     summary = run_import(tmp_path, clock, StubTreq(front.app.resource()), "b.jsonl", text, concurrency=2, retries=3)
     assert front.books == {}
-    assert summary.added == 0 and summary.refused == []
+    assert summary.added == 0 and list(summary.refused) == []
     assert len(summary.unconfirmed) == 2 and summary.stop.code == "unavailable"
     assert "after 4 tries" in summary.stop.message
     assert summary.last_line == 2 and len(front.requests) <= 8
@@ -442,7 +443,10 @@ def test_no_front_end_at_all_stops_with_status_3(tmp_path, clock, front):
     http = Flaky(StubTreq(front.app.resource()), refuse=10**6)
     summary = run_import(tmp_path, clock, http, "b.jsonl", JSONL_ONE * 5, concurrency=1, retries=2)
     assert summary.stop.code == "unreachable" and importer.exit_status(summary) == 3
-    assert summary.rows == 1 and summary.unconfirmed[0].message.startswith("no answer (connection refused)")
+    assert (
+        summary.rows == 1
+        and summary.unconfirmed[0].message == f"no answer from {URL} (connection refused) (after 3 tries)"
+    )
 
 
 def test_a_wrong_secret_stops_the_import(tmp_path, clock, front):
@@ -480,7 +484,7 @@ def test_many_local_refusals_let_the_reactor_turn(tmp_path, clock, front):
 def test_json_summary(tmp_path, clock, front):
     text = "title,topic,cost,stock\nDune,scifi,9.99,3\nEmma,novel,cheap,1\n"
     summary = run_import(tmp_path, clock, StubTreq(front.app.resource()), "books.csv", text)
-    document = summary.as_json()
+    document = json.loads(summary.dumps())
     assert document == {
         "file": str(tmp_path / "books.csv"),
         "format": "csv",
@@ -499,14 +503,58 @@ def test_json_summary(tmp_path, clock, front):
         "retries": 0,
         "seconds": document["seconds"],
     }
-    assert json.loads(summary.dumps()) == document
+
+
+def test_json_summary_of_a_stop():
+    summary = Summary("b.jsonl", "jsonl", rows=3, added=1, last_line=3)
+    summary.unconfirmed.append(Refusal(3, "No primary. (after 9 tries)", 503, "unavailable"))
+    summary.unconfirmed.append(Refusal(2, "no answer (timed out) (after 9 tries)", None, "unreachable"))
+    summary.stop = summary.unconfirmed[0]
+    document = json.loads(summary.dumps())
+    assert document["refused"] == []
+    assert [r["line"] for r in document["unconfirmed"]] == [2, 3]
+    assert document["stopped"] == {
+        "status": 503,
+        "code": "unavailable",
+        "message": "No primary. (after 9 tries)",
+        "after_line": 3,
+    }
+
+
+def test_refusals_beyond_the_memory_keep_go_to_sorted_runs_on_disk():
+    refusals = Refusals(keep=3)
+    lines = [9, 2, 7, 1, 8, 3, 10, 5, 4, 6, 11]
+    for line in lines:
+        refusals.append(Refusal(line, f"bad {line} ✗"))
+    assert len(refusals) == 11 and len(refusals._buffer) == 2 and len(refusals._runs) == 3
+    assert [r.line for r in refusals] == sorted(lines)
+    assert [r.message for r in refusals][:2] == ["bad 1 ✗", "bad 2 ✗"]  # read twice: the same
+    runs = refusals._runs
+    refusals.close()
+    assert all(run.closed for run in runs)
+
+
+def test_many_refusals_are_reported_in_line_order_from_disk(tmp_path, clock, front):
+    text = "title,topic,cost,stock\n" + "".join(f"B{n},t,{'bad' if n % 3 else '1.00'},1\n" for n in range(300))
+    path = write(tmp_path, "b.csv", text)
+    with open(path, "rb") as stream:
+        rows = Rows(stream, "csv", path.stat().st_size)
+        rows.read_header()
+        job = Import(clock, StubTreq(front.app.resource()), Settings(str(path), "csv", URL, SECRET), rows)
+        job.summary.refused = Refusals(keep=7)
+        summary = settle(clock, Deferred.fromCoroutine(job.run()))
+    assert summary.added == 100 and len(summary.refused) == 200
+    listed = [int(line.split()[1].rstrip(":")) for line in summary.lines() if line.startswith("  line ")]
+    assert listed == [n + 2 for n in range(300) if n % 3]
+    assert [r["line"] for r in json.loads(summary.dumps())["refused"]] == listed
+    summary.close()
 
 
 def test_text_summary():
     summary = Summary("books.csv", "csv", rows=3, added=2)
     assert summary.text() == "books.csv: 3 rows: 2 added, 0 refused"
-    summary.refused.append(importer.Refusal(9, "Bad title or topic.", 400, "bad_request"))
-    summary.refused.append(importer.Refusal(4, "bad CSV: ',' expected after '\"'."))
+    summary.refused.append(Refusal(9, "Bad title or topic.", 400, "bad_request"))
+    summary.refused.append(Refusal(4, "bad CSV: ',' expected after '\"'."))
     assert summary.text().splitlines()[1:] == [
         "  line 4: bad CSV: ',' expected after '\"'.",
         "  line 9: 400 bad_request: Bad title or topic.",
