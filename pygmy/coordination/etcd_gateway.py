@@ -35,7 +35,9 @@ from pygmy.net.remote import NETWORK_ERRORS
 log = Logger()
 
 #: gRPC codes that mean "this member cannot serve now; another may":
-#: DEADLINE_EXCEEDED (4) and UNAVAILABLE (14), e.g. a member without a leader.
+#: DEADLINE_EXCEEDED (4) and UNAVAILABLE (14), e.g. a member without a
+#: leader.  An HTTP status of 500 or more means the same (a put without a
+#: leader answers 500, code 2, "context deadline exceeded").
 RETRY_ELSEWHERE = frozenset({4, 14})
 #: The longest line a watch stream may send before it is refused.
 MAX_LINE = 4 * 1024 * 1024
@@ -55,7 +57,7 @@ class EtcdError(ViewStoreError):
 
 
 class EtcdUnavailable(EtcdError):
-    """No endpoint of the list answered in time."""
+    """An endpoint (or every endpoint of the list) did not answer, or could not serve now."""
 
 
 def b64(text: str) -> str:
@@ -159,7 +161,12 @@ class Gateway:
             timed_out = True
             attempt.cancel()
 
-        done = Deferred(lambda _: attempt.cancel())
+        def cancel(_):
+            if deadline.active():
+                deadline.cancel()
+            attempt.cancel()
+
+        done = Deferred(cancel)
         deadline = self.reactor.callLater(timeout, give_up)
 
         def next_try():
@@ -216,9 +223,11 @@ class Gateway:
             if not isinstance(answer, dict):
                 raise EtcdError(f"{url} answered {code} with {raw[:200]!r}", None)
             if code != 200 or "error" in answer:
-                code_ = answer.get("code")
-                message = answer.get("message") or answer.get("error") or f"HTTP {code}"
-                raise EtcdError(f"{url}: {message}", code_ if isinstance(code_, int) else None)
+                grpc = answer.get("code") if isinstance(answer.get("code"), int) else None
+                message = f"{url}: {answer.get('message') or answer.get('error') or f'HTTP {code}'}"
+                if code >= 500 or grpc in RETRY_ELSEWHERE:
+                    raise EtcdUnavailable(message, grpc)
+                raise EtcdError(message, grpc)
             return answer
 
         return d.addCallback(read).addErrback(_network_error, url)
@@ -263,7 +272,7 @@ class Gateway:
 
 def _final(failure) -> bool:
     """Whether an answer's error stands whatever endpoint is asked (not unreachable, not UNAVAILABLE)."""
-    return failure.check(EtcdError) and not failure.check(EtcdUnavailable) and failure.value.code not in RETRY_ELSEWHERE
+    return bool(failure.check(EtcdError)) and not failure.check(EtcdUnavailable)
 
 
 def _network_error(failure, url):
@@ -337,8 +346,8 @@ class WatchStream:
         self._stopped = True
         if self._lines is not None:
             self._lines.stop()
-        elif not self._opening.called:
-            self._opening.cancel()
+        else:
+            self._opening.cancel()  # no-op once it has fired; forwarded while it waits
         self._end(None)
 
 
