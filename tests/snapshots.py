@@ -16,7 +16,7 @@ from pygmy.replication.install import Install
 from tests.fakes import result
 
 
-def records_of(store, rows: int = snapshot.PAGE_ROWS, budget: int = snapshot.PAGE_BYTES, between=None) -> list[dict]:
+def records_of(store, rows: int | None = None, budget: int | None = None, between=None) -> list[dict]:
     """
     The records of C{store}'s snapshot stream, decoded.
 

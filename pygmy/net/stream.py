@@ -19,7 +19,7 @@ import json
 from typing import Awaitable, Callable
 
 from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred, succeed
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionClosed, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -121,7 +121,10 @@ async def stream_reply(request, produce: Callable[[Callable[[bytes], Awaitable[N
         if request.channel is not None:
             request.unregisterProducer()
             # Klein cancels this once the connection is gone, and writes nothing more.
-            await request.notifyFinish()
+            try:
+                await request.notifyFinish()
+            except ConnectionClosed:
+                pass
         return
     if started and request.channel is not None:
         request.unregisterProducer()

@@ -107,6 +107,7 @@ class Install:
         self._tables = {table.name: table for table in store.tables}
         self._state = "start"
         self._start: tuple[int, int] = (0, 0)
+        self._last: dict[str, object] = {}
 
     def record(self, record):
         """
@@ -148,6 +149,18 @@ class Install:
             raise self._unexpected(f"a page of an unknown table {body.get('table')!r}")
         if not isinstance(rows, list) or not rows:
             raise self._unexpected("a page without rows")
+        key = table.columns[0]
+        if not all(isinstance(row, dict) and key in row for row in rows):
+            raise self._unexpected(f"a page of {table.name} with rows that are not rows")
+        keys = [row[key] for row in rows]
+        last = self._last.get(table.name)
+        try:
+            ascending = all(a < b for a, b in zip(keys, keys[1:], strict=False)) and (last is None or last < keys[0])
+        except TypeError:
+            ascending = False
+        if not ascending:
+            raise self._unexpected(f"a page of {table.name} whose keys do not follow the last page's, in order")
+        self._last[table.name] = keys[-1]
         return self._run(_rows, table, rows)
 
     def _on_requests(self, body):

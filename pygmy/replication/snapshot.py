@@ -161,12 +161,16 @@ def _release(txn, pins: Pins, token: int) -> None:
     pins.release(token)
 
 
-async def copy(store: Store, send, rows: int = PAGE_ROWS, budget: int = PAGE_BYTES) -> None:
+async def copy(store: Store, send, rows: int | None = None, budget: int | None = None) -> None:
     """
     Send C{store}'s snapshot, record by record (the stream above), to
     C{send}: a coroutine function taking bytes, awaited before the next
     page is read.
+
+    @param rows: the most rows a page holds (L{PAGE_ROWS} by default).
+    @param budget: the bytes after which a page ends (L{PAGE_BYTES} by default).
     """
+    rows, budget = rows or PAGE_ROWS, budget or PAGE_BYTES
     token, seq, view = await store.read(_begin, store.pins)
     try:
         await send(record({"snapshot": {"applied_seq": seq, "last_view": view}}))
@@ -197,12 +201,13 @@ def _first_page(txn, table: Table, rows: int, budget: int):
     return get_meta(txn, "applied_seq"), read_rows(txn, table, None, rows, budget)
 
 
-async def dump(store: Store, send, rows: int = PAGE_ROWS, budget: int = PAGE_BYTES) -> None:
+async def dump(store: Store, send, rows: int | None = None, budget: int | None = None) -> None:
     """
     Send C{store}'s dump, C{{"applied_seq": n, "rows": [...]}} and every
     other table under its name (DESIGN.md section 4), as JSON pieces a
-    page each, to C{send}.
+    page each, to C{send} (as L{copy} does).
     """
+    rows, budget = rows or PAGE_ROWS, budget or PAGE_BYTES
     first, *others = store.tables
     applied_seq, page = await store.read(_first_page, first, rows, budget)
     await send(b'{"applied_seq":%d,"rows":[' % applied_seq)
