@@ -22,6 +22,7 @@ from pygmy.errors import Conflict
 from pygmy.net.validate import fold_topic
 from pygmy.replication import digest
 from tests.fakes import result, stub_remote, sync_store
+from tests.snapshots import install_records, records_of
 from tests.unit.test_query_plans import Tracer, assert_indexed
 from tests.unit.test_replication import Pair
 
@@ -185,13 +186,16 @@ async def _add(pair, body, request_id):
     return await Catalog(pair.stores["A"], pair.nodes["A"]).add(body, request_id)
 
 
-def test_an_applied_log_computes_the_topic_key(make_store):
-    source, applied = make_store("source"), make_store("applied")
+def test_an_installed_snapshot_and_an_applied_log_compute_the_topic_key(make_store):
+    source, installed, applied = make_store("source"), make_store("installed"), make_store("applied")
     catalog = Catalog(source)
     for n, topic in enumerate(["École", "ΣΊΣΥΦΟΣ", "travel"]):
         result(catalog.add(book(n, topic), f"add-{n}"))
+    records = records_of(source)
+    assert all(set(row) == set(BOOKS.columns) for r in records if "page" in r for row in r["page"]["rows"])
+    assert install_records(installed, records) is not None
     result(applied.apply(result(source.read_log(0, 100))))
-    for store in (applied,):
+    for store in (installed, applied):
         assert result(store.dump()) == result(source.dump())
         assert result(store.status()) == result(source.status())
         assert_keys_are_folded(store)
