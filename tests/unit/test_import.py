@@ -1,11 +1,13 @@
 """
-Unit tests of C{pygmy import} (L{pygmy.cli.importer}, L{pygmy.cli.import_file},
-L{pygmy.cli.import_report}), without sockets: the rows of CSV and JSON
-lines files, their keys, and whole imports against a fake front end that
-keeps the contract of C{POST /books} (DESIGN.md section 3: the secret,
-201 C{{"item"}}, 400 and 409 C{{"error"}}, the C{Idempotency-Key}, 503
-with C{Retry-After}) behind C{StubTreq}, on a C{Clock}.  The same command
-against a real cluster is in C{tests/integration/test_import.py}.
+Unit tests of whole imports (L{pygmy.cli.importer},
+L{pygmy.cli.import_sender}, L{pygmy.cli.import_report}), without sockets:
+against a fake front end that keeps the contract of C{POST /books}
+(DESIGN.md section 3: the secret, 201 C{{"item"}}, 400 and 409
+C{{"error"}}, the C{Idempotency-Key}, 503 with C{Retry-After}) behind
+C{StubTreq}, on a C{Clock}; the progress they show.  The rows of a file
+are tested in C{tests/unit/test_import_file.py}, the command line and the
+summary in C{tests/unit/test_import_command.py}, the same command against
+a real cluster in C{tests/integration/test_import.py}.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import random
-from types import SimpleNamespace
 
 import pytest
 from klein import Klein
@@ -22,12 +23,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
 
-from pygmy import cli
 from pygmy.cli import importer
-from pygmy.cli.import_file import MAX_LINE, FileError, Row, Rows, check_book, choose_format, row_key
-from pygmy.cli.import_report import PLAIN_EVERY, PlainProgress, Refusal, Refusals, Summary
+from pygmy.cli.import_file import Rows, choose_format
+from pygmy.cli.import_report import PLAIN_EVERY, PlainProgress, Refusals, Summary
 from pygmy.cli.importer import Import, Settings
-from pygmy.errors import BadRequest
+from tests.unit.test_import_file import GOOD_CSV
 
 SECRET = "s3cret"
 URL = "http://front.example"
@@ -39,7 +39,7 @@ URL = "http://front.example"
 class FakeFrontEnd:
     """
     C{POST /books} as DESIGN.md section 3 has it, in memory; its own checks
-    are written apart from L{check_book}, and it refuses (400) any title
+    are written apart from L{pygmy.cli.import_file.check_book}, and it refuses (400) any title
     containing C{"server says no"}, which no local check can know.
 
     @ivar unavailable: how many of the next requests answer 503 with
@@ -162,12 +162,6 @@ def write(tmp_path, name: str, text: str | bytes):
     return path
 
 
-def read_rows(tmp_path, name: str, text, form: str | None = None) -> list[Row]:
-    path = write(tmp_path, name, text)
-    with open(path, "rb") as stream:
-        return list(Rows(stream, form or choose_format(str(path), None), path.stat().st_size, str(path)))
-
-
 def settle(clock, done: Deferred, step: float = 0.25, limit: int = 20_000):
     """Advance C{clock} until C{done} has fired; its result."""
     for _ in range(limit):
@@ -199,168 +193,6 @@ def run_import(tmp_path, clock, http, name, text, progress=None, **options):
         return settle(clock, Deferred.fromCoroutine(job.run(progress)))
     finally:
         stream.close()
-
-
-GOOD_CSV = (
-    "stock,Title,topic,cost\r\n"
-    "3,Dune,science fiction,9.99\r\n"
-    "\r\n"
-    '1,"Gödel, Escher, Bach",mathematics,25.5\r\n'
-    '0,"The ""Mythical"" Man-Month",software,19.00\r\n'
-)
-
-
-# Reading rows
-
-
-def test_csv_any_column_order_case_bom_crlf_and_blank_lines(tmp_path):
-    rows = read_rows(tmp_path, "books.csv", "\ufeff" + GOOD_CSV)
-    assert [(r.line, r.error) for r in rows] == [(2, None), (4, None), (5, None)]
-    assert rows[0].book == {"title": "Dune", "topic": "science fiction", "cost": "9.99", "stock": 3}
-    assert rows[1].book == {"title": "Gödel, Escher, Bach", "topic": "mathematics", "cost": "25.50", "stock": 1}
-    assert rows[2].book["title"] == 'The "Mythical" Man-Month'
-
-
-@pytest.mark.parametrize(
-    "line, reason",
-    [
-        ('2,"Dune,scifi,9.99', "a quote left open"),
-        ('2,"Dune"x,scifi,9.99', "bad CSV"),
-        ("2,Dune,scifi", "no cost"),
-        ("2,Dune", "no topic, cost"),
-        ("2,Dune,scifi,9.99,extra", "5 fields, but the header has 4 columns"),
-        ("many,Dune,scifi,9.99", "stock must be a whole number of 0 or more, not 'many'."),
-        ("x" * 50 + ",Dune,scifi,9.99", f"stock must be a whole number of 0 or more, not {'x' * 40!r}...."),
-        ("-1,Dune,scifi,9.99", "stock must be a whole number"),
-        ("2.0,Dune,scifi,9.99", "stock must be a whole number"),
-        ("2,Dune,scifi,9.999", "cost must be a decimal string"),
-        ("2,Dune,scifi,$9", "cost must be a decimal string"),
-        ("2,Dune,scifi,", "cost must be a decimal string"),
-        ("2,,scifi,9.99", "title must not be empty or only white space."),
-        ("2,  ,scifi,9.99", "title must not be empty or only white space."),
-        ("2,Dune,,9.99", "topic must not be empty or only white space."),
-        ("2," + "x" * 301 + ",scifi,9.99", "title must be at most 300 characters, not 301."),
-        ("2,Dune," + "t" * 201 + ",9.99", "topic must be at most 200 characters, not 201."),
-        ("1000000001,Dune,scifi,9.99", "stock must be from 0 to 1000000000."),
-        ("9" * 40 + ",Dune,scifi,9.99", "stock must be from 0 to 1000000000."),
-        ("2,Dune,scifi,1000000000", "cost must be below 1000000000."),
-    ],
-)
-def test_a_bad_csv_row_is_refused_alone(tmp_path, line, reason):
-    text = f"stock,title,topic,cost\n1,Before,t,1.00\n{line}\n1,After,t,2.00\n"
-    rows = read_rows(tmp_path, "books.csv", text)
-    assert [r.line for r in rows] == [2, 3, 4]
-    assert rows[0].book["title"] == "Before" and rows[2].book["title"] == "After"
-    assert rows[1].book is None and reason in rows[1].error
-
-
-def test_titles_are_counted_in_characters_not_bytes(tmp_path):
-    text = "title,topic,cost,stock\n" + "é" * 300 + ",t,1.00,1\n" + "😀" * 301 + ",t,1.00,1\n"
-    first, second = read_rows(tmp_path, "books.csv", text)
-    assert first.error is None and len(first.book["title"]) == 300
-    assert second.error == "title must be at most 300 characters, not 301."
-
-
-def test_a_line_not_utf8_or_too_long_spoils_only_itself(tmp_path):
-    text = b"title,topic,cost,stock\nA,t,1.00,1\nB\xff,t,1.00,1\n" + b"C" * (MAX_LINE + 10) + b",t,1.00,1\nD,t,1.00,1\n"
-    rows = read_rows(tmp_path, "books.csv", text)
-    assert [r.line for r in rows] == [2, 3, 4, 5]
-    assert rows[1].error == "not UTF-8 (byte 2 of the line)."
-    assert rows[2].error == f"the line is longer than {MAX_LINE} bytes."
-    assert rows[0].book["title"] == "A" and rows[3].book["title"] == "D"
-
-
-@pytest.mark.parametrize(
-    "head, says",
-    [
-        ("title,topic,cost", "missing stock"),
-        ("title,topic,cost,stock,price", "unknown 'price'"),
-        ("title,topic,cost,stock,title", "twice title"),
-        ('title,"topic', "not valid CSV"),
-    ],
-)
-def test_a_bad_header_stops_the_file(tmp_path, head, says):
-    path = write(tmp_path, "books.csv", f"\n{head}\nDune,scifi,9.99,3\n")
-    with open(path, "rb") as stream, pytest.raises(FileError) as caught:
-        Rows(stream, "csv", name="books.csv").read_header()
-    assert "books.csv line 2: " in str(caught.value) and says in str(caught.value)
-
-
-def test_json_lines(tmp_path):
-    lines = [
-        {"title": "Dune", "topic": "scifi", "cost": "9.5", "stock": 3},
-        '{"title": "Dune", "topic": "scifi", "cost": "9.5", "stock": 3',
-        [1, 2],
-        {"title": "Dune", "topic": "scifi", "cost": "9.50", "stock": "3"},
-        {"title": "Dune", "topic": "scifi", "cost": "9.50", "stock": 3.0},
-        {"title": "Dune", "topic": "scifi", "cost": "9.50", "stock": True},
-        {"title": "Dune", "topic": "scifi", "cost": 9.5, "stock": 3},
-        '{"title": "Dune", "topic": "scifi", "cost": "9.50", "stock": NaN}',
-        {"title": "Dune", "topic": "scifi", "stock": 3},
-        {"title": "Dune", "topic": "scifi", "cost": "1.00", "stock": 3, "id": 9},
-        "[" * 10_000 + "]" * 10_000,
-        {"title": 7, "topic": "scifi", "cost": "1.00", "stock": 3},
-        '{"title": "\\ud800", "topic": "scifi", "cost": "1.00", "stock": 3}',
-        {"title": "Dune", "topic": "scifi", "cost": "1.00", "stock": -1},
-    ]
-    text = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
-    rows = read_rows(tmp_path, "books.jsonl", text)
-    assert [r.line for r in rows] == list(range(1, len(lines) + 1))
-    assert rows[0].book == {"title": "Dune", "topic": "scifi", "cost": "9.50", "stock": 3}
-    errors = [r.error for r in rows[1:]]
-    assert errors[0].startswith("not valid JSON")
-    assert errors[1] == "A book must be a JSON object."
-    assert errors[2:5] == ["stock must be a JSON integer."] * 3
-    assert errors[5].startswith("cost must be a decimal string")
-    assert errors[6].startswith("not valid JSON")
-    assert errors[7] == "Missing field(s): cost."
-    assert errors[8] == "Unknown field(s): id; a book has title, topic, cost and stock."
-    assert errors[9] == "not valid JSON: it nests too deeply."
-    assert errors[10] == "title must be a string."
-    assert errors[11] == "title must be Unicode text (it holds a lone surrogate)."
-    assert errors[12] == "stock must be from 0 to 1000000000."
-
-
-def test_check_book_gives_the_canonical_body():
-    assert check_book({"stock": 0, "cost": "3", "topic": "t", "title": "x"}) == {
-        "title": "x",
-        "topic": "t",
-        "cost": "3.00",
-        "stock": 0,
-    }
-    with pytest.raises(BadRequest):
-        check_book({"title": "x", "topic": "t", "cost": "1000000000", "stock": 1})
-
-
-def test_the_format_comes_from_the_ending_or_the_option():
-    assert choose_format("a/books.CSV", None) == "csv"
-    assert choose_format("books.jsonl", None) == "jsonl"
-    assert choose_format("books.ndjson", None) == "jsonl"
-    assert choose_format("books.txt", "csv") == "csv"
-    with pytest.raises(FileError) as caught:
-        choose_format("books.json", None)
-    assert "--format" in str(caught.value)
-
-
-def test_keys_follow_the_line_and_the_book():
-    book = {"title": "Dune", "topic": "scifi", "cost": "9.99", "stock": 3}
-    key = row_key(2, book)
-    assert key == row_key(2, dict(reversed(list(book.items()))))
-    assert key != row_key(3, book)
-    assert key != row_key(2, {**book, "stock": 4})
-    assert 1 <= len(key) <= 128 and key.isascii() and key.isprintable() and " " not in key
-
-
-def test_rows_are_read_as_they_are_taken_not_all_at_once(tmp_path):
-    text = "title,topic,cost,stock\n" + "".join(f"Book {n},t,1.00,1\n" for n in range(20_000))
-    path = write(tmp_path, "big.csv", text)
-    with open(path, "rb") as stream:
-        rows = Rows(stream, "csv", path.stat().st_size)
-        taken = iter(rows)
-        next(taken)
-        # Buffered reading reads ahead a little, never the whole file.
-        assert stream.tell() < 16 * 1024 < rows.size
-        assert rows.position < 100
 
 
 # Whole imports
@@ -505,35 +337,6 @@ def test_json_summary(tmp_path, clock, front):
     }
 
 
-def test_json_summary_of_a_stop():
-    summary = Summary("b.jsonl", "jsonl", rows=3, added=1, last_line=3)
-    summary.unconfirmed.append(Refusal(3, "No primary. (after 9 tries)", 503, "unavailable"))
-    summary.unconfirmed.append(Refusal(2, "no answer (timed out) (after 9 tries)", None, "unreachable"))
-    summary.stop = summary.unconfirmed[0]
-    document = json.loads(summary.dumps())
-    assert document["refused"] == []
-    assert [r["line"] for r in document["unconfirmed"]] == [2, 3]
-    assert document["stopped"] == {
-        "status": 503,
-        "code": "unavailable",
-        "message": "No primary. (after 9 tries)",
-        "after_line": 3,
-    }
-
-
-def test_refusals_beyond_the_memory_keep_go_to_sorted_runs_on_disk():
-    refusals = Refusals(keep=3)
-    lines = [9, 2, 7, 1, 8, 3, 10, 5, 4, 6, 11]
-    for line in lines:
-        refusals.append(Refusal(line, f"bad {line} ✗"))
-    assert len(refusals) == 11 and len(refusals._buffer) == 2 and len(refusals._runs) == 3
-    assert [r.line for r in refusals] == sorted(lines)
-    assert [r.message for r in refusals][:2] == ["bad 1 ✗", "bad 2 ✗"]  # read twice: the same
-    runs = refusals._runs
-    refusals.close()
-    assert all(run.closed for run in runs)
-
-
 def test_many_refusals_are_reported_in_line_order_from_disk(tmp_path, clock, front):
     text = "title,topic,cost,stock\n" + "".join(f"B{n},t,{'bad' if n % 3 else '1.00'},1\n" for n in range(300))
     path = write(tmp_path, "b.csv", text)
@@ -548,17 +351,6 @@ def test_many_refusals_are_reported_in_line_order_from_disk(tmp_path, clock, fro
     assert listed == [n + 2 for n in range(300) if n % 3]
     assert [r["line"] for r in json.loads(summary.dumps())["refused"]] == listed
     summary.close()
-
-
-def test_text_summary():
-    summary = Summary("books.csv", "csv", rows=3, added=2)
-    assert summary.text() == "books.csv: 3 rows: 2 added, 0 refused"
-    summary.refused.append(Refusal(9, "Bad title or topic.", 400, "bad_request"))
-    summary.refused.append(Refusal(4, "bad CSV: ',' expected after '\"'."))
-    assert summary.text().splitlines()[1:] == [
-        "  line 4: bad CSV: ',' expected after '\"'.",
-        "  line 9: 400 bad_request: Bad title or topic.",
-    ]
 
 
 def test_plain_progress_prints_a_line_every_few_seconds(tmp_path, clock, front):
@@ -579,77 +371,6 @@ def test_plain_progress_prints_a_line_every_few_seconds(tmp_path, clock, front):
         held.release()
         settle(clock, done)
     assert clock.getDelayedCalls() == []
-
-
-# The command
-
-
-def arguments(*argv):
-    return cli.build_parser().parse_args(["import", *argv])
-
-
-def test_the_arguments_and_their_defaults():
-    args = arguments("books.csv")
-    assert (args.file, args.format, args.concurrency, args.retries, args.timeout, args.json) == (
-        "books.csv",
-        None,
-        importer.DEFAULT_CONCURRENCY,
-        importer.DEFAULT_RETRIES,
-        importer.DEFAULT_TIMEOUT,
-        False,
-    )
-    args = arguments("b.txt", "--format", "jsonl", "-n", "3", "--retries", "0", "--secret", "x", "--json")
-    assert (args.format, args.concurrency, args.retries, args.secret, args.json) == ("jsonl", 3, 0, "x", True)
-
-
-@pytest.mark.parametrize("bad", [["--concurrency", "0"], ["--retries", "-1"], ["--timeout", "0"], ["--format", "xml"]])
-def test_bad_arguments_exit_2(bad, capsys):
-    with pytest.raises(SystemExit) as caught:
-        arguments("books.csv", *bad)
-    assert caught.value.code == 2
-
-
-def test_the_secret_from_the_option_the_environment_or_the_config(tmp_path, monkeypatch):
-    from tests.fakes import config_text
-
-    config = write(tmp_path, "config.ini", config_text(secret="from-file"))
-    monkeypatch.chdir(tmp_path)
-    assert importer.resolve_secret("given", None, {"PYGMY_SECRET": "env"}) == "given"
-    assert importer.resolve_secret(None, str(config), {"PYGMY_SECRET": "env"}) == "env"
-    assert importer.resolve_secret(None, str(config), {}) == "from-file"
-    assert importer.resolve_secret(None, None, {}) == "from-file"  # ./config.ini
-    (tmp_path / "config.ini").unlink()
-    assert importer.resolve_secret(None, None, {}) == "change-me"
-    with pytest.raises(importer.UsageError):
-        importer.resolve_secret(None, str(config), {})
-
-
-@pytest.mark.parametrize(
-    "name, text, says",
-    [
-        ("missing.csv", None, "missing.csv: cannot read: No such file or directory"),
-        ("books.xls", "x", "cannot tell the format"),
-        ("books.csv", "name,topic,cost,stock\n", "the header must name the columns"),
-    ],
-)
-def test_usage_errors_are_one_line_and_status_2(tmp_path, monkeypatch, name, text, says):
-    monkeypatch.chdir(tmp_path)
-    if text is not None:
-        write(tmp_path, name, text)
-    err = io.StringIO()
-    args = SimpleNamespace(
-        file=name,
-        format=None,
-        url="http://127.0.0.1:1",
-        config=None,
-        secret="x",
-        concurrency=1,
-        retries=0,
-        timeout=1.0,
-        json=False,
-    )
-    assert importer.main(args, io.StringIO(), err) == 2
-    assert err.getvalue().count("\n") == 1 and says in err.getvalue() and err.getvalue().startswith("pygmy import: ")
 
 
 class Terminal(io.StringIO):
