@@ -35,7 +35,9 @@ space-separated words::
   spelling a search matches (so one word, of a bounded length, whatever
   the topic), and the front end also drops every search of that topic,
   which a new book joins without being in any of them.  Without it
-  (a catalog replica older than the front end) only the book is dropped.
+  (a catalog replica older than the front end) only the book is dropped;
+  a front end older than the topic word refuses the line, so front ends
+  are upgraded first.
 
 A replica is dead after C{heartbeat_timeout} without a line, or at once when
 its connection drops.  A malformed, over-long or unauthenticated line closes
