@@ -173,7 +173,9 @@ class Rows:
             return json.loads(text, parse_constant=_refuse_constant)
         except RecursionError:
             raise BadRequest("not valid JSON: it nests too deeply.") from None
-        except ValueError as e:
+        except json.JSONDecodeError as e:
+            raise BadRequest(f"not valid JSON: {e.msg} (column {e.colno}).") from None
+        except ValueError as e:  # NaN, Infinity
             raise BadRequest(f"not valid JSON: {e}.") from None
 
     def _csv(self, text: str) -> dict:

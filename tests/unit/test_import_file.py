@@ -138,11 +138,11 @@ def test_json_lines(tmp_path):
     assert [r.line for r in rows] == list(range(1, len(lines) + 1))
     assert rows[0].book == {"title": "Dune", "topic": "scifi", "cost": "9.50", "stock": 3}
     errors = [r.error for r in rows[1:]]
-    assert errors[0].startswith("not valid JSON")
+    assert errors[0] == "not valid JSON: Expecting ',' delimiter (column 62)."
     assert errors[1] == "A book must be a JSON object."
     assert errors[2:5] == ["stock must be a JSON integer."] * 3
     assert errors[5].startswith("cost must be a decimal string")
-    assert errors[6].startswith("not valid JSON")
+    assert errors[6] == "not valid JSON: NaN is not JSON."
     assert errors[7] == "Missing field(s): cost."
     assert errors[8] == "Unknown field(s): id; a book has title, topic, cost and stock."
     assert errors[9] == "not valid JSON: it nests too deeply."
