@@ -148,6 +148,9 @@ def _history(catalog: Catalog, writes: int = 50) -> None:
         pytest.param(lambda c: c.decrement(2, "decrement-1"), id="decrement"),
         pytest.param(lambda c: c.decrement(4, "history-3"), id="decrement-replayed"),
         pytest.param(lambda c: c.update(4, {"stock_delta": 5, "cost": "1.00"}, "update-1"), id="update"),
+        pytest.param(
+            lambda c: c.add({"title": "New", "topic": "Travel", "cost": "1.00", "stock": 3}, "add-1"), id="add"
+        ),
         pytest.param(lambda c: c.store.status(), id="status"),
     ],
 )
