@@ -13,7 +13,7 @@ the same state in minutes, and makes it the way the replicas would have:
    file is created, seeded and digested by L{pygmy.replication.database};
  - the buys are L{Orders.buy} (the intent, the catalog's decrement
    L{Catalog.decrement}, the order), the restocks L{Catalog.update}, the new
-   books L{Catalog.add} if the catalog has one: each a
+   books L{Catalog.add} (what C{POST /books} does): each a
    L{Store.write}, so the log entries, the kept digest
    (L{pygmy.replication.digest}), the C{requests} rows and the checksums are
    exactly what real writes make.  Thousands of buys are started at once,
@@ -210,7 +210,7 @@ async def buy_round(orders: Orders, catalog: Catalog, first: int, count: int) ->
 async def fill(reactor, config, orders: int, books: int = 0, rate: float = 1.0, echo=print) -> dict:
     """
     Fill the stopped cluster of C{config}: C{books} books in all (the seven
-    seed books included; more need L{Catalog.add}), then C{orders} buys.
+    seed books included), then C{orders} buys.
 
     @return: per service, the C{(applied_seq, last_view, checksum)} the
         replicas agree on.
@@ -270,16 +270,16 @@ async def add_books(catalog: Catalog, service: Service, books: int, cluster, clo
     Add books until the catalog holds C{books}, by the catalog's own write
     of a new book (L{Catalog.add}), many at once.
     """
-    add = getattr(catalog, "add", None)
-    if add is None:
-        raise SystemExit("fill: this catalog has no Catalog.add (POST /books): only the seven seed books")
     progress = Progress("books", books - len(SEED), echo)
     topics = max((books - len(SEED)) // 10, 1)
     done = 0
     while done < books - len(SEED):
         count = min(CONCURRENCY * 5, books - len(SEED) - done)
         await defer.gatherResults(
-            [add(generated_book(len(SEED) + 1 + n, topics), f"fill-book-{n}") for n in range(done, done + count)],
+            [
+                catalog.add(generated_book(len(SEED) + 1 + n, topics), f"fill-book-{n}")
+                for n in range(done, done + count)
+            ],
             consumeErrors=True,
         )
         done += count

@@ -44,11 +44,9 @@ happens.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -56,7 +54,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from growth_probes import Client, RssSampler, memory_kb, table_counts, timings
 
 from pygmy import config as configuration
 from pygmy import testing
@@ -67,37 +66,6 @@ FILL = Path(__file__).resolve().with_name("fill.py")
 TOPIC = "distributed systems"
 #: The order backup's tables, whose rows a rebuild copies.
 ORDER_TABLES = ("orders", "buys")
-
-
-class Client:
-    """One keep-alive HTTP/1.1 connection that times each request."""
-
-    def __init__(self, url: str, headers=None):
-        parts = urlsplit(url)
-        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-        self.headers = headers or {}
-
-    def time(self, method: str, path: str, headers=None) -> float:
-        """Seconds from sending C{method path} to its whole body; anything but 200 is an error."""
-        started = time.perf_counter()
-        self.connection.request(method, path, headers={**self.headers, **(headers or {})})
-        response = self.connection.getresponse()
-        body = response.read()
-        took = time.perf_counter() - started
-        if response.status != 200:
-            raise SystemExit(f"growth: {method} {path} answered {response.status}: {body[:200]!r}")
-        return took
-
-    def close(self) -> None:
-        """Close the connection."""
-        self.connection.close()
-
-
-def timings(client: Client, method: str, paths, count: int, headers=None, warm: int = 5) -> list[float]:
-    """The latencies of C{count} requests to C{paths(n)}, after C{warm} unmeasured ones."""
-    for n in range(warm):
-        client.time(method, paths(n), headers)
-    return [client.time(method, paths(n), headers) for n in range(count)]
 
 
 def front_status(config) -> dict:
@@ -114,49 +82,6 @@ def process_of(config, service: str, name: str) -> launcher.Process:
     """The launcher's process of replica C{name} of C{service}."""
     (process,) = launcher.processes(config, [f"{service}:{name}"])
     return process
-
-
-def memory_kb(pid: int, field: str) -> int:
-    """C{VmRSS} or C{VmHWM} of C{pid} in kB, from C{/proc}; 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class RssSampler(threading.Thread):
-    """The highest C{VmRSS} of each pid, sampled every C{every} seconds until L{stop}."""
-
-    def __init__(self, pids, every: float = 0.01):
-        super().__init__(daemon=True)
-        self.peaks = {pid: memory_kb(pid, "VmRSS") for pid in pids}
-        self.every = every
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        """Sample until stopped."""
-        while not self._done.wait(self.every):
-            for pid in list(self.peaks):
-                self.peaks[pid] = max(self.peaks[pid], memory_kb(pid, "VmRSS"))
-
-    def stop(self) -> dict:
-        """Stop sampling; the peaks in kB by pid."""
-        self._done.set()
-        self.join()
-        return self.peaks
-
-
-def table_counts(path: Path, tables) -> dict:
-    """Rows of each of C{tables} in the database at C{path}, read-only."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
-    finally:
-        connection.close()
 
 
 class Side:
