@@ -365,6 +365,10 @@ class Etcd:
             f"--initial-cluster={self.peers}",
             f"--initial-cluster-token=pygmy-{self.directory.name}",
             "--initial-cluster-state=new",
+            # Elections within about a second (etcd's defaults take up to
+            # two and a half), well inside the tests' 2 s leadership lease.
+            "--heartbeat-interval=50",
+            "--election-timeout=500",
             "--log-level=warn",
         ]
 

@@ -180,7 +180,10 @@ class Gateway:
 
         def failed(failure, url):
             if timed_out:
+                # The next call begins at the next endpoint: this one may
+                # have lost its leader, or be cut off.
                 problems.append(f"{url}: no answer within {timeout:g}s")
+                self.current = (self.current + 1) % len(self.endpoints)
                 finish(EtcdUnavailable(f"etcd did not answer {path}: " + "; ".join(problems)))
             elif done.called:
                 pass  # cancelled by the caller

@@ -124,6 +124,8 @@ class CallTests(Helpers):
         failure = self.failureResultOf(d, EtcdUnavailable)
         self.assertIn("no answer within 1.5s", str(failure.value))
         self.assertEqual(self.clock.getDelayedCalls(), [])
+        # The next call begins at the next endpoint.
+        self.assertEqual(self.gateway.current, 1)
 
     def test_an_answer_that_is_not_json(self):
         self.etcd.then("/v3/kv/range", status=200, text="<html>proxy</html>")
