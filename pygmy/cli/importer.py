@@ -74,6 +74,8 @@ class Import:
         self.summary = Summary(settings.path, settings.form)
         self.sender = Sender(reactor, http, settings, self.summary, lambda: self.summary.stop is not None, rng)
         self._rows = iter(rows)
+        #: The lines of the rows sent and not yet answered.
+        self.in_flight: set[int] = set()
 
     async def run(self, progress=None) -> Summary:
         """
@@ -117,7 +119,12 @@ class Import:
                     await deferLater(self.reactor, 0)
                 continue
             local = 0
-            self.record(await self.sender.send(row))
+            self.in_flight.add(row.line)
+            try:
+                outcome = await self.sender.send(row)
+            finally:
+                self.in_flight.discard(row.line)
+            self.record(outcome)
 
     def _next(self) -> Row | None:
         """The next row of the file, or C{None} at its end (or if it cannot be read on)."""
@@ -130,6 +137,17 @@ class Import:
             self.summary.rows += 1
             self.summary.last_line = max(self.summary.last_line, row.line)
         return row
+
+    def interrupt(self) -> None:
+        """
+        The reactor is stopping (Ctrl-C, SIGTERM) with rows in flight:
+        they are not confirmed, and the import stopped.
+        """
+        if self.summary.stop is None:
+            self.summary.stop = Refusal(self.summary.last_line, "interrupted", None, "interrupted")
+        for line in sorted(self.in_flight):
+            self.summary.unconfirmed.append(Refusal(line, "in flight when interrupted", None, "interrupted"))
+        self.in_flight.clear()
 
     def record(self, outcome: Outcome) -> None:
         """Count C{outcome}; the first that stops the import says why."""
@@ -201,9 +219,17 @@ def open_rows(path: str, form: str) -> Rows:
     return rows
 
 
-def _with_ends(lines):
-    for line in lines:
-        yield line + "\n"
+def write_summary(summary: Summary, as_json: bool, out) -> None:
+    """Write C{summary} on C{out}, as text or JSON, a piece at a time; delete its files."""
+    try:
+        if as_json:
+            out.writelines(summary.json_pieces())
+            out.write("\n")
+        else:
+            out.writelines(line + "\n" for line in summary.lines())
+        out.flush()
+    finally:
+        summary.close()
 
 
 def _count(low: int):
@@ -297,20 +323,20 @@ def main(args, out=None, err=None) -> int:
         http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=settings.timeout))
         job = Import(reactor, http, settings, rows)
         progress = progress_for(err, job.summary, rows, reactor)
-        # Ctrl-C stops the reactor: give the terminal its cursor back first.
-        trigger = reactor.addSystemEventTrigger("before", "shutdown", progress.stop)
+
+        def interrupted():
+            # Ctrl-C or SIGTERM stops the reactor: the cursor back, then what was done so far.
+            progress.stop()
+            job.interrupt()
+            write_summary(job.summary, settings.json, out)
+
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
         try:
             summary = await job.run(progress)
         finally:
             reactor.removeSystemEventTrigger(trigger)
             await pool.closeCachedConnections()
-        try:
-            for piece in summary.json_pieces() if settings.json else _with_ends(summary.lines()):
-                out.write(piece)
-            out.write("\n" if settings.json else "")
-            out.flush()
-        finally:
-            summary.close()
+        write_summary(summary, settings.json, out)
         return exit_status(summary)
 
     try:

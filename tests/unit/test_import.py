@@ -395,3 +395,19 @@ def test_a_bar_on_a_terminal_plain_lines_elsewhere(tmp_path, clock, front):
         bar.stop()  # again: nothing
     assert "import" in screen.getvalue() and "4 rows, 4 added, 0 refused" in screen.getvalue()
     assert clock.getDelayedCalls() == []
+
+
+def test_an_interrupt_leaves_the_rows_in_flight_not_confirmed(tmp_path, clock, front):
+    held = Held(StubTreq(front.app.resource()))
+    path = write(tmp_path, "b.jsonl", JSONL_ONE * 10)
+    with open(path, "rb") as stream:
+        rows = Rows(stream, "jsonl", path.stat().st_size)
+        job = Import(clock, held, Settings(str(path), "jsonl", URL, SECRET, concurrency=3), rows)
+        Deferred.fromCoroutine(job.run())
+        held.release()  # three answered, three more in flight
+        job.interrupt()
+    summary = job.summary
+    assert summary.added == 3 and summary.stop.code == "interrupted"
+    assert [(r.line, r.message) for r in summary.unconfirmed] == [(n, "in flight when interrupted") for n in (4, 5, 6)]
+    assert "stopped after line 6: interrupted" in summary.text()
+    assert importer.exit_status(summary) == 1

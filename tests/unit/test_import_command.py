@@ -133,3 +133,21 @@ def test_usage_errors_are_one_line_and_status_2(tmp_path, monkeypatch, name, tex
     )
     assert importer.main(args, io.StringIO(), err) == 2
     assert err.getvalue().count("\n") == 1 and says in err.getvalue() and err.getvalue().startswith("pygmy import: ")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_the_summary_is_written_whole_and_its_files_deleted(as_json):
+    summary = Summary("b.csv", "csv", rows=5, added=1)
+    summary.refused = Refusals(keep=2)
+    for line in (5, 3, 2, 4):
+        summary.refused.append(Refusal(line, f"bad {line}"))
+    runs = list(summary.refused._runs)
+    out = io.StringIO()
+    importer.write_summary(summary, as_json, out)
+    if as_json:
+        assert [r["line"] for r in json.loads(out.getvalue())["refused"]] == [2, 3, 4, 5]
+    else:
+        assert out.getvalue() == "b.csv: 5 rows: 1 added, 4 refused\n" + "".join(
+            f"  line {n}: bad {n}\n" for n in (2, 3, 4, 5)
+        )
+    assert runs and all(run.closed for run in runs)
