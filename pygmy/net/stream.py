@@ -156,6 +156,7 @@ class JSONLines(Protocol):
         self.done = Deferred()
         self.records = 0
         self._buffer = bytearray()
+        self._scanned = 0
         self._busy = False
         self._ended: Failure | None = None
         self._failed = False
@@ -186,8 +187,9 @@ class JSONLines(Protocol):
 
     def _next(self) -> None:
         while not self._busy and not self._failed:
-            end = self._buffer.find(b"\n")
+            end = self._buffer.find(b"\n", self._scanned)
             if end < 0:
+                self._scanned = len(self._buffer)  # a large record arrives in many reads: scan each once
                 if len(self._buffer) > self.max_record:
                     self._fail(StreamBroken(f"{self.name} sent a record over {self.max_record} bytes."))
                 elif self._ended is not None:
@@ -195,6 +197,7 @@ class JSONLines(Protocol):
                 return
             line = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
+            self._scanned = 0
             try:
                 record = json.loads(line)
             except ValueError:

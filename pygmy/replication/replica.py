@@ -36,6 +36,8 @@ listener.
 
 from __future__ import annotations
 
+from functools import partial
+
 from klein import Klein
 from twisted.application.service import MultiService
 
@@ -60,6 +62,10 @@ from pygmy.replication.heartbeat import BeatFactory
 from pygmy.replication.node import Node, NodeService
 
 MAX_LOG_BATCH = 10_000
+
+#: Seconds the log after a complete snapshot stays pinned on the primary,
+#: for the rebuilt replica's catch-up from there (L{pygmy.replication.snapshot.copy}).
+SNAPSHOT_LINGER = 30.0
 
 #: The largest request body a replica takes: a replication batch
 #: (L{pygmy.replication.primary.BATCH} entries of at most ~1 KB each) must fit.
@@ -191,7 +197,8 @@ class InternalRoutes:
         Every table, the requests, and the log since the copy began, a page
         at a time (L{pygmy.replication.snapshot.copy}).
         """
-        await stream_reply(request, lambda send: paged.copy(self.store, send), paged.NDJSON)
+        copy = partial(paged.copy, self.store, clock=self.node.clock, linger=SNAPSHOT_LINGER)
+        await stream_reply(request, copy, paged.NDJSON)
 
     @app.route("/replication/apply", methods=["POST"])
     async def apply(self, request):

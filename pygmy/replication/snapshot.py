@@ -31,9 +31,11 @@ deleted, so after the replay each row is as it was at C{H}:
    in between, held it.
 
 The log entries C{S+1 ..} must still be there when the copy reads them:
-the copy I{pins} C{S} (L{Pins<pygmy.replication.writelog.Pins>}) in the interaction that reads it, and
-compaction keeps every entry above the lowest pin until the copy is over,
-however it ends.  Rows read as the log grows are the primary's ordinary
+the copy I{pins} C{S} (L{Pins<pygmy.replication.writelog.Pins>}) in the
+interaction that reads it, and compaction keeps the lowest pinned entry
+and every later one until the copy is over, however it ends.  A complete copy moves
+its pin to C{H} and keeps it a little longer (C{linger}), for the replica's
+catch-up from the log after C{H}.  Rows read as the log grows are the primary's ordinary
 reads between write batches, so writes never wait for a copy longer than
 one page.
 
@@ -161,7 +163,13 @@ def _release(txn, pins: Pins, token: int) -> None:
     pins.release(token)
 
 
-async def copy(store: Store, send, rows: int | None = None, budget: int | None = None) -> None:
+def _move(txn, pins: Pins, token: int, seq: int) -> None:
+    pins.move(token, seq)
+
+
+async def copy(
+    store: Store, send, rows: int | None = None, budget: int | None = None, clock=None, linger: float = 0.0
+) -> None:
     """
     Send C{store}'s snapshot, record by record (the stream above), to
     C{send}: a coroutine function taking bytes, awaited before the next
@@ -169,9 +177,16 @@ async def copy(store: Store, send, rows: int | None = None, budget: int | None =
 
     @param rows: the most rows a page holds (L{PAGE_ROWS} by default).
     @param budget: the bytes after which a page ends (L{PAGE_BYTES} by default).
+    @param clock: with C{linger}, an
+        L{IReactorTime<twisted.internet.interfaces.IReactorTime>}: a copy
+        that is complete keeps its pin at its end C{H} that many seconds
+        more, so that the replica, which asks for the log after C{H} once it
+        has installed the last pages, finds it there.  A copy that fails
+        releases its pin at once.
     """
     rows, budget = rows or PAGE_ROWS, budget or PAGE_BYTES
     token, seq, view = await store.read(_begin, store.pins)
+    complete = False
     try:
         await send(record({"snapshot": {"applied_seq": seq, "last_view": view}}))
         for table in store.tables:
@@ -192,9 +207,18 @@ async def copy(store: Store, send, rows: int | None = None, budget: int | None =
             page = await store.read(read_entries, after, until, rows, budget)
             await send(record({"entries": page}))
             after = page[-1]["seq"]
+        await store.read(_move, store.pins, token, until)
         await send(record({"end": {"applied_seq": until, "last_view": last_view}}))
+        complete = True
     finally:
-        store.read(_release, store.pins, token).addErrback(lambda f: log.failure("releasing a snapshot's pin", f))
+        if complete and clock is not None and linger > 0:
+            clock.callLater(linger, _release_later, store, token)
+        else:
+            _release_later(store, token)
+
+
+def _release_later(store: Store, token: int) -> None:
+    store.read(_release, store.pins, token).addErrback(lambda f: log.failure("releasing a snapshot's pin", f))
 
 
 def _first_page(txn, table: Table, rows: int, budget: int):

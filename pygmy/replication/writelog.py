@@ -209,7 +209,7 @@ class Pins:
     """
     The log positions that copies in progress still need (a snapshot for
     another replica replays the entries after the position it began at):
-    compaction keeps every entry above the lowest.  Used only inside
+    compaction keeps the lowest pinned entry and every one after it.  Used only inside
     interactions (the database thread), where compaction reads it, so a pin
     is in place before the position it protects is read, and gone only
     after the copy has read the entries it needs.
@@ -224,6 +224,11 @@ class Pins:
         self._next += 1
         self._held[self._next] = seq
         return self._next
+
+    def move(self, token: int, seq: int) -> None:
+        """Move the pin C{token}, if still held, to C{seq}."""
+        if token in self._held:
+            self._held[token] = seq
 
     def release(self, token: int) -> None:
         """Drop the pin C{token} (again: nothing)."""
@@ -240,7 +245,9 @@ class Pins:
 def _compact(txn, keep: int, below: int, forget_before: str | None, pins: Pins | None = None) -> int:
     pinned = None if pins is None else pins.lowest()
     if pinned is not None:
-        below = min(below, pinned)
+        # The pinned entry stays too: a replica whose log ends there is
+        # matched against it (L{_matches}) before it gets what follows.
+        below = min(below, pinned - 1)
     limit = min(get_meta(txn, "applied_seq") - keep, below)
     deleted = txn.execute("DELETE FROM log WHERE seq <= ?", (limit,)).rowcount
     if forget_before is not None:

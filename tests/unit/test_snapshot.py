@@ -16,6 +16,7 @@ from contextlib import nullcontext
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 
 from pygmy.catalog.books import BOOKS, Catalog
 from pygmy.errors import Diverged, PygmyError
@@ -253,6 +254,43 @@ def test_a_copy_cut_short_releases_its_pin(make_store):
     assert len(primary.pins) == 0
 
 
+def test_a_complete_copy_keeps_the_log_after_its_end_a_while_for_the_catch_up(make_store):
+    primary, clock = make_store("primary"), Clock()
+    records = []
+
+    async def send(data):
+        records.append(json.loads(data))
+        if len(records) == 2:
+            result(Catalog(primary).decrement(1, "during"))  # so that the end is past the start
+
+    result(Deferred.fromCoroutine(snapshot.copy(primary, send, rows=3, clock=clock, linger=30.0)))
+    end = records[-1]["end"]["applied_seq"]
+    assert end == records[0]["snapshot"]["applied_seq"] + 1
+    assert primary.pins.lowest() == end
+    for n in range(5):
+        result(Catalog(primary).decrement(2, f"after-{n}"))
+    result(primary.compact(0, 10**9))
+    # The replica, its log now ending at the copy's end, is matched there and served what follows.
+    view = records[-1]["end"]["last_view"]
+    entries, head = result(primary.entries_after(end, view, 10))
+    assert [e["seq"] for e in entries] == list(range(end + 1, end + 6)) and head == end + 5
+    clock.advance(30.0)
+    assert len(primary.pins) == 0
+    result(primary.compact(0, 10**9))
+    assert result(primary.read_log(0, 10)) == []
+
+
+def test_a_failed_copy_releases_its_pin_at_once_even_with_a_linger(make_store):
+    primary, clock = make_store("primary"), Clock()
+
+    async def send(data):
+        raise ConnectionError("gone")
+
+    with pytest.raises(ConnectionError):
+        result(Deferred.fromCoroutine(snapshot.copy(primary, send, clock=clock, linger=30.0)))
+    assert len(primary.pins) == 0 and clock.getDelayedCalls() == []
+
+
 def test_pins_hold_the_lowest_position_until_released():
     pins = Pins()
     assert pins.lowest() is None
@@ -260,6 +298,9 @@ def test_pins_hold_the_lowest_position_until_released():
     assert pins.lowest() == 3 and len(pins) == 2
     pins.release(second)
     assert pins.lowest() == 7
+    pins.move(first, 9)
+    pins.move(second, 1)  # released: stays so
+    assert pins.lowest() == 9
     pins.release(second)
     pins.release(first)
     assert pins.lowest() is None and len(pins) == 0
