@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shlex
 import time
 from importlib import metadata
 from pathlib import Path
@@ -88,11 +89,25 @@ def describe_config(config) -> dict:
     }
 
 
+def command_line(argv) -> str:
+    """The command that ran, quoted for a shell; the text of C{--note} (which the report quotes) elided."""
+    shown, hide = [], False
+    for arg in argv:
+        if hide:
+            arg, hide = "...", False
+        elif arg == "--note":
+            hide = True
+        elif arg.startswith("--note="):
+            arg = "--note=..."
+        shown.append(arg)
+    return shlex.join(["pygmy", "evaluate", *shown])
+
+
 def document(settings, config, machine_before: dict, measured: dict) -> dict:
     """The JSON document of a run (latencies in seconds), with its L{checks}."""
     found = {
         "format": 1,
-        "command": " ".join(["pygmy evaluate", *settings.argv]),
+        "command": command_line(settings.argv),
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(measured["started"])),
         "seconds": measured["seconds"],
         "machine": {**machine_before, "load_average_after": [round(x, 2) for x in os.getloadavg()]},

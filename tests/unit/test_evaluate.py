@@ -166,6 +166,11 @@ def test_the_document_holds_the_machine_the_config_and_every_figure(doc):
     json.dumps(doc)  # all of it is JSON
 
 
+def test_the_command_line_is_quoted_and_the_note_elided():
+    argv = ("--out", "my dir", "--note", "shared, busy", "--quick", "--note=again")
+    assert evaluate_report.command_line(argv) == "pygmy evaluate --out 'my dir' --note ... --quick --note=..."
+
+
 def test_every_check_holds_for_a_good_run(doc):
     assert [c["ok"] for c in doc["checks"]] == [True] * 6
     assert all(c["detail"] == "" for c in doc["checks"])
