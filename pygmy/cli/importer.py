@@ -3,11 +3,11 @@ C{pygmy import FILE}: add the books of a CSV or JSON lines file through the
 front end's C{POST /books} (DESIGN.md section 3), many requests at a time.
 
 The file is read a line at a time (L{pygmy.cli.import_file}): each row is
-checked by the contract's rules first, so a bad row costs no request and
-is reported with its line number, and the lines after it go on.
-C{--concurrency} workers (coroutines on one reactor) take the next row
-each and send it, so at most that many rows are in memory or in flight
-whatever the size of the file.
+checked first by the rules the route applies, so a bad row costs no
+request and is reported with its line number, and the lines after it go
+on.  C{--concurrency} workers (coroutines on one reactor) take the next
+row each and send it, so at most that many rows are in memory or in
+flight whatever the size of the file.
 
 Every row carries an C{Idempotency-Key} made from its line number and its
 book (L{pygmy.cli.import_file.row_key}): a rerun of the same file -- after
@@ -16,11 +16,13 @@ the front end answers the rows it has seen with their first answer instead
 of adding them again.  A 503 (the store is failing over) or a request with
 no answer is retried with back-off, and the same key, up to C{--retries}
 times; C{Retry-After} is honoured.  Any other refusal (4xx) is final for
-its row and not retried.  A row given up after its retries stops the
-import (the store is down: the rows after it would fare no better), and
-so do 401 (the secret is wrong) and 404 (the front end has no C{POST
-/books}): the summary says which rows are not confirmed and the line it
-stopped after; the same command again finishes the file.
+its row and not retried (L{pygmy.cli.import_sender}).  A row given up
+after its retries stops the import (the store is down: the rows after it
+would fare no better), and so do 401 (the secret is wrong) and 404 (the
+front end has no C{POST /books}): the summary says which rows are not
+confirmed and the line it stopped after; the same command again finishes
+the file.  Ctrl-C or SIGTERM ends it the same way, with the summary so
+far.
 
 Exit status: 0 every row added; 1 a row refused or not confirmed, or the
 import stopped; 2 bad usage, a file that cannot be read or a bad CSV
