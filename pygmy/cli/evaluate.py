@@ -128,12 +128,20 @@ class Evaluation:
             found["faults"] = await self.faults()
             found["checksums"] = await checksums(run, self.cluster)
         finally:
-            run.echo = self.print
-            await self.frontend.restore()
-            for line in await evaluate_cluster.restart_missing(run):
-                self.print(line)
+            await self.leave_as_found()
         found["seconds"] = round(time.time() - found["started"], 1)
         return found
+
+    async def leave_as_found(self) -> None:
+        """The front end back on the original config, every process running; says what it could not do."""
+        run = self.run_context
+        run.echo, run.started = self.print, None
+        try:
+            await self.frontend.restore()
+        except Abort as e:
+            self.print(f"could not put the front end back: {e}")
+        for line in await evaluate_cluster.restart_missing(run):
+            self.print(line)
 
     async def cached(self, found: dict) -> None:
         """Question 1 with the cache and bypassing it; question 2 with the cache."""
@@ -226,11 +234,18 @@ class Evaluation:
         found = []
         for service, role in FAULTS:
             self.heading(f"(3) kill -9 of the {service} {role} under load ({chosen.fault_clients} clients)")
-            for name in evaluate_cluster.SERVICES:
-                await self.cluster.poll(30.0, f"{name} is not whole", self.cluster.serving, name)
             fault = FaultRun(run, self.cluster, schedule, service, role)
+            try:
+                for name in evaluate_cluster.SERVICES:
+                    await self.cluster.poll(30.0, f"{name} is not whole", self.cluster.serving, name)
+            except Abort as e:  # an earlier fault left it broken: no kill, and the checks fail
+                fault.fault.error = f"not killed: {e}"
+                self.print(f"ERROR: {fault.fault.error}")
+                found.append(fault.record([], 0.0))
+                continue
             duration = chosen.kill_at + chosen.down + chosen.tail
-            plan = load.Plan(self.url, chosen.mix, self.items, self.topics, random.Random(f"{chosen.seed}-{service}"))
+            rng = random.Random(f"{chosen.seed}-{service}-{role}")
+            plan = load.Plan(self.url, chosen.mix, self.items, self.topics, rng)
             samples, seconds, _ = await self.measured(self.load_settings(chosen.fault_clients, duration), plan, fault)
             run.echo, run.started = self.print, None
             found.append(fault.record(samples, seconds))

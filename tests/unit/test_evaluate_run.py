@@ -322,3 +322,21 @@ def test_checksums_read_every_replica_and_say_whether_they_agree(config):
         "agree": True,
     }
     assert found["order"]["agree"] is False and found["order"]["replicas"]["B"] == {"applied_seq": 8, "checksum": "cc"}
+
+
+def test_a_fault_that_never_ran_is_recorded_as_failed(config):
+    from pygmy.cli.evaluate_report import checks
+
+    run = context(config)
+    fault = evaluate_faults.FaultRun(run, None, None, "catalog", "backup")
+    fault.fault.error = "not killed: catalog is not whole within 30 s"
+    record = fault.record([], 0.0)
+    assert (record["requests"], record["detected"], record["rejoined"], record["operations"]) == (0, None, None, {})
+    doc = {"faults": [record], "checksums": {}, "response_time": [], "consistency": {}}
+    doc["cache_off"] = {"capacity": 0}
+    doc["consistency"]["invalidation"] = {"cycles": 0, "operations": {}, "counters": {"misses": 0}}
+    failed = [c for c in checks(doc) if not c["ok"]]
+    assert [c["detail"] for c in failed[:2]] == [
+        "catalog backup: not killed: catalog is not whole within 30 s",
+        "catalog: not killed: catalog is not whole within 30 s",
+    ]
