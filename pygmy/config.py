@@ -4,7 +4,8 @@ Read C{config.ini} into typed, validated settings.
 Every problem is reported as one L{ConfigError} whose message names the
 file, the section and the key, so start-up can print a single clear line
 instead of a traceback.  L{parse} reads one section kind at a time:
-L{cluster_config}, L{frontend_config}, L{replica_configs}, then
+L{cluster_config}, L{frontend_configs} (one C{[frontend]}, or several
+C{[frontend:NAME]}), L{replica_configs}, L{coordinator_config}, then
 L{check_ports} across them.
 """
 
@@ -13,23 +14,18 @@ from __future__ import annotations
 import configparser
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pygmy.endpoints import absolute_paths, check_endpoint
-
-_INTEGER = re.compile(r"-?[0-9]+")
-_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]*)?|-?\.[0-9]+")
+from pygmy.ini import ConfigError, Section, section_of
 
 SERVICES = ("catalog", "order")
 BALANCERS = ("round_robin", "least_connections", "least_latency")
 DEFAULT_SECRET = "change-me"
-
-
-class ConfigError(Exception):
-    """
-    The configuration file is missing, unreadable or invalid.
-    """
+#: The name of the lone C{[frontend]} (C{[frontend:NAME]} front ends are NAME).
+LONE_FRONTEND = "frontend"
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def tcp_endpoint(port: int, bind: str) -> str:
@@ -99,6 +95,10 @@ class FrontendConfig(_Listening):
     balancer: str
     bind: str
     listen: str | None = None
+    #: NAME of C{[frontend:NAME]}; L{LONE_FRONTEND} for the lone C{[frontend]}.
+    name: str = LONE_FRONTEND
+    #: The section it was read from, for messages.
+    section: str = "frontend"
 
     @property
     def url(self) -> str:
@@ -129,15 +129,70 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class CoordinatorConfig:
+    """
+    C{[coordinator]}: the etcd cluster where several front ends keep their
+    views and elect the view manager.
+
+    @ivar etcd: the members' base URLs (C{http://127.0.0.1:2379}), in order.
+    @ivar prefix: every key is under it, without a trailing C{/}.
+    @ivar lease_ttl: seconds of the view manager's leadership lease.
+    """
+
+    etcd: tuple[str, ...]
+    prefix: str = "/pygmy"
+    lease_ttl: float = 2.0
+
+    @property
+    def endpoints(self) -> str:
+        """The members' URLs, comma-separated."""
+        return ",".join(self.etcd)
+
+
+@dataclass(frozen=True)
 class Config:
     """
     The whole validated C{config.ini}.
+
+    @ivar frontends: every front end by name, in file order: the lone
+        C{[frontend]} as L{LONE_FRONTEND}, or each C{[frontend:NAME]}.
+    @ivar coordinator: C{[coordinator]}, or C{None} without one (then the
+        one front end keeps its views in C{data_dir}).
+    @ivar selected: the front end this process is (C{--name}), from
+        L{named}; C{None} for the first.
     """
 
     path: Path
     cluster: ClusterConfig
-    frontend: FrontendConfig
+    frontends: dict[str, FrontendConfig]
     replicas: dict[str, tuple[ReplicaConfig, ...]] = field(default_factory=dict)
+    coordinator: CoordinatorConfig | None = None
+    selected: str | None = None
+
+    @property
+    def frontend(self) -> FrontendConfig:
+        """
+        The front end this process is (L{named}), else the first: with one
+        front end, the one (what every user of C{config.frontend} expects).
+        """
+        return self.frontends[self.selected or next(iter(self.frontends))]
+
+    def named(self, name: str | None) -> Config:
+        """
+        This config as seen by front end C{name} (C{--name}); C{None} is
+        fine only with one front end.
+
+        @raise ConfigError: with several front ends and no C{name}, or a
+            C{name} with no section; the message lists the names.
+        """
+        names = ", ".join(self.frontends)
+        if name is None:
+            if len(self.frontends) > 1:
+                raise ConfigError(f"{self.path}: {len(self.frontends)} front ends: choose one with --name ({names})")
+            return self
+        if name not in self.frontends:
+            raise ConfigError(f"{self.path}: no section [frontend:{name}] (front ends: {names})")
+        return replace(self, selected=name)
 
     def replica(self, service: str, name: str) -> ReplicaConfig:
         """
@@ -152,70 +207,19 @@ class Config:
         raise ConfigError(f"{self.path}: no section [{service}:{name}] (replicas: {known})")
 
 
-class _Section:
+def _listen(section: Section) -> str | None:
     """
-    Typed access to one section, with errors that name the section and key.
+    The section's C{listen} server endpoint string, with relative paths
+    made absolute, or C{None} without one; see L{check_endpoint}.
     """
-
-    def __init__(self, path: Path, name: str, items: configparser.SectionProxy):
-        self.path = path
-        self._name = name
-        self._items = items
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}: [{self._name}] {key}: {message}")
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self._items.get(key, default)
-        if value is None:
-            raise self.error(key, "missing")
-        value = value.strip()
-        if not value:
-            raise self.error(key, "empty")
-        return value
-
-    def optional(self, key: str) -> str | None:
-        """The text of C{key}, or C{None} if the section does not have it."""
-        return self.text(key) if key in self._items else None
-
-    def boolean(self, key: str, default: bool) -> bool:
-        raw = self.text(key, "true" if default else "false").lower()
-        if raw in ("true", "yes", "on", "1"):
-            return True
-        if raw in ("false", "no", "off", "0"):
-            return False
-        raise self.error(key, f"{raw!r} is not true or false")
-
-    def port(self, key: str) -> int:
-        value = self.number(key, int, None)
-        if not 1 <= value <= 65535:
-            raise self.error(key, f"{value} is not a TCP port (1-65535)")
-        return value
-
-    def number(self, key, kind, default, minimum=None):
-        raw = self.text(key, None if default is None else str(default))
-        pattern = _INTEGER if kind is int else _DECIMAL
-        if not pattern.fullmatch(raw):
-            noun = "a whole number" if kind is int else "a number"
-            raise self.error(key, f"{raw!r} is not {noun}")
-        value = kind(raw)
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"{raw} is below {minimum}")
-        return value
-
-    def listen(self) -> str | None:
-        """
-        The section's C{listen} server endpoint string, with relative paths
-        made absolute, or C{None} without one; see L{check_endpoint}.
-        """
-        raw = self.optional("listen")
-        if raw is None:
-            return None
-        description = absolute_paths(raw, self.path.resolve().parent)
-        why = check_endpoint(description)
-        if why is not None:
-            raise self.error("listen", f"{raw!r} is not a Twisted server endpoint: {why}")
-        return description
+    raw = section.optional("listen")
+    if raw is None:
+        return None
+    description = absolute_paths(raw, section.path.resolve().parent)
+    why = check_endpoint(description)
+    if why is not None:
+        raise section.error("listen", f"{raw!r} is not a Twisted server endpoint: {why}")
+    return description
 
 
 def load(path: str | os.PathLike, environ: dict | None = None) -> Config:
@@ -245,21 +249,15 @@ def parse(parser: configparser.ConfigParser, path: Path, environ) -> Config:
     """
     Validate an already-read C{parser}; see L{load}.
     """
-    cluster = cluster_config(_section(parser, path, "cluster"), environ)
-    frontend = frontend_config(_section(parser, path, "frontend"))
+    cluster = cluster_config(section_of(parser, path, "cluster"), environ)
+    frontends = frontend_configs(parser, path)
     replicas = replica_configs(parser, path)
-    check_ports(path, frontend, replicas)
-    return Config(path=path, cluster=cluster, frontend=frontend, replicas=replicas)
+    coordinator = coordinator_config(parser, path, cluster, frontends)
+    check_ports(path, frontends, replicas)
+    return Config(path=path, cluster=cluster, frontends=frontends, replicas=replicas, coordinator=coordinator)
 
 
-def _section(parser: configparser.ConfigParser, path: Path, name: str) -> _Section:
-    """The section C{name}, which must be there."""
-    if not parser.has_section(name):
-        raise ConfigError(f"{path}: section [{name}] is missing")
-    return _Section(path, name, parser[name])
-
-
-def cluster_config(cluster: _Section, environ) -> ClusterConfig:
+def cluster_config(cluster: Section, environ) -> ClusterConfig:
     """
     C{[cluster]}: the secret (C{$PYGMY_SECRET} first), C{data_dir} from the
     file's directory, heartbeat timing, and the write log's upkeep.
@@ -283,20 +281,28 @@ def cluster_config(cluster: _Section, environ) -> ClusterConfig:
         log_keep=cluster.number("log_keep", int, 100_000, minimum=1),
         access_log=cluster.boolean("access_log", False),
         compact_interval=cluster.number("compact_interval", float, 10.0, minimum=0.01),
-        idempotency_keep=_positive(cluster, "idempotency_keep", 86400.0),
+        idempotency_keep=cluster.positive("idempotency_keep", 86400.0),
     )
 
 
-def _positive(section: _Section, key: str, default: float) -> float:
-    """A number of seconds above zero (a C{minimum} would let C{0} through)."""
-    value = section.number(key, float, default)
-    if value <= 0:
-        raise section.error(key, f"{value:g} must be more than 0 seconds")
-    return value
+def frontend_configs(parser: configparser.ConfigParser, path: Path) -> dict[str, FrontendConfig]:
+    """The lone C{[frontend]}, or every C{[frontend:NAME]}; never both."""
+    named = [name for name in parser.sections() if name.partition(":")[0] == "frontend" and ":" in name]
+    if parser.has_section("frontend") and named:
+        raise ConfigError(f"{path}: [frontend] and [{named[0]}]: one [frontend] or several [frontend:NAME], not both")
+    if not named:
+        return {LONE_FRONTEND: frontend_config(section_of(parser, path, "frontend"))}
+    frontends = {}
+    for section in named:
+        name = section.partition(":")[2]
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"{path}: [{section}] front-end name must be letters, digits, - and _")
+        frontends[name] = frontend_config(section_of(parser, path, section), name)
+    return frontends
 
 
-def frontend_config(front: _Section) -> FrontendConfig:
-    """C{[frontend]}: where it is reached and listens, its cache and balancer."""
+def frontend_config(front: Section, name: str = LONE_FRONTEND) -> FrontendConfig:
+    """C{[frontend]} or C{[frontend:NAME]}: where it is reached and listens, its cache and balancer."""
     host = front.text("host", "127.0.0.1")
     balancer = front.text("balancer", "round_robin")
     if balancer not in BALANCERS:
@@ -308,8 +314,34 @@ def frontend_config(front: _Section) -> FrontendConfig:
         cache_size=front.number("cache_size", int, 1000, minimum=0),
         balancer=balancer,
         bind=front.text("bind", host),
-        listen=front.listen(),
+        listen=_listen(front),
+        name=name,
+        section=front.name,
     )
+
+
+def coordinator_config(parser, path: Path, cluster: ClusterConfig, frontends: dict) -> CoordinatorConfig | None:
+    """
+    C{[coordinator]}: the etcd endpoints (http or https URLs), the key
+    prefix and the lease; required by two or more front ends.
+    """
+    if not parser.has_section("coordinator"):
+        if len(frontends) > 1:
+            raise ConfigError(
+                f"{path}: [coordinator] etcd: missing: {len(frontends)} front ends "
+                f"({', '.join(f'[{f.section}]' for f in frontends.values())}) need etcd to share their views"
+            )
+        return None
+    section = section_of(parser, path, "coordinator")
+    endpoints = section.urls("etcd")
+    prefix = section.text("prefix", "/pygmy")
+    if not prefix.startswith("/"):
+        raise section.error("prefix", f"{prefix!r} must begin with /")
+    lease_ttl = section.positive("lease_ttl", 2.0)
+    if lease_ttl <= cluster.heartbeat_timeout:
+        timeout = cluster.heartbeat_timeout
+        raise section.error("lease_ttl", f"{lease_ttl:g} must be longer than [cluster] heartbeat_timeout ({timeout:g})")
+    return CoordinatorConfig(endpoints, prefix.rstrip("/"), lease_ttl)
 
 
 def replica_configs(parser: configparser.ConfigParser, path: Path) -> dict[str, tuple[ReplicaConfig, ...]]:
@@ -320,13 +352,13 @@ def replica_configs(parser: configparser.ConfigParser, path: Path) -> dict[str, 
     replicas: dict[str, list[ReplicaConfig]] = {service: [] for service in SERVICES}
     for name in parser.sections():
         service, colon, replica_name = name.partition(":")
-        if not colon:
+        if not colon or service == "frontend":
             continue
         if service not in SERVICES:
             raise ConfigError(f"{path}: [{name}] unknown service {service!r} (sections are catalog:NAME or order:NAME)")
         if not replica_name.isalnum():
             raise ConfigError(f"{path}: [{name}] replica name must be letters and digits")
-        replicas[service].append(replica_config(_section(parser, path, name), service, replica_name))
+        replicas[service].append(replica_config(section_of(parser, path, name), service, replica_name))
     for service, found in replicas.items():
         if len(found) < 2:
             have = ", ".join(f"[{r.label}]" for r in found) or "none"
@@ -334,27 +366,27 @@ def replica_configs(parser: configparser.ConfigParser, path: Path) -> dict[str, 
     return {service: tuple(found) for service, found in replicas.items()}
 
 
-def replica_config(section: _Section, service: str, name: str) -> ReplicaConfig:
+def replica_config(section: Section, service: str, name: str) -> ReplicaConfig:
     """One C{[service:NAME]} section: where the replica is reached and listens."""
     host = section.text("host", "127.0.0.1")
-    return ReplicaConfig(service, name, host, section.port("port"), section.text("bind", host), section.listen())
+    return ReplicaConfig(service, name, host, section.port("port"), section.text("bind", host), _listen(section))
 
 
-def check_ports(path: Path, frontend: FrontendConfig, replicas) -> None:
+def check_ports(path: Path, frontends: dict[str, FrontendConfig], replicas) -> None:
     """
-    Refuse two listeners on the same host and port.
+    Refuse two listeners on the same host and port (across every front
+    end and replica).
     """
-    seen = {
-        (frontend.host, frontend.port): "[frontend] port",
-    }
-    if (frontend.host, frontend.heartbeat_port) in seen:
-        raise ConfigError(
-            f"{path}: [frontend] heartbeat_port: {frontend.heartbeat_port} is already used by [frontend] port"
-        )
-    seen[(frontend.host, frontend.heartbeat_port)] = "[frontend] heartbeat_port"
+    seen = {}
+
+    def claim(host: str, port: int, section: str, key: str) -> None:
+        if (host, port) in seen:
+            raise ConfigError(f"{path}: [{section}] {key}: {port} is already used by {seen[(host, port)]}")
+        seen[(host, port)] = f"[{section}] {key}"
+
+    for front in frontends.values():
+        claim(front.host, front.port, front.section, "port")
+        claim(front.host, front.heartbeat_port, front.section, "heartbeat_port")
     for found in replicas.values():
         for replica in found:
-            where = (replica.host, replica.port)
-            if where in seen:
-                raise ConfigError(f"{path}: [{replica.label}] port: {replica.port} is already used by {seen[where]}")
-            seen[where] = f"[{replica.label}] port"
+            claim(replica.host, replica.port, replica.label, "port")

@@ -1,11 +1,11 @@
 """
-C{twistd pygmy-frontend --config config.ini}
+C{twistd pygmy-frontend --config config.ini [--name NAME]}
 """
 
-from pygmy.process.options import ConfigOptions
+from pygmy.process.options import FrontendOptions
 
 
-class Options(ConfigOptions):
+class Options(FrontendOptions):
     """Options of the front end."""
 
     tapname = "pygmy-frontend"

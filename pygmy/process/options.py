@@ -1,5 +1,6 @@
 """
-Command-line options shared by the three twistd plugins.
+Command-line options shared by the three twistd plugins: C{--config} for
+all, C{--name} for a front end of several, C{--replica} for a replica.
 
 A broken C{config.ini} ends start-up with one line on stderr naming the
 file, section and key.  (Raising C{UsageError} instead would make twistd
@@ -38,6 +39,26 @@ class ConfigOptions(usage.Options):
         twistd = getattr(self, "parent", None)
         if self["log-format"] == "json" and twistd is not None:
             twistd["logger"] = use_json(twistd)
+
+
+class FrontendOptions(ConfigOptions):
+    """
+    C{--config PATH [--name NAME]}: with several C{[frontend:NAME]}
+    sections, C{--name} says which one this process is; C{self.config} is
+    then that front end's view of the file (its C{frontend} is the named one).
+    """
+
+    optParameters = [
+        ["name", "n", None, "The front end to run: NAME of a [frontend:NAME] section (needed with several)."],
+    ]
+
+    def postOptions(self):
+        """Load the config, then pick the front end C{--name} names, or exit with a line listing the names."""
+        super().postOptions()
+        try:
+            self.config = self.config.named(self["name"])
+        except configuration.ConfigError as e:
+            raise SystemExit(f"{self.tapname}: {e}") from None
 
 
 class ReplicaOptions(ConfigOptions):

@@ -13,7 +13,7 @@ PYGMY = Path(__file__).resolve().parents[2] / "pygmy"
 
 #: Lowest first.  A package may import its own modules and any lower layer.
 LAYERS = [
-    {"__init__", "clock", "endpoints", "errors", "files", "tasks"},
+    {"__init__", "clock", "endpoints", "errors", "files", "ini", "tasks"},
     {"config"},
     {"net", "process"},
     {"replication"},
