@@ -15,20 +15,13 @@ import json
 import pytest
 
 from pygmy.cli import launcher
-from pygmy.testing import UpCluster, get_json, run_pygmy, write_config
+from pygmy.testing import get_json, run_pygmy
+from tests.integration import test_cli
 
 pytestmark = pytest.mark.integration
+#: The fixture of test_cli.py: a config.ini on free ports, and a certain stop of what runs from it.
+started = test_cli.started
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def started(tmp_path):
-    """A config.ini on free ports, and a guaranteed stop of what runs from it."""
-    started = UpCluster(write_config(tmp_path))
-    try:
-        yield started
-    finally:
-        started.stop_everything()
 
 
 def sane(figures: dict) -> bool:

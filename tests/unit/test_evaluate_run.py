@@ -24,16 +24,11 @@ from pygmy.cli import evaluate, evaluate_cluster, evaluate_faults, loadgen
 from pygmy.cli.chaos_cluster import Abort, Cluster, Context
 from pygmy.cli.loadgen import Sample
 from pygmy.config import load
-from tests.fakes import REPLICA_SECTIONS, config_text, result
+from tests.fakes import REPLICA_SECTIONS, result
+from tests.unit import test_lifecycle
 
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "config.ini"
-    path.write_text(config_text(data_dir="state"))
-    found = load(path)
-    found.cluster.data_dir.mkdir()
-    return found
+#: The fixture of test_lifecycle.py: a config.ini with its data_dir made.
+config = test_lifecycle.config
 
 
 class FakeHTTP:
