@@ -119,10 +119,17 @@ class Install:
         if not isinstance(record, dict) or len(record) != 1:
             raise self._unexpected("a record that is not an object of one key")
         ((kind, body),) = record.items()
-        step = getattr(self, f"_on_{kind}", None)
-        if step is None:
+        steps = {
+            "snapshot": self._on_snapshot,
+            "page": self._on_page,
+            "requests": self._on_requests,
+            "log": self._on_log,
+            "entries": self._on_entries,
+            "end": self._on_end,
+        }
+        if kind not in steps:
             raise self._unexpected(f"a record of kind {kind!r}")
-        return step(body)
+        return steps[kind](body)
 
     def _unexpected(self, what: str) -> Diverged:
         return Diverged(f"the snapshot from {self.source} sent {what} while the install was at {self._state!r}")
@@ -149,6 +156,15 @@ class Install:
             raise self._unexpected(f"a page of an unknown table {body.get('table')!r}")
         if not isinstance(rows, list) or not rows:
             raise self._unexpected("a page without rows")
+        self._last[table.name] = self._check_keys(table, rows)
+        return self._run(_rows, table, rows)
+
+    def _check_keys(self, table: Table, rows: list) -> object:
+        """
+        The last key of C{rows}, a page of C{table}, whose keys must ascend
+        from above the last page's (so pages never overlap, and a page's key
+        range holds its rows alone: see L{_rows}).
+        """
         key = table.columns[0]
         if not all(isinstance(row, dict) and key in row for row in rows):
             raise self._unexpected(f"a page of {table.name} with rows that are not rows")
@@ -160,8 +176,7 @@ class Install:
             ascending = False
         if not ascending:
             raise self._unexpected(f"a page of {table.name} whose keys do not follow the last page's, in order")
-        self._last[table.name] = keys[-1]
-        return self._run(_rows, table, rows)
+        return keys[-1]
 
     def _on_requests(self, body):
         self._expect(body, ("rows",), "requests", list)

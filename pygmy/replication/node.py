@@ -282,8 +282,12 @@ class Node:
         """
         Trim the log to C{log_keep} entries, keeping what backups need, and
         forget the request ids older than C{idempotency_keep} seconds (on
-        this replica's clock) whose entries have left the log.
+        this replica's clock) whose entries have left the log.  Not while
+        a snapshot is being installed: its log and requests are being
+        rewritten.
         """
+        if self.installing:
+            return
         below = self.applied_seq if self.replicator is None else self.replicator.lowest_acked()
         forget_before = utc_timestamp(max(self.clock.seconds() - self.idempotency_keep, 0))
         deleted = await self.store.compact(self.log_keep, below, forget_before)

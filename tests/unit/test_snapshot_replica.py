@@ -15,7 +15,7 @@ import math
 
 import pytest
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 
 from pygmy.catalog.books import Catalog
 from pygmy.errors import Diverged
@@ -173,3 +173,14 @@ def test_the_dump_sends_one_piece_per_page(make_store):
     rows = [piece for piece in pieces if b'"title"' in piece]
     assert len(rows) == math.ceil(17 / 4) and len(pieces) == len(rows) + 2  # and the head and the tail
     assert json.loads(b"".join(pieces)) == result(store.dump())
+
+
+def test_a_replica_mid_install_does_not_compact(make_store, reactor, monkeypatch):
+    pair = crash_mid_install(make_store, reactor, 2)
+    b, calls = pair.nodes["B"], []
+    monkeypatch.setattr(pair.stores["B"], "compact", lambda *args: calls.append(args) or succeed(0))
+    result(Deferred.fromCoroutine(b.compact()))
+    assert calls == []
+    b.installing = False
+    result(Deferred.fromCoroutine(b.compact()))
+    assert len(calls) == 1
