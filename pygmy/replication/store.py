@@ -140,8 +140,10 @@ class Store(WriteLog, Service):
     """
     The database of one replica, as a service that closes its pool on stop.
 
-    The log's side (apply, entries_after, matches, read_log, snapshot,
-    install, compact) comes from L{WriteLog}.
+    The log's side (apply, entries_after, matches, read_log, installing,
+    pins, compact) comes from L{WriteLog}; snapshots are read and
+    installed in pages by L{pygmy.replication.snapshot} and
+    L{pygmy.replication.install}.
 
     @param path: the SQLite file.
     @param tables: the replicated tables, in dump order.
@@ -243,7 +245,9 @@ class Store(WriteLog, Service):
         @return: a Deferred firing with C{{"applied_seq": n, "rows": [...]}}:
             the rows of the service's first table (its contract,
             DESIGN.md section 4), and those of any other table under that
-            table's name.
+            table's name.  Every row at once, in one read: for tests and
+            checks of small tables; C{GET /admin/dump} sends the same a
+            page at a time (L{pygmy.replication.snapshot.dump}).
         """
         return self.read(self._dump)
 
