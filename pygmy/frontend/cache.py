@@ -31,6 +31,13 @@ Every change of the catalog's view empties the cache (L{ReplyCache.clear})
 and refuses every fill begun before it: a reply from before a failover may
 come from a replica that the new view left out.  The front end stores only
 replies from members of the current view.
+
+With a L{Lease<pygmy.frontend.lease.Lease>} (the front end's), the cache
+serves a hit and stores a fill only while the lease holds, that is within
+C{heartbeat_timeout} of the last line from the catalog primary; each time
+the lease ends the cache is emptied (L{ReplyCache.lapse}), so a front end
+that was frozen or cut off never serves what a write acknowledged meanwhile
+made stale.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ class Counters:
     invalidations: int = 0
     evictions: int = 0
     refused_fills: int = 0
+    lease_expiries: int = 0
 
 
 class ReplyCache:
@@ -59,10 +67,16 @@ class ReplyCache:
     topic token).
 
     @param capacity: entries at most; 0 turns the cache off.
+    @param lease: the front end's L{Lease<pygmy.frontend.lease.Lease>}, which
+        the cache serves and stores under (and subscribes to); C{None}
+        serves always.
     """
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, lease=None):
         self.capacity = capacity
+        self._lease = lease
+        if lease is not None:
+            lease.subscribe(self.lapse)
         self.counters = Counters()
         self._entries: OrderedDict[str, tuple[bytes, frozenset | None]] = OrderedDict()
         self._by_tag: dict[object, set[str]] = {}
@@ -82,7 +96,7 @@ class ReplyCache:
         unless C{count_miss} is false (the caller asks again if it misses).
         """
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or (self._lease is not None and not self._lease.valid()):
             if count_miss:
                 self.counters.misses += 1
             return None
@@ -104,7 +118,7 @@ class ReplyCache:
             book (a page of C{/list}).
         @return: whether it was stored.
         """
-        if self.capacity <= 0:
+        if self.capacity <= 0 or (self._lease is not None and not self._lease.valid()):
             return False
         if self._refuse_before > ticket:
             stale = True
@@ -151,6 +165,15 @@ class ReplyCache:
         self._whole.clear()
         self._invalidated.clear()
 
+    def lapse(self, expired: bool) -> None:
+        """
+        The lease ended: empty the cache and refuse every fill begun before;
+        count an expiry if it ended for silence.
+        """
+        self.clear()
+        if expired:
+            self.counters.lease_expiries += 1
+
     def _remove(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is None:
@@ -177,4 +200,5 @@ class ReplyCache:
             "invalidations": c.invalidations,
             "evictions": c.evictions,
             "refused_fills": c.refused_fills,
+            "lease_expiries": c.lease_expiries,
         }

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from pygmy.config import Config
 from pygmy.coordination.store import StoredView, ViewStore
 from pygmy.frontend.events import EventRing, Timeline
+from pygmy.frontend.lease import Lease
 from pygmy.frontend.views import ServiceView
 from pygmy.replication.heartbeat import view_line
 
@@ -40,6 +41,8 @@ class Monitor:
     @param wall: the wall clock that stamps the events of L{events}.
     @ivar events: the L{EventRing} of what the views went through, for the
         dashboard (C{GET /events}).
+    @ivar lease: the cache's L{Lease}, held by the lines of the published
+        catalog view's primary (the heartbeat connections tell it of them).
     """
 
     #: This front end's name (C{"frontend"} for the lone C{[frontend]}).
@@ -63,6 +66,7 @@ class Monitor:
         self.view_pushed = lambda service: None
         self.events = EventRing(wall=wall)
         self.timeline = Timeline(self.events, clock)
+        self.lease = Lease(clock, self.timeout, self._lease_holder)
         started = clock.seconds()
         self.views = {
             service: ServiceView(
@@ -138,6 +142,11 @@ class Monitor:
     def invalidate(self, sender: str, item: int, seq: int) -> None:
         """The catalog primary C{sender} changed book C{item} at C{seq}."""
         self.invalidated(item)
+
+    def _lease_holder(self) -> str | None:
+        """The replica whose lines hold the cache's lease: the published catalog view's primary."""
+        view = self.published.get("catalog")
+        return None if view is None else view.primary
 
     def disconnected(self, service, replica, connection) -> None:
         """Forget C{connection} of C{replica}, unless a newer one replaced it."""

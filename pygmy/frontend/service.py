@@ -81,14 +81,14 @@ def frontend_service(config: Config, reactor) -> MultiService:
     for service in SERVICES:
         routes[service] = routes_for(config, service, http, alive=lambda s=service: monitor.alive(s))
 
-    heartbeats = MonitorFactory(monitor, cluster.secret, clock, hello_timeout=cluster.heartbeat_timeout)
+    heartbeats = MonitorFactory(monitor, cluster.secret, clock, cluster.heartbeat_timeout, lease=monitor.lease)
     where = f"{front.bind}:{front.heartbeat_port}"
     Listener(reactor, front.heartbeat_endpoint, heartbeats, "front end heartbeats", where).setServiceParent(top)
     checks = TimerService(cluster.heartbeat_interval / 2, monitor.check)
     checks.clock = reactor
     checks.setServiceParent(top)
 
-    cache = ReplyCache(front.cache_size)
+    cache = ReplyCache(front.cache_size, lease=monitor.lease)
     monitor.invalidated = cache.invalidate
     monitor.view_pushed = lambda service: cache.clear() if service == "catalog" else None
     _, metrics = registry_with(FrontendCollector(monitor, cache))

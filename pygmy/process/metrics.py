@@ -107,6 +107,11 @@ class FrontendCollector:
             ("evictions", c.evictions, "Entries dropped for room."),
             ("invalidations", c.invalidations, "Books invalidated by writes."),
             ("refused_fills", c.refused_fills, "Fills not stored: a write came first."),
+            (
+                "lease_expiries",
+                c.lease_expiries,
+                "Times the cache was emptied: no line from the catalog primary for heartbeat_timeout.",
+            ),
         ]:
             yield CounterMetricFamily(f"pygmy_cache_{name}", doc, value=value)
         size = GaugeMetricFamily("pygmy_cache_entries", "Entries in the cache.", value=len(self.cache))
@@ -172,6 +177,38 @@ class ReplicaCollector:
             for name, link in node.replicator.links.items():
                 lag.add_metric(values + [name], max(0, node.applied_seq - (link.acked or 0)))
             yield lag
+        for observer in node.write_observers:
+            # A write observer may keep metrics of its own (the catalog's push).
+            metrics = getattr(observer, "metrics", None)
+            if isinstance(metrics, InvalidationMetrics):
+                yield from metrics.collect()
+
+
+class InvalidationMetrics:
+    """
+    What a catalog primary measures of its cache invalidations
+    (L{pygmy.catalog.coherence}): how long each write waited for the front
+    ends' C{INVALIDATED}, and how many connections it dropped for want of
+    one.  Exposed with the replica's metrics by L{ReplicaCollector}.
+    """
+
+    def __init__(self):
+        self.waits = Histogram(
+            "pygmy_invalidation_wait_seconds",
+            "Time a catalog write waited, once replicated, for every front end's INVALIDATED.",
+            registry=None,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.silent_closes = Counter(
+            "pygmy_invalidation_silent_closes",
+            "Front-end connections dropped: no INVALIDATED within heartbeat_timeout.",
+            registry=None,
+        )
+
+    def collect(self):
+        """The histogram and the counter, as Prometheus metric families."""
+        yield from self.waits.collect()
+        yield from self.silent_closes.collect()
 
 
 def registry_with(*collectors) -> tuple[CollectorRegistry, HTTPMetrics]:

@@ -3,6 +3,12 @@ The front end's end of the heartbeat protocol (the grammar is in
 L{pygmy.replication.heartbeat}): one L{MonitorProtocol} per replica's
 connection, which challenges the replica, checks its HELLO and hands every
 later line to the monitor.
+
+It answers the catalog's C{INVALIDATE} lines: once every line of what it
+has read at once is handled (so the cache is clean), one C{INVALIDATED
+<seq>}, with the seq of the last C{INVALIDATE} among them.  And it tells
+the front end's cache L{Lease<pygmy.frontend.lease.Lease>} of every line
+it has processed, and of the end of the connection.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import secrets
 
 from twisted.internet.protocol import Factory
 
-from pygmy.replication.heartbeat_lines import LineProtocol, ProtocolError, proof
+from pygmy.replication.heartbeat_lines import LineProtocol, ProtocolError, invalidated_line, proof
 
 
 class MonitorProtocol(LineProtocol):
@@ -20,17 +26,24 @@ class MonitorProtocol(LineProtocol):
     The front end's end of one replica's heartbeat connection.
 
     It challenges the replica, checks its HELLO, then hands BEAT and SYNCED
-    to the monitor (see L{pygmy.frontend.views.Monitor}).
+    to the monitor (see L{pygmy.frontend.monitor.Monitor}), and INVALIDATE
+    too, which it answers with INVALIDATED.
+
+    @param lease: the front end's cache lease, told of every line processed
+        on the connection (C{heard}) and of its end (C{lost}); or C{None}.
     """
 
     identity: tuple[str, str] | None = None
 
-    def __init__(self, monitor, secret: str, clock, hello_timeout: float):
+    def __init__(self, monitor, secret: str, clock, hello_timeout: float, lease=None):
         self.monitor = monitor
         self._secret = secret
         self._clock = clock
         self._hello_timeout = hello_timeout
+        self._lease = lease
         self._deadline = None
+        #: The seq of the last INVALIDATE handled and not yet answered.
+        self._unanswered: int | None = None
         self.nonce = secrets.token_hex(16)
 
     def connectionMade(self):
@@ -38,8 +51,21 @@ class MonitorProtocol(LineProtocol):
         self.sendLine(b"CHALLENGE " + self.nonce.encode("ascii"))
         self._deadline = self._clock.callLater(self._hello_timeout, self.refuse, "no HELLO in time")
 
+    def dataReceived(self, data: bytes):
+        """Handle every line that came in; then answer the INVALIDATE lines among them, in one line."""
+        super().dataReceived(data)
+        if self._unanswered is not None:
+            seq, self._unanswered = self._unanswered, None
+            if not self.transport.disconnecting:
+                self.sendLine(invalidated_line(seq))
+
     def handle(self, verb, *args):
-        """Act on one line from a replica (see the grammar above)."""
+        """Act on one line from a replica (see the grammar in L{pygmy.replication.heartbeat})."""
+        self._act(verb, *args)
+        if self._lease is not None:
+            self._lease.heard(self)
+
+    def _act(self, verb, *args):
         if verb == "HELLO":
             return self._hello(*args)
         if self.identity is None:
@@ -54,6 +80,7 @@ class MonitorProtocol(LineProtocol):
             self.monitor.invalidate(self.identity[1], item, seq)
             if topic is not None:
                 self.monitor.invalidate(self.identity[1], topic, seq)
+            self._unanswered = seq
             return
         if verb not in ("BEAT", "SYNCED", "UNREACHABLE"):
             raise ProtocolError(f"{verb} is not for the front end")
@@ -88,8 +115,10 @@ class MonitorProtocol(LineProtocol):
         self.sendLine(line)
 
     def connectionLost(self, reason):
-        """Tell the monitor the replica behind this connection is gone."""
+        """Tell the lease and the monitor the replica behind this connection is gone."""
         self._cancel_deadline()
+        if self._lease is not None:
+            self._lease.lost(self)
         if self.identity is not None:
             self.monitor.disconnected(*self.identity, self)
 
@@ -100,18 +129,23 @@ class MonitorProtocol(LineProtocol):
 
 
 class MonitorFactory(Factory):
-    """Makes a L{MonitorProtocol} per replica connection."""
+    """
+    Makes a L{MonitorProtocol} per replica connection.
+
+    @param lease: the front end's cache lease (see L{MonitorProtocol}), or C{None}.
+    """
 
     noisy = False
 
-    def __init__(self, monitor, secret: str, clock, hello_timeout: float):
+    def __init__(self, monitor, secret: str, clock, hello_timeout: float, lease=None):
         self.monitor = monitor
         self.secret = secret
         self.clock = clock
         self.hello_timeout = hello_timeout
+        self.lease = lease
 
     def buildProtocol(self, addr):
         """A protocol for one replica's heartbeat connection."""
-        protocol = MonitorProtocol(self.monitor, self.secret, self.clock, self.hello_timeout)
+        protocol = MonitorProtocol(self.monitor, self.secret, self.clock, self.hello_timeout, self.lease)
         protocol.factory = self
         return protocol

@@ -51,6 +51,11 @@ def invalidate_line(item_id: int, seq: int, topic: str) -> bytes:
     return f"INVALIDATE {item_id} {seq} {topic_token(topic)}".encode("ascii")
 
 
+def invalidated_line(seq: int) -> bytes:
+    """The C{INVALIDATED} line of a front end whose cache is clean up to C{seq}."""
+    return f"INVALIDATED {seq}".encode("ascii")
+
+
 def _name(word: str) -> str:
     if not word or len(word) > 64 or not set(word) <= _NAME_CHARS:
         raise ProtocolError(f"bad name {word[:20]!r}")
@@ -85,6 +90,7 @@ def parse(line: bytes) -> tuple:
         "VIEW": (4,),
         "SYNCED": (3,),
         "INVALIDATE": (2, 3),
+        "INVALIDATED": (1,),
         "UNREACHABLE": (2,),
     }
     if verb not in shapes:
@@ -108,6 +114,8 @@ def parse(line: bytes) -> tuple:
         if len(args) == 3 and not _TOPIC.fullmatch(args[2]):
             raise ProtocolError(f"bad topic token {args[2][:40]!r}")
         return verb, _number(args[0]), _number(args[1]), args[2] if len(args) == 3 else None
+    if verb == "INVALIDATED":
+        return verb, _number(args[0])
     if verb == "UNREACHABLE":
         return verb, _name(args[0]), _name(args[1])
     return verb, _name(args[0]), _name(args[1]), _number(args[2])

@@ -2,7 +2,10 @@
 A replica's end of the heartbeat protocol (the grammar is in
 L{pygmy.replication.heartbeat}): one L{BeatProtocol} per connection to a
 front end, which answers the challenge, beats, and hands VIEW lines to the
-node; L{BeatFactory} reconnects with back-off.
+node; L{BeatFactory} reconnects with back-off.  On a catalog primary, the
+C{INVALIDATED} lines of the front end go to the connection's
+L{invalidations<BeatProtocol.invalidations>} (the primary's
+L{FrontEndLink<pygmy.catalog.coherence.FrontEndLink>}).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ class BeatProtocol(LineProtocol):
 
     After the challenge it says HELLO and beats every C{interval} with the
     node's state; VIEW lines go to the node (see L{pygmy.replication.node.Node}).
+
+    @ivar invalidations: what the front end's C{INVALIDATED} lines and the
+        end of the connection are told to (C{acknowledged(seq)}, C{lost()}):
+        whoever sent C{INVALIDATE} lines on this connection, or C{None}, and
+        then an C{INVALIDATED} is a protocol error.
     """
+
+    invalidations = None
 
     def __init__(self, node, secret: str, clock, interval: float):
         self.node = node
@@ -51,6 +61,10 @@ class BeatProtocol(LineProtocol):
             if not self.ready:
                 raise ProtocolError("VIEW before CHALLENGE")
             self.node.view_received(*args)
+        elif verb == "INVALIDATED":
+            if self.invalidations is None:
+                raise ProtocolError("INVALIDATED, but no INVALIDATE was sent")
+            self.invalidations.acknowledged(*args)
         else:
             raise ProtocolError(f"{verb} is not for a replica")
 
@@ -67,10 +81,17 @@ class BeatProtocol(LineProtocol):
         """Send one line to the front end."""
         self.sendLine(line)
 
+    def abort(self, reason: str) -> None:
+        """Log why, then drop the connection at once, unsent lines and all."""
+        log.warn("Heartbeat: dropping {peer}: {reason}", peer=self._peer(), reason=reason)
+        self.transport.abortConnection()
+
     def connectionLost(self, reason):
-        """Stop beating and tell the node the front end is gone."""
+        """Stop beating; tell whoever waits for an INVALIDATED, then the node, that the front end is gone."""
         if self._beats.running:
             self._beats.stop()
+        if self.invalidations is not None:
+            self.invalidations.lost()
         if self.ready:
             self.node.heartbeat_disconnected(self)
 

@@ -256,7 +256,7 @@ class TwoFrontEndsTests(SynchronousTestCase):
         self.protocol = protocol
         node = cluster.catalog_node
         node.heartbeat_connected(LineTap(protocol))
-        node.observe_writes(InvalidationPush(node))
+        node.observe_writes(InvalidationPush(node, timeout=1.0))
 
     def test_an_add_through_one_front_end_shows_in_the_other(self):
         self.assertEqual(self.second.search("ÉCOLE"), [])
@@ -288,13 +288,23 @@ class TwoFrontEndsTests(SynchronousTestCase):
 
 
 class LineTap:
-    """The catalog node's heartbeat connection, read at once by a front end's protocol."""
+    """
+    The catalog node's heartbeat connection, read at once by a front end's
+    protocol, whose INVALIDATED answers come back at once.
+    """
+
+    invalidations = None
 
     def __init__(self, protocol):
         self.protocol = protocol
 
     def send(self, line: bytes) -> None:
+        transport = self.protocol.transport
+        transport.clear()
         self.protocol.dataReceived(line + b"\n")
+        for answer in transport.value().splitlines():
+            if answer.startswith(b"INVALIDATED ") and self.invalidations is not None:
+                self.invalidations.acknowledged(int(answer.split()[1]))
 
     def beat(self) -> None:
         pass

@@ -138,6 +138,7 @@ def test_counters_and_status():
         "invalidations": 1,
         "evictions": 1,
         "refused_fills": 1,
+        "lease_expiries": 0,
     }
 
 

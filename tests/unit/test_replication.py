@@ -131,7 +131,7 @@ class FakeHeartbeat:
         """The SYNCED lines sent so far."""
         return [line for line in self.lines if line.startswith(b"SYNCED ")]
 
-    def invalidations(self):
+    def invalidate_lines(self):
         """The INVALIDATE lines sent so far."""
         return [line for line in self.lines if line.startswith(b"INVALIDATE ")]
 
@@ -360,7 +360,7 @@ def test_a_timeout_while_connecting_is_replica_down():
 
 def pushing(pair):
     """C{pair} with A's node pushing invalidations, as L{catalog_service} installs it."""
-    pair.nodes["A"].observe_writes(InvalidationPush(pair.nodes["A"]))
+    pair.nodes["A"].observe_writes(InvalidationPush(pair.nodes["A"], timeout=1.5))
     return pair
 
 
@@ -369,9 +369,9 @@ def test_the_catalog_push_goes_out_after_the_backups_and_before_the_write_return
     pair.view(2, "A", ["B"], to="B")  # B refuses view 1: the write waits for it
     pending = pair.buy("r1")
     pair.reactor.advance(1.0)
-    assert not pending.called and pair.heartbeat.invalidations() == []
+    assert not pending.called and pair.heartbeat.invalidate_lines() == []
     when_acknowledged = []
-    pending.addCallback(lambda write: when_acknowledged.append(pair.heartbeat.invalidations()))
+    pending.addCallback(lambda write: when_acknowledged.append(pair.heartbeat.invalidate_lines()))
     pair.view(2, "A", ["B"], to="A")
     pair.reactor.advance(0.25)
     assert when_acknowledged == [[invalidate_line(1, 1, "distributed systems")]]
@@ -382,7 +382,7 @@ def test_every_new_write_is_pushed_a_replayed_one_is_not(pair):
     result(pair.buy("r1"))
     result(Catalog(pair.stores["A"], pair.nodes["A"]).update(2, {"stock_delta": 5}, "r2"))
     assert result(pair.buy("r1")).replayed
-    assert pair.heartbeat.invalidations() == [
+    assert pair.heartbeat.invalidate_lines() == [
         invalidate_line(1, 1, "distributed systems"),
         invalidate_line(2, 2, "distributed systems"),
     ]
@@ -392,9 +392,9 @@ def test_no_push_from_a_node_of_itself_nor_without_a_connection(pair):
     """The generic replica role knows nothing of caches: no observer, no line."""
     pair.view(1, "A", [])
     result(pair.buy("r1"))
-    assert pair.nodes["A"].write_observers == () and pair.heartbeat.invalidations() == []
+    assert pair.nodes["A"].write_observers == () and pair.heartbeat.invalidate_lines() == []
     pushing(pair).nodes["A"].heartbeat_disconnected(pair.heartbeat)
-    assert result(pair.buy("r2")).seq == 2 and pair.heartbeat.invalidations() == []
+    assert result(pair.buy("r2")).seq == 2 and pair.heartbeat.invalidate_lines() == []
 
 
 def node_of(service) -> Node:
