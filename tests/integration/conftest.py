@@ -8,7 +8,8 @@ import pytest_twisted
 from treq.client import HTTPClient
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from pygmy.testing import Cluster, Etcd, EtcdCluster, etcd_binary
+from pygmy.testing import Cluster
+from pygmy.testing_etcd import Etcd, EtcdCluster, etcd_binary
 
 
 @pytest.fixture(scope="module")

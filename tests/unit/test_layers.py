@@ -22,6 +22,7 @@ LAYERS = [
     {"cluster"},
     {"cli"},
     {"testing"},
+    {"testing_etcd"},
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
 
