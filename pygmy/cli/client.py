@@ -9,133 +9,86 @@ them together with the error handling, and L{main} runs it under
 C{react} with a treq client of its own.  Only Twisted and treq are needed
 (the tables here are plain text, so the optional C{load} extra is not).
 
+With several front ends (C{--url} repeated, or a config file with several
+C{[frontend:NAME]}), a request that finds one front end unreachable goes
+to the next (L{pygmy.cli.frontends}); an error answer is final.
+
 Exit status: 0 done, 1 the front end answered with an error (its message
-is printed), 2 bad usage or config file, 3 the front end cannot be reached.
+is printed), 2 bad usage or config file, 3 no front end can be reached.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import quote
+from uuid import uuid4
 
 from pygmy.cli.formats import dump_json, format_book, format_list, format_order, format_search, format_status
 
-#: The front end a command talks to when there is neither --url nor a config file.
-DEFAULT_URL = "http://127.0.0.1:8080"
-#: The config file read when --config is not given (if it exists).
-DEFAULT_CONFIG = "config.ini"
+# Re-exported: the client commands' errors and URLs, used as client.X.
+from pygmy.cli.frontends import (  # noqa: F401
+    DEFAULT_CONFIG,
+    DEFAULT_URL,
+    FAILED,
+    OK,
+    UNREACHABLE,
+    USAGE,
+    ClientError,
+    Frontends,
+    ServerError,
+    Unreachable,
+    UsageError,
+    base_url,
+    describe_failure,
+    resolve_url,
+    resolve_urls,
+)
+
 #: Seconds one request may take (--timeout).
 DEFAULT_TIMEOUT = 10.0
 
-OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 
-
-class ClientError(Exception):
-    """A command could not be done; C{str()} is the line to print, C{status} the exit status."""
-
-    status = FAILED
-
-
-class ServerError(ClientError):
-    """
-    The front end answered with an error.
-
-    @ivar code: the HTTP status; @ivar body: the decoded reply, if it was JSON.
-    """
-
-    status = FAILED
-
-    def __init__(self, code: int, body):
-        self.code = code
-        self.body = body
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            text = f"{code} {error.get('code', 'error')}"
-            if error.get("message"):
-                text += f": {error['message']}"
-        else:
-            text = f"HTTP {code} from the front end, and not a Pygmy JSON reply"
-        super().__init__(text)
-
-
-class Unreachable(ClientError):
-    """No answer from the front end (refused, reset, timed out, no such host)."""
-
-    status = UNREACHABLE
-
-
-class UsageError(ClientError):
-    """Bad arguments or config file."""
-
-    status = USAGE
-
-
-# Where the front end is
-
-
-def base_url(url: str) -> str:
-    """C{url} without trailing slashes, with C{http://} if it has no scheme."""
-    url = url.strip().rstrip("/")
-    if not url:
-        raise UsageError("--url is empty")
-    return url if "://" in url else f"http://{url}"
-
-
-def resolve_url(url: str | None, config_path: str | None) -> str:
-    """
-    The front end's base URL: C{url} if given; else C{[frontend] host} and
-    C{port} of C{config_path} (default C{./config.ini}, skipped if it does
-    not exist); else L{DEFAULT_URL}.
-
-    @raise UsageError: if a config file named by C{--config} is missing or
-        a config file is invalid.
-    """
-    if url is not None:
-        return base_url(url)
-    if config_path is None:
-        if not Path(DEFAULT_CONFIG).is_file():
-            return DEFAULT_URL
-        config_path = DEFAULT_CONFIG
-    from pygmy import config as configuration
-
-    try:
-        return configuration.load(config_path).frontend.url
-    except configuration.ConfigError as e:
-        raise UsageError(str(e)) from None
-
-
-# Talking to the front end
-
-
-@dataclass
 class Frontend:
     """
-    The public API of one front end, through a treq C{HTTPClient}.
+    The public API of the front ends a command uses, through a treq
+    C{HTTPClient}: each request goes to the current front end, and on a
+    connection error to the next (L{Frontends.first}).
 
-    @ivar timeout: seconds per request, or C{None}.
+    @ivar frontends: the L{Frontends}.
+    @ivar timeout: seconds per request to one front end, or C{None}.
     """
 
-    http: object
-    url: str
-    timeout: float | None = DEFAULT_TIMEOUT
+    def __init__(self, http, urls: Frontends | Sequence[str] | str, timeout: float | None = DEFAULT_TIMEOUT):
+        self.http = http
+        self.frontends = urls if isinstance(urls, Frontends) else Frontends(urls)
+        self.timeout = timeout
 
-    async def call(self, method: str, path: str, headers=None, params=None) -> dict:
+    @property
+    def url(self) -> str:
+        """The front end tried first (the one that answered last)."""
+        return self.frontends.url
+
+    async def call(self, method: str, path: str, headers=None, params=None, data: bytes | None = None) -> dict:
         """
-        One request; the decoded JSON of a 2xx reply.
+        One request, sent again as it is (same headers, so the same
+        C{Idempotency-Key}) to the next front end while one does not
+        answer; the decoded JSON of a 2xx reply.
 
-        @raise ServerError: on any other status.
-        @raise Unreachable: if no answer came.
+        @raise ServerError: on any other status (never tried elsewhere).
+        @raise Unreachable: if no front end answered.
         """
         limit = {} if self.timeout is None else {"timeout": self.timeout}
-        try:
-            response = await self.http.request(method, self.url + path, headers=headers or {}, params=params, **limit)
-            content = await response.content()
-        except Exception as e:  # any transport failure means "no answer"
-            raise Unreachable(f"cannot reach the front end at {self.url} ({describe_failure(e)})") from None
+        body = {} if data is None else {"data": data}
+
+        async def exchange(url: str):
+            response = await self.http.request(
+                method, url + path, headers=headers or {}, params=params, **body, **limit
+            )
+            return response, await response.content()
+
+        response, content = await self.frontends.first(exchange)
         try:
             body = json.loads(content)
         except ValueError:
@@ -145,26 +98,6 @@ class Frontend:
         if body is None:
             raise ServerError(response.code, None)
         return body
-
-
-def describe_failure(error: Exception) -> str:
-    """A few words for a transport failure: C{connection refused}, C{timed out} ..."""
-    from twisted.internet import error as errors
-    from twisted.internet.defer import CancelledError
-    from twisted.web.client import ResponseNeverReceived
-
-    if isinstance(error, ResponseNeverReceived) and error.reasons:
-        error = error.reasons[0].value
-    if isinstance(error, errors.ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, (CancelledError, errors.TimeoutError)):
-        return "timed out"
-    if isinstance(error, errors.DNSLookupError):
-        return "unknown host"
-    if isinstance(error, (errors.ConnectionLost, errors.ConnectionDone)):
-        return "connection closed before an answer"
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
 def _segment(value: str) -> str:
@@ -183,7 +116,14 @@ async def lookup(api: Frontend, item_id: str) -> dict:
 
 
 async def buy(api: Frontend, item_id: str, key: str | None = None) -> dict:
-    """C{POST /buy/<id>}, with C{Idempotency-Key: key} if given: C{{"order"}}."""
+    """
+    C{POST /buy/<id>}, with C{Idempotency-Key: key} if given: C{{"order"}}.
+    Without a key but with several front ends, a new random key, so that
+    the buy sent again to the next front end after a connection error is
+    done once.
+    """
+    if key is None and api.frontends.several:
+        key = uuid4().hex
     headers = {} if key is None else {"Idempotency-Key": key}
     return await api.call("POST", f"/buy/{_segment(item_id)}", headers=headers)
 
@@ -267,7 +207,7 @@ def main(args, out=None, err=None) -> int:
     """
     err = sys.stderr if err is None else err
     try:
-        url = resolve_url(args.url, args.config)
+        urls = resolve_urls(args.url, args.config)
     except ClientError as e:
         print(f"pygmy {args.command}: {e}", file=err)
         return e.status
@@ -277,10 +217,10 @@ def main(args, out=None, err=None) -> int:
         from twisted.web.client import Agent, HTTPConnectionPool
 
         pool = HTTPConnectionPool(reactor)
-        pool.maxPersistentPerHost = 1
+        pool.maxPersistentPerHost = 1  # per front end
         http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=args.timeout))
         try:
-            return await run(Frontend(http, url, args.timeout), args, out, err)
+            return await run(Frontend(http, urls, args.timeout), args, out, err)
         finally:
             await pool.closeCachedConnections()
 

@@ -2,26 +2,28 @@
 The C{pygmy} command: use a book store, load it, run a cluster and test it.
 
     pygmy search TOPIC | lookup ID | buy ID [--key K] | order ID | list [--limit N] | status
-                 [--url URL | --config config.ini] [--json] [--timeout S]
-    pygmy load   [--url URL | --config config.ini] [--clients N] [--duration S]
+                 [--url URL ... | --config config.ini] [--json] [--timeout S]
+    pygmy load   [--url URL ... | --config config.ini] [--clients N] [--duration S]
                  [--count N] [--mix lookup=6,search=3,buy=1] [--no-cache]
                  [--plot FILE.png] [--json [FILE]] [--crash catalog|order]
-    pygmy import FILE [--url URL | --config config.ini] [--format csv|jsonl] [--secret S]
+    pygmy import FILE [--url URL ... | --config config.ini] [--format csv|jsonl] [--secret S]
                  [--concurrency N] [--retries N] [--timeout S] [--json]
     pygmy up     [--config config.ini] [--only NAME ...]
     pygmy down   [--config config.ini] [--only NAME ...]
     pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N] [--frontend]
     pygmy evaluate --out DIR [--config config.ini] [--json [FILE]] [--quick] [--clients 1,3,5,9]
 
-The client commands talk to the front end at C{--url}, or at the C{[frontend]}
-host and port of the config file (C{./config.ini} if it exists), or at
-http://127.0.0.1:8080 (L{pygmy.cli.client}); C{load} runs concurrent clients
-and reports latency per operation (L{pygmy.cli.load}).  C{up} starts every
-replica and then the front end as daemonised twistd processes (pid file and
-log of each in C{data_dir}); C{down} stops them; C{chaos} kills replicas
-of a running cluster under load, restarts them and checks the invariants of
-DESIGN.md section 6 (the run is L{pygmy.cli.chaos}, the checks and the
-report L{pygmy.cli.invariants}).
+The client commands talk to the front ends at C{--url} (repeatable), or
+to every front end of the config file (C{./config.ini} if it exists), or
+to http://127.0.0.1:8080; a request that cannot reach one front end goes
+to the next (L{pygmy.cli.frontends}, L{pygmy.cli.client}); C{load} runs
+concurrent clients and reports latency per operation (L{pygmy.cli.load}).
+C{up} starts a local etcd if the C{[coordinator]} needs one, every replica
+and then every front end as daemonised processes (pid file and log of each
+in C{data_dir}); C{down} stops them; C{chaos} kills replicas (and front
+ends) of a running cluster under load, restarts them and checks the
+invariants of DESIGN.md section 6 (the run is L{pygmy.cli.chaos}, the
+checks and the report L{pygmy.cli.invariants}).
 """
 
 from __future__ import annotations
@@ -81,14 +83,18 @@ def _add_frontend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         "-u",
+        action="append",
         default=None,
-        help="the front end's base URL (default: [frontend] of the config file, else http://127.0.0.1:8080)",
+        metavar="URL",
+        help="a front end's base URL; repeat it for several, tried in turn when one cannot be reached "
+        "(default: every front end of the config file, else http://127.0.0.1:8080)",
     )
     parser.add_argument(
         "--config",
         "-c",
         default=None,
-        help="config.ini whose [frontend] host and port to use (default: ./config.ini if it exists)",
+        help="config.ini whose front ends ([frontend] or each [frontend:NAME]) to use "
+        "(default: ./config.ini if it exists)",
     )
 
 

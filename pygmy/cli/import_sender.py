@@ -3,6 +3,10 @@ How C{pygmy import} sends one row: C{POST /books} with the secret and the
 row's C{Idempotency-Key}; a 5xx or no answer (refused, reset, timed out
 after C{--timeout}) tried again with back-off and the same key, at least
 C{Retry-After} later, up to C{--retries} times; any other answer final.
+With several front ends, a row that gets no answer from one goes at once
+to the next, with the same key (L{pygmy.cli.frontends.Frontends}, shared
+by every worker, so they all move on together); one try is every front
+end once.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from pygmy.cli.client import describe_failure
+from pygmy.cli.frontends import Frontends, Unreachable
 from pygmy.cli.import_file import Row
 from pygmy.cli.import_report import Refusal, Summary
 
@@ -63,6 +67,7 @@ class Sender:
         self.reactor, self.http, self.settings, self.summary = reactor, http, settings, summary
         self.stopping = stopping
         self.rng = rng or random.Random()
+        self.frontends = Frontends(settings.frontends)
         self.headers = {
             "Authorization": f"Bearer {settings.secret}",
             "Content-Type": "application/json",
@@ -79,10 +84,9 @@ class Sender:
             tries += 1
             try:
                 status, content, retry_after = await self._post(request)
-            except Exception as e:  # any transport failure or the timeout: no answer
-                failure = Refusal(
-                    row.line, f"no answer from {self.settings.url} ({describe_failure(e)})", None, "unreachable"
-                )
+            except Unreachable as e:  # no front end answered (a transport failure or the timeout)
+                where = ", ".join(f"{url} ({why})" for url, why in e.failures)
+                failure = Refusal(row.line, f"no answer from {where}", None, "unreachable")
                 wait = 0.0
             else:
                 if 200 <= status < 300:
@@ -103,16 +107,24 @@ class Sender:
         return max(backoff, min(retry_after, MOST_RETRY_AFTER))
 
     async def _post(self, request: dict) -> tuple[int, bytes, float]:
-        """One request: (status, body, seconds of C{Retry-After} or 0); fails after C{--timeout}."""
+        """
+        One request: (status, body, seconds of C{Retry-After} or 0), from
+        the first front end that answers within C{--timeout}.
 
-        async def exchange():
-            response = await self.http.request("POST", self.settings.url + "/books", **request)
+        @raise Unreachable: if none did.
+        """
+
+        async def exchange(url: str):
+            response = await self.http.request("POST", url + "/books", **request)
             content = await response.content()
             return response.code, content, retry_after_of(response.headers.getRawHeaders(b"retry-after"))
 
-        answer = Deferred.fromCoroutine(exchange())
-        answer.addTimeout(self.settings.timeout, self.reactor)
-        return await answer
+        def attempt(url: str) -> Deferred:
+            answer = Deferred.fromCoroutine(exchange(url))
+            answer.addTimeout(self.settings.timeout, self.reactor)
+            return answer
+
+        return await self.frontends.first(attempt)
 
 
 def refusal_of(line: int, status: int, content: bytes) -> Refusal:

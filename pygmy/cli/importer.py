@@ -53,7 +53,12 @@ YIELD_EVERY = 256
 
 @dataclass(frozen=True)
 class Settings:
-    """One run of C{pygmy import}, checked."""
+    """
+    One run of C{pygmy import}, checked.
+
+    @ivar url: the first front end; @ivar urls: every front end, tried in
+        turn when one does not answer (empty: C{url} alone).
+    """
 
     path: str
     form: str
@@ -63,6 +68,12 @@ class Settings:
     retries: int = DEFAULT_RETRIES
     timeout: float = DEFAULT_TIMEOUT
     json: bool = False
+    urls: tuple[str, ...] = ()
+
+    @property
+    def frontends(self) -> tuple[str, ...]:
+        """Every front end a row may go to."""
+        return self.urls or (self.url,)
 
 
 class Import:
@@ -292,16 +303,18 @@ def add_arguments(parser) -> None:
 
 def main(args, out=None, err=None) -> int:
     """C{pygmy import} (C{args} from L{pygmy.cli}) under C{react}; return the exit status."""
-    from pygmy.cli.client import react_for_status, resolve_url
+    from pygmy.cli.client import react_for_status, resolve_urls
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
         form = choose_format(args.file, args.format)
+        urls = resolve_urls(args.url, args.config)
         settings = Settings(
             path=args.file,
             form=form,
-            url=resolve_url(args.url, args.config),
+            url=urls[0],
+            urls=urls,
             secret=resolve_secret(args.secret, args.config),
             concurrency=args.concurrency,
             retries=args.retries,

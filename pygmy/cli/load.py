@@ -34,8 +34,9 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from pygmy.cli.client import ClientError, Frontend, UsageError, react_for_status, resolve_url
+from pygmy.cli.client import ClientError, Frontend, UsageError, react_for_status
 from pygmy.cli.crash import Crash, LoadError
+from pygmy.cli.frontends import Frontends, resolve_urls
 from pygmy.cli.load_progress import ProgressBar, Tally
 from pygmy.cli.load_report import finish
 from pygmy.cli.loadgen import Request, drive
@@ -94,7 +95,13 @@ def parse_mix(text: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Settings:
-    """One run of C{pygmy load}, checked (see L{settings})."""
+    """
+    One run of C{pygmy load}, checked (see L{settings}).
+
+    @ivar url: the first front end.
+    @ivar urls: every front end the clients use (client C{i} starts at the
+        C{i}-th and goes to the next on a connection error); empty: C{url}.
+    """
 
     url: str
     clients: int = 10
@@ -109,9 +116,15 @@ class Settings:
     crash: str | None = None
     crash_at: float = 0.0
     down: float = 2.0
+    urls: tuple[str, ...] = ()
+
+    @property
+    def frontends(self) -> tuple[str, ...]:
+        """Every front end the clients use."""
+        return self.urls or (self.url,)
 
 
-def settings(args, url: str) -> Settings:
+def settings(args, urls) -> Settings:
     """
     The L{Settings} of parsed C{args}: 10 s if neither C{--duration}
     nor C{--count} is given; the kill at a third of the run by default.
@@ -133,8 +146,10 @@ def settings(args, url: str) -> Settings:
     for name in (args.plot, None if args.json in (None, "-") else args.json):
         if name and not os.path.isdir(os.path.dirname(os.path.abspath(name))):
             raise UsageError(f"{name}: no such directory")
+    urls = (urls,) if isinstance(urls, str) else tuple(urls)
     return Settings(
-        url=url,
+        url=urls[0],
+        urls=urls,
         clients=args.clients,
         duration=duration,
         count=count,
@@ -210,27 +225,34 @@ async def run(reactor, settings: Settings, config=None, out=None, err=None) -> i
     pool.maxPersistentPerHost = settings.clients + 2  # + the crash's status polls
     http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=settings.timeout))
     try:
-        api = Frontend(http, settings.url, min(settings.timeout, 5.0))
+        api = Frontend(http, settings.frontends, min(settings.timeout, 5.0))
         items, topics = await catalog(api)
         crash = None
         if settings.crash:
             crash = Crash(reactor, api, config, settings.crash, lambda line: print(line, file=err))
             await crash.target()
-        plan = Plan(settings.url, settings.mix, items, topics, random.Random(settings.seed), settings.no_cache)
-        samples, seconds = await under_load(reactor, settings, http, plan, crash, Console(file=err, highlight=False))
+        plan = Plan("", settings.mix, items, topics, random.Random(settings.seed), settings.no_cache)
+        frontends = Frontends(settings.frontends)
+        console = Console(file=err, highlight=False)
+        samples, seconds = await under_load(reactor, settings, http, plan, crash, console, frontends)
     finally:
         await pool.closeCachedConnections()
     events, error = (crash.events, crash.error) if crash else ([], None)
     finish(settings, seconds, samples, events, error, out)
+    if frontends.moves:
+        print(f"pygmy load: {frontends.moves} requests went on to another front end", file=err)
     if error:
         print(f"pygmy load: --crash {settings.crash}: {error}", file=err)
     return 1 if error else 0
 
 
-async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash | None, console):
+async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash | None, console, frontends=None):
     """
     Drive the clients (and the crash, if any) with the progress bar on
     C{console}; return the samples and the seconds the load took.
+
+    @param frontends: the L{Frontends} the plan's paths go to, or C{None}
+        if the plan gives whole URLs.
     """
     from twisted.internet.defer import ensureDeferred
     from twisted.internet.task import LoopingCall
@@ -258,6 +280,7 @@ async def under_load(reactor, settings: Settings, http, plan: Plan, crash: Crash
             settings.count,
             on_sample=tally,
             timeout=settings.timeout,
+            frontends=frontends,
         )
         seconds = reactor.seconds() - started
         if crashing is not None:
@@ -279,8 +302,7 @@ def main(args, out=None, err=None) -> int:
         config = None
         if args.crash:
             config = load_config(args.config)
-        url = resolve_url(args.url, args.config)
-        chosen = settings(args, url)
+        chosen = settings(args, resolve_urls(args.url, args.config))
     except ClientError as e:
         print(f"pygmy load: {e}", file=err)
         return e.status

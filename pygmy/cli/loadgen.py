@@ -18,6 +18,8 @@ from typing import Callable
 
 from twisted.internet.defer import Deferred, DeferredList
 
+from pygmy.cli.frontends import Frontends
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -136,6 +138,14 @@ def timeline(samples: list[Sample], width: float, until: float | None = None) ->
     return rows
 
 
+async def send(http, request: Request, base: str, limit: dict) -> int:
+    """Send C{request} (its URL after C{base}); the status of the answer, read to its end."""
+    body = {} if request.body is None else {"data": request.body}
+    response = await http.request(request.method, base + request.url, headers=request.headers, **body, **limit)
+    await response.content()
+    return response.code
+
+
 async def drive(
     reactor,
     http,
@@ -145,6 +155,7 @@ async def drive(
     count: int | None = None,
     on_sample: Callable[[Sample], None] | None = None,
     timeout: float | None = None,
+    frontends: Frontends | None = None,
 ) -> list[Sample]:
     """
     Run C{clients} concurrent clients until C{duration} seconds have
@@ -155,6 +166,12 @@ async def drive(
     @param on_sample: called with each L{Sample} as it is recorded.
     @param timeout: seconds one request may take before it counts as
         "no answer" (status 0); C{None}: no limit of its own.
+    @param frontends: with it, each request's C{url} is a path, sent to
+        the client's current front end and, while one gives no answer, to
+        the next (L{Frontends.first}); client C{i} starts at front end C{i}
+        (L{Frontends.spread}), and every move is added to
+        C{frontends.moves}.  A sample is "no answer" only if no front end
+        answered, and its latency covers every front end tried.
     """
     if duration is None and count is None:
         raise ValueError("give a duration or a count")
@@ -164,23 +181,28 @@ async def drive(
     numbers = iter(range(count if count is not None else 2**62))
     limit = {} if timeout is None else {"timeout": timeout}
 
-    async def client():
+    async def client(number: int):
+        mine = None if frontends is None else frontends.spread(number)
         for n in numbers:
             if reactor.seconds() >= until:
                 return
             request = plan(n)
             sent = reactor.seconds()
             try:
-                body = {} if request.body is None else {"data": request.body}
-                response = await http.request(request.method, request.url, headers=request.headers, **body, **limit)
-                await response.content()
-                status = response.code
+                if mine is None:
+                    status = await send(http, request, "", limit)
+                else:
+                    status = await mine.first(lambda base, request=request: send(http, request, base, limit))
             except Exception:
                 status = 0
+            finally:
+                if mine is not None:
+                    frontends.moves += mine.moves
+                    mine.moves = 0
             sample = Sample(request.operation, status, reactor.seconds() - sent, sent - started)
             samples.append(sample)
             if on_sample is not None:
                 on_sample(sample)
 
-    await DeferredList([Deferred.fromCoroutine(client()) for _ in range(clients)])
+    await DeferredList([Deferred.fromCoroutine(client(number)) for number in range(clients)])
     return samples

@@ -165,7 +165,7 @@ def test_client_arguments():
         "search",
         ["distributed", "systems"],
         True,
-        "http://h:1",
+        ["http://h:1"],
         None,
     )
     args = parse(["buy", "3", "--key", "k1", "-c", "c.ini", "--timeout", "2"])
