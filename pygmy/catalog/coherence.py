@@ -182,21 +182,24 @@ class InvalidationPush:
     @param timeout: seconds a front end has to answer
         (C{[cluster] heartbeat_timeout}).
     @param clock: a monotonic clock; the node's by default.
+    @param connections: called with no argument: the heartbeat connections
+        to front ends; by default the node's (L{node_connections}).
     @ivar metrics: the waits and the connections dropped, exposed with the
         replica's metrics.
     """
 
-    def __init__(self, node, timeout: float, clock=None):
+    def __init__(self, node, timeout: float, clock=None, connections=None):
         self.node = node
         self.timeout = timeout
         self.clock = node.timer if clock is None else clock
+        self.connections = self.node_connections if connections is None else connections
         self.metrics = InvalidationMetrics()
         self._links: set[FrontEndLink] = set()
 
-    def connections(self) -> list:
+    def node_connections(self) -> list:
         """
-        The heartbeat connections to front ends.  Today a node keeps one
-        (C{node.heartbeat}); this is the one place that knows it.
+        The node's heartbeat connections to front ends.  Today a node keeps
+        one (C{node.heartbeat}); this is the one place that knows it.
         """
         heartbeat = self.node.heartbeat
         return [] if heartbeat is None else [heartbeat]
