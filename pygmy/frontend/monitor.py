@@ -10,6 +10,10 @@ once it is stored: a view nobody could find again after a crash is never
 acted on.  A store that fails is tried again after one heartbeat interval
 with the newest view; until then the replicas and routes keep the last
 stored one.
+
+With several front ends (a L{Leadership<pygmy.coordination.etcd_leader.Leadership>}),
+views are decided only while this front end is the view manager; the
+others follow the views stored in etcd (L{pygmy.frontend.succession}).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pygmy.config import Config
 from pygmy.coordination.store import StoredView, ViewStore
 from pygmy.frontend.events import EventRing, Timeline
 from pygmy.frontend.lease import Lease
+from pygmy.frontend.succession import Succession
 from pygmy.frontend.views import ServiceView
 from pygmy.replication.heartbeat import view_line
 
@@ -39,6 +44,11 @@ class Monitor:
     @param store: where views are stored before they are pushed; C{None}
         keeps them in memory only (tests).
     @param wall: the wall clock that stamps the events of L{events}.
+    @param leadership: this front end's candidacy for the view manager's
+        lease in etcd (C{store} is then the views store there); C{None} for
+        a lone front end, which always manages the views.
+    @ivar succession: the L{Succession} of view managers it takes part in,
+        or C{None} for a lone front end.
     @ivar events: the L{EventRing} of what the views went through, for the
         dashboard (C{GET /events}).
     @ivar lease: the cache's L{Lease}, held by the lines of the published
@@ -50,8 +60,11 @@ class Monitor:
     #: Where the views are stored: C{"local"} (a file) or C{"etcd"}.
     coordinator = "local"
 
-    def __init__(self, config: Config, clock, routes: dict, store: ViewStore | None = None, wall=time.time):
+    def __init__(
+        self, config: Config, clock, routes: dict, store: ViewStore | None = None, wall=time.time, leadership=None
+    ):
         self.clock = clock
+        self.name = config.frontend.name
         self.timeout = config.cluster.heartbeat_timeout
         self.retry_after = config.cluster.heartbeat_interval
         self.routes = routes
@@ -79,28 +92,63 @@ class Monitor:
             )
             for service, replicas in config.replicas.items()
         }
+        self.succession = None
+        if leadership is not None:
+            self.coordinator = "etcd"
+            self.succession = Succession(self, leadership, store, clock, self.retry_after)
         for view in self.views.values():
             view.waiting = store is not None
+            view.following = leadership is not None
 
     def start(self) -> Deferred:
         """
         Load the stored views and begin from them; until then beats are
         recorded but nothing is decided.  Fails if the store cannot be read.
+        With several front ends: follow them, and campaign
+        (L{Succession.start}).
         """
+        if self.succession is not None:
+            return self.succession.start()
         if self.store is None:
             return succeed(None)
         return self.store.load().addCallback(self.restore)
 
+    @property
+    def deciding(self) -> bool:
+        """Whether this front end decides the views (is not following another's)."""
+        return not any(view.following for view in self.views.values())
+
     def restore(self, stored: dict[str, StoredView]) -> None:
-        """Begin from C{stored}, the last stored view of each service."""
+        """Begin from C{stored}, the last stored view of each service, and decide from now on."""
         now = self.clock.seconds()
         for service, view in self.views.items():
             view.waiting = False
-            if service in stored:
-                self.published[service] = stored[service]
-                view.restore(stored[service], now)
+            begin = max((v for v in (stored.get(service), self.published.get(service)) if v), key=_number, default=None)
+            if begin is not None:
+                self.published[service] = begin
+                view.restore(begin, now)
             else:
+                view.following = False
                 view.elect(now)
+
+    def adopt(self, service: str, stored: StoredView) -> None:
+        """
+        C{stored}, a view read from the store: a follower takes it as its
+        own; every front end pushes it unless it has pushed a newer one.
+        """
+        view = self.views.get(service)
+        if view is None:
+            return
+        if view.following and stored.number > view.number:
+            view.follow(stored)
+        self._push(service, stored)
+
+    def follow_stored(self) -> None:
+        """Stop deciding at once: cancel the stores to try again, and go back to the last stored views."""
+        self._cancel_retries()
+        for service, view in self.views.items():
+            view.following = True
+            view.follow(self.published.get(service))
 
     def knows(self, service: str, replica: str) -> bool:
         """Whether C{service:replica} is in config.ini."""
@@ -167,6 +215,8 @@ class Monitor:
 
     def _changed(self, view: ServiceView) -> None:
         """A new view was decided: store it, then push it."""
+        if view.following:
+            return  # a follower never stores; a retry that outlived a deposition
         stored = view.stored()
         if self.store is None:
             self._push(view.service, stored)
@@ -181,6 +231,16 @@ class Monitor:
         )
 
     def _store_failed(self, view: ServiceView, stored: StoredView, failure) -> None:
+        if view.following:
+            log.info(
+                "{service} view {number} not stored ({error}); following the stored views now",
+                service=view.service,
+                number=stored.number,
+                error=failure.getErrorMessage(),
+            )
+            return
+        if self.succession is not None and self.succession.refused(failure):
+            return
         log.error(
             "{service} view {number} not stored, so not pushed ({error}); trying again in {delay}s",
             service=view.service,
@@ -207,8 +267,20 @@ class Monitor:
         self.view_pushed(service)
         self.timeline.pushed(service, stored)
 
-    def stop(self) -> None:
-        """Cancel the stores waiting to be tried again."""
+    def stop(self) -> Deferred | None:
+        """
+        Cancel the stores waiting to be tried again; with several front
+        ends, stop following and campaigning (a leader resigns: the
+        Deferred fires once that was answered).
+        """
+        self._cancel_retries()
+        for view in self.views.values():
+            view.following = True
+        if self.succession is not None:
+            return self.succession.stop()
+        return None
+
+    def _cancel_retries(self) -> None:
         for pending in self._retries.values():
             if pending.active():
                 pending.cancel()
@@ -220,6 +292,8 @@ class Monitor:
         C{frontend} block of C{GET /status}: the lone C{[frontend]} always
         manages them itself.
         """
+        if self.succession is not None:
+            return self.succession.status()
         return {"name": self.name, "role": "leader", "leader": self.name, "coordinator": self.coordinator}
 
     def status(self) -> dict:
@@ -242,6 +316,10 @@ class Monitor:
             }
             for service, view in self.views.items()
         }
+
+
+def _number(view: StoredView) -> int:
+    return view.number
 
 
 def _promotion(view: ServiceView, name: str) -> dict:

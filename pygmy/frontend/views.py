@@ -23,6 +23,11 @@ The rules that keep acknowledged writes safe:
   sync: the view manager then waits until every replica has beaten or
   C{startup_grace} has passed, takes the replica whose log goes furthest as
   primary, and those with the very same log position as backups.
+
+With several front ends only the view manager decides: on the others
+(L{ServiceView.following}) the heartbeats still say who is alive, for
+their reads, but nothing changes the view except L{ServiceView.follow},
+with a view the manager stored.
 """
 
 from __future__ import annotations
@@ -82,6 +87,9 @@ class ServiceView:
     restored_until: float | None = None
     #: The primary of the restored view, kept if it is alive then.
     restored_primary: str | None = None
+    #: While true (another front end manages the views), liveness is
+    #: recorded but nothing is decided: only L{follow} changes the view.
+    following: bool = False
     #: Called as C{on_event(view, kind, replica, **details)} at what the
     #: dashboard's timeline shows (L{pygmy.frontend.events.Timeline.noted}).
     on_event: Callable[..., None] = field(default=lambda view, kind, replica, **details: None, repr=False)
@@ -96,12 +104,16 @@ class ServiceView:
         and in-sync set.  The primary is chosen again from that set among the
         replicas alive, never outside it: once every replica of the set has
         beaten, or C{grace} has passed, so that a restart of the view manager
-        does not move the primary needlessly.
+        does not move the primary needlessly.  The wait is counted from
+        this front end's start: one that has been following for longer
+        than C{grace} knows already who is alive (a takeover), and decides
+        at once.
         """
+        self.following = False
         self.number = max([self.number, stored.number] + [m.view for m in self.members.values() if m.alive])
         self.in_sync = set(stored.in_sync)
         self.primary, self.backups = None, []
-        self.restored_until = now + self.grace
+        self.restored_until = max(now, self.started + self.grace)
         self.restored_primary = stored.primary
         log.info(
             "{service}: begins from stored view {number} (in sync: {in_sync})",
@@ -110,6 +122,19 @@ class ServiceView:
             in_sync=",".join(sorted(stored.in_sync)) or "-",
         )
         self.elect(now)
+
+    def follow(self, stored: StoredView | None) -> None:
+        """
+        Take C{stored}, a view the view manager stored, as this view (a
+        following front end's); C{None}: no view yet.  Whatever this front
+        end had decided and not stored is forgotten.
+        """
+        if stored is None:
+            self.number, self.primary, self.backups, self.in_sync = 0, None, [], None
+        else:
+            self.number, self.primary = stored.number, stored.primary
+            self.backups, self.in_sync = list(stored.backups), set(stored.in_sync)
+        self.restored_until = self.restored_primary = None
 
     def stored(self) -> StoredView:
         """This view as it is to be stored."""
@@ -156,7 +181,7 @@ class ServiceView:
                 seq=applied_seq,
             )
             self.on_event(self, "back", name, state=state, seq=applied_seq)
-        if name in self.backups and view >= self.number and state != "backup":
+        if name in self.backups and view >= self.number and state != "backup" and not self.following:
             self._drop_backup(name, f"reports {state} in view {view}")
         self.elect(now)
 
@@ -180,7 +205,7 @@ class ServiceView:
     def synced(self, sender: str, name: str, seq: int, now: float) -> None:
         """The primary C{sender} reports that C{name} caught up to C{seq}."""
         member = self.members.get(name)
-        if sender != self.primary or member is None or not member.alive:
+        if self.following or sender != self.primary or member is None or not member.alive:
             return
         if name in self.backups or name == self.primary:
             return
@@ -191,14 +216,14 @@ class ServiceView:
 
     def unreachable(self, sender: str, name: str) -> None:
         """The primary C{sender} cannot reach its backup C{name}."""
-        if sender == self.primary and name in self.backups:
+        if not self.following and sender == self.primary and name in self.backups:
             self._drop_backup(name, f"primary {sender} cannot reach it")
 
     # Decisions
 
     def elect(self, now: float) -> None:
         """Choose a primary if there is none and one may be chosen."""
-        if self.primary is not None or self.waiting:
+        if self.primary is not None or self.waiting or self.following:
             return
         alive = [m for m in self.members.values() if m.alive]
         if self.in_sync is None:
@@ -245,6 +270,8 @@ class ServiceView:
         if was_alive:
             log.warn("{service}:{name} is dead: {why}", service=self.service, name=name, why=why)
             self.on_event(self, "dead", name, why=why, primary=name == self.primary, since=since)
+        if self.following:
+            return
         if name in self.backups:
             self._drop_backup(name, why)
         elif name == self.primary:
