@@ -2,8 +2,11 @@
 The heartbeat line protocol between the replicas and the front end.
 
 Each replica keeps one TCP connection to the front end's C{heartbeat_port}.
-Lines end with C{\\n}, are ASCII, at most L{MAX_LINE} bytes, and are
-space-separated words::
+The grammar's words are built and parsed in
+L{pygmy.replication.heartbeat_lines}; the front end's end is
+L{pygmy.replication.heartbeat_frontend}, a replica's
+L{pygmy.replication.heartbeat_replica}.  Lines end with C{\\n}, are ASCII,
+at most L{MAX_LINE} bytes, and are space-separated words::
 
     front end -> replica  CHALLENGE <nonce>
     replica -> front end  HELLO <service> <replica> <proof>
@@ -12,6 +15,7 @@ space-separated words::
     primary -> front end  SYNCED <service> <replica> <seq>
     primary -> front end  UNREACHABLE <service> <replica>
     primary -> front end  INVALIDATE <item_id> <seq> [<topic>]
+    front end -> primary  INVALIDATED <seq>
 
 - C{CHALLENGE} is the first line of every connection: a fresh random nonce.
 - C{HELLO} proves the shared secret without sending it:
@@ -38,6 +42,21 @@ space-separated words::
   (a catalog replica older than the front end) only the book is dropped;
   a front end older than the topic word refuses the line, so front ends
   are upgraded first.
+- C{INVALIDATED} answers C{INVALIDATE}: the front end has handled every
+  line of the connection up to the last C{INVALIDATE} it read, whose
+  C{seq} it names (so its cache is clean up to C{seq}).  It sends one per
+  batch of lines it reads at once, so one answer covers every earlier
+  write.  The catalog primary acknowledges a write only once every front
+  end it sent the write's lines to has answered its C{seq}, or its
+  connection is closed; a front end that has not answered within
+  C{heartbeat_timeout} of a line is dropped (L{pygmy.catalog.coherence}).
+  C{INVALIDATED} to the front end, to a replica that sent no C{INVALIDATE}
+  of that C{seq}, or before C{CHALLENGE}, is a protocol error.  A front
+  end older than C{INVALIDATED} never answers: upgrade front ends first.
+
+The front end serves from its cache only within C{heartbeat_timeout} of
+the last line it processed from the catalog primary's connection
+(L{Lease<pygmy.frontend.lease.Lease>}).
 
 A replica is dead after C{heartbeat_timeout} without a line, or at once when
 its connection drops.  A malformed, over-long or unauthenticated line closes
