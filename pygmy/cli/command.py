@@ -8,7 +8,7 @@ The C{pygmy} command: use a book store, load it, run a cluster and test it.
                  [--plot FILE.png] [--json [FILE]] [--crash catalog|order]
     pygmy import FILE [--url URL ... | --config config.ini] [--format csv|jsonl] [--secret S]
                  [--concurrency N] [--retries N] [--timeout S] [--json]
-    pygmy up     [--config config.ini] [--only NAME ...]
+    pygmy up     [--config config.ini] [--only NAME ...]      (NAME: catalog:A, order, frontend, frontend:2, etcd)
     pygmy down   [--config config.ini] [--only NAME ...]
     pygmy chaos  [--config config.ini] [--duration S] [--clients N] [--seed N] [--frontend]
     pygmy evaluate --out DIR [--config config.ini] [--json [FILE]] [--quick] [--clients 1,3,5,9]
@@ -75,7 +75,8 @@ def _add_only(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help="only this process: frontend, catalog:A, order (a whole service)...; repeatable",
+        help="only this process: catalog:A, order (a whole service), frontend (every front end), frontend:2, "
+        "etcd...; repeatable",
     )
 
 
@@ -226,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluate(commands.add_parser("evaluate", help="measure a running cluster: cache, consistency, faults"))
 
-    up = commands.add_parser("up", help="start every replica, then the front end, as twistd daemons")
+    up = commands.add_parser(
+        "up", help="start a local etcd if the config needs one, every replica, then every front end, as daemons"
+    )
     _add_config(up)
     _add_only(up)
 

@@ -1,30 +1,35 @@
 """
 Start and stop the processes of a cluster, one daemonised twistd per
-replica and one for the front end (C{pygmy up} / C{pygmy down}).
+replica and per front end (C{pygmy up} / C{pygmy down}), and a
+single-node etcd when the C{[coordinator]} names one on this machine that
+does not answer (L{pygmy.cli.etcd}).
 
 Each process gets C{<data_dir>/<role>-<name>.pid} and
-C{<data_dir>/<role>-<name>.log} (C{frontend.pid} and C{frontend.log} for
-the front end).  twistd writes and removes the pid file itself; a process
-killed with C{kill -9} leaves a stale one behind, which this module
-recognises (the pid is gone, a zombie, or now some other program) and
-removes.
+C{<data_dir>/<role>-<name>.log}: C{frontend.pid} and C{frontend.log} for a
+lone front end, C{frontend-NAME.*} for C{[frontend:NAME]}, C{etcd.*} for
+the etcd (its data in C{<data_dir>/etcd}).  twistd writes and removes the
+pid file itself; the etcd's is written here.  A process killed with
+C{kill -9} leaves a stale one behind, which this module recognises (the
+pid is gone, a zombie, or now some other program) and removes.
 
-This is blocking code for the command line, never for a reactor callback;
+The processes themselves, their files and command lines are
+L{pygmy.cli.processes}.  This is blocking code for the command line, never
+for a reactor callback;
 L{pygmy.cli.lifecycle} kills and restarts a process under load with its
 helpers (the command line, pid checks, start failures) without blocking.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
+
+from pygmy.cli import etcd
 
 # Re-exported: callers use launcher.kill, launcher.POLL, launcher.running_pid ...
 from pygmy.cli.pids import (  # noqa: F401
@@ -37,110 +42,18 @@ from pygmy.cli.pids import (  # noqa: F401
     runs,
     wait_gone,
 )
+
+# Re-exported: callers use launcher.Process, launcher.processes, launcher.TWISTD ...
+from pygmy.cli.processes import (  # noqa: F401
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    TWISTD,
+    LaunchError,
+    Process,
+    command,
+    processes,
+)
 from pygmy.config import Config
-
-#: The twistd of the Python that runs this module.
-TWISTD = str(Path(sys.executable).with_name("twistd"))
-#: Seconds a process may take to answer after being started.
-START_TIMEOUT = 20.0
-#: Seconds a process may take to exit after SIGTERM, before SIGKILL.
-STOP_TIMEOUT = 15.0
-
-
-class LaunchError(Exception):
-    """
-    A process could not be started, or C{--only} named no process.
-
-    @ivar details: more lines for the user (such as a log's tail), or "".
-    """
-
-    details = ""
-
-
-@dataclass(frozen=True)
-class Process:
-    """
-    One process of the cluster, as C{pygmy up} runs it.
-
-    @ivar role: C{frontend}, C{catalog} or C{order}.
-    @ivar replica: the replica's name, or C{None} for the front end.
-    @ivar url: the base URL it answers on.
-    @ivar data_dir: where its pid file and log go.
-    """
-
-    role: str
-    replica: str | None
-    url: str
-    data_dir: Path
-
-    @property
-    def name(self) -> str:
-        """C{frontend} or C{service:NAME}, as in C{--only}."""
-        return self.role if self.replica is None else f"{self.role}:{self.replica}"
-
-    @property
-    def stem(self) -> str:
-        """The file name stem: C{frontend} or C{service-NAME}."""
-        return self.role if self.replica is None else f"{self.role}-{self.replica}"
-
-    @property
-    def pidfile(self) -> Path:
-        """The pid file twistd writes."""
-        return self.data_dir / f"{self.stem}.pid"
-
-    @property
-    def logfile(self) -> Path:
-        """The log twistd writes."""
-        return self.data_dir / f"{self.stem}.log"
-
-    @property
-    def ready_url(self) -> str:
-        """What answers 200 once it is up: C{/health} or a replica's C{/status}."""
-        return self.url + ("/health" if self.replica is None else "/status")
-
-
-def processes(config: Config, only=()) -> list[Process]:
-    """
-    The processes of C{config}: every catalog replica, every order replica,
-    then the front end (the order C{pygmy up} starts them in).
-
-    @param only: names to keep (C{frontend}, C{catalog:A}, or a whole
-        service such as C{order}); empty keeps all.
-    @raise LaunchError: if a name in C{only} matches no process.
-    """
-    data_dir = config.cluster.data_dir
-    found = [
-        Process(service, replica.name, replica.url, data_dir)
-        for service in ("catalog", "order")
-        for replica in config.replicas[service]
-    ]
-    found.append(Process("frontend", None, config.frontend.url, data_dir))
-    if not only:
-        return found
-    for wanted in only:
-        if not any(wanted in (p.name, p.role) for p in found):
-            known = ", ".join(p.name for p in found)
-            raise LaunchError(f"--only {wanted}: no such process (known: {known})")
-    return [p for p in found if p.name in only or p.role in only]
-
-
-def command(config: Config, process: Process) -> list[str]:
-    """The daemonising twistd command line that starts C{process}."""
-    args = [
-        TWISTD,
-        f"--pidfile={process.pidfile}",
-        f"--logfile={process.logfile}",
-        f"pygmy-{process.role}",
-        "--config",
-        str(Path(config.path).resolve()),
-    ]
-    if process.replica is not None:
-        args += ["--replica", process.replica]
-    return args
-
-
-# Pids
-
 
 # Starting
 
@@ -165,6 +78,8 @@ def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> i
     process.data_dir.mkdir(parents=True, exist_ok=True)
     clear_stale(process)
     log_start = process.logfile.stat().st_size if process.logfile.exists() else 0
+    if process.role == "etcd":
+        return start_etcd(config, process, log_start, timeout)
     try:
         done = subprocess.run(
             command(config, process),
@@ -193,6 +108,43 @@ def start(config: Config, process: Process, timeout: float = START_TIMEOUT) -> i
         process.pidfile.unlink(missing_ok=True)
         raise
     return pid
+
+
+def start_etcd(config: Config, process: Process, log_start: int, timeout: float = START_TIMEOUT) -> int:
+    """
+    Start the local etcd of C{process} in a session of its own (it does
+    not daemonise itself), its output appended to its log; write its pid
+    file; wait until it is healthy.
+
+    @return: its pid.
+    @raise LaunchError: without an etcd binary, or if it exits or is not
+        healthy in time (it is then killed and its pid file removed).
+    """
+    argv = command(config, process)
+    with open(process.logfile, "ab") as log:
+        child = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    temporary = process.pidfile.with_suffix(".pid.tmp")
+    temporary.write_text(f"{child.pid}\n")
+    os.replace(temporary, process.pidfile)
+    try:
+        wait_ready(process, child.pid, log_start, timeout)
+    except LaunchError:
+        kill(child.pid)
+        wait_gone(child.pid, 5.0)
+        process.pidfile.unlink(missing_ok=True)
+        raise
+    finally:
+        # Reaped here once it exits while this command runs, so that it never
+        # lingers as a zombie; after that its parent is init.
+        child.poll()
+    return child.pid
+
+
+def ready(process: Process) -> bool:
+    """Whether C{process} answers as ready right now: etcd healthy, the others 200 on L{Process.ready_url}."""
+    return etcd.healthy(process.url) if process.role == "etcd" else answers(process.ready_url)
 
 
 def answers(url: str) -> bool:
@@ -235,7 +187,7 @@ def wait_ready(process: Process, pid: int, log_start: int = 0, timeout: float = 
         failure = start_failure(process, pid, log_start)
         if failure:
             raise LaunchError(failure)
-        if answers(process.ready_url):
+        if ready(process):
             return
         time.sleep(POLL)
     raise LaunchError(f"{process.name} did not answer {process.ready_url} within {timeout:.0f}s")
@@ -257,9 +209,11 @@ def start_failure(process: Process, pid: int, log_start: int = 0) -> str | None:
 
 def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
     """
-    C{pygmy up}: start the processes of C{config} (replicas, then the
-    front end), one line each.  All or nothing: if one fails, the ones
-    this call started are stopped again.
+    C{pygmy up}: start the processes of C{config} (the local etcd, the
+    replicas, then every front end), one line each, each once it answers.
+    A local etcd that answers already is someone else's: it is used, not
+    started (and C{pygmy down} leaves it alone).  All or nothing: if one
+    fails, the ones this call started are stopped again.
 
     @return: the exit status, 0.
     @raise LaunchError: if one is running already, or one fails to start
@@ -272,6 +226,9 @@ def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
         raise LaunchError(f"already running: {named}; run `pygmy down` first")
     started = []
     for process in chosen:
+        if process.role == "etcd" and ready(process):
+            echo(f"{process.name:<12} {process.url} answers already: used as it is, not started")
+            continue
         try:
             pid = start(config, process)
         except LaunchError as e:
@@ -283,6 +240,10 @@ def up(config: Config, only=(), echo: Callable[[str], None] = print) -> int:
             raise
         started.append(process)
         echo(f"{process.name:<12} pid {pid:<7} {process.url:<24} log {process.logfile}")
+    coordinator = config.coordinator
+    if coordinator and not etcd.local_endpoint(config) and any(p.role == "frontend" for p in chosen):
+        if not any(etcd.healthy(url) for url in coordinator.etcd):
+            echo(f"{'etcd':<12} no member answers at {coordinator.endpoints} (not started here: start it yourself)")
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pygmy.cli.launcher import Process
+    from pygmy.cli.processes import Process
 
 #: Seconds between two looks at a process that is starting or stopping.
 POLL = 0.05
@@ -50,8 +50,9 @@ def pid_alive(pid: int) -> bool:
 
 def runs(process: Process, pid: int) -> bool:
     """
-    Whether C{pid} is alive and is C{process}'s twistd (so a pid reused by
-    another program after a crash is never signalled).
+    Whether C{pid} is alive and is C{process}'s twistd or etcd
+    (L{Process.matches<pygmy.cli.processes.Process.matches>}), so a pid
+    reused by another program after a crash is never signalled.
     """
     if not pid_alive(pid):
         return False
@@ -61,10 +62,7 @@ def runs(process: Process, pid: int) -> bool:
         return not Path("/proc/self").exists()
     except OSError:
         return True
-    wanted = [f"pygmy-{process.role}".encode()]
-    if process.replica is not None:
-        wanted.append(process.replica.encode())
-    return all(word in argv for word in wanted)
+    return process.matches(argv)
 
 
 def running_pid(process: Process) -> int | None:

