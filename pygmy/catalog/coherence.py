@@ -198,11 +198,13 @@ class InvalidationPush:
 
     def node_connections(self) -> list:
         """
-        The node's heartbeat connections to front ends.  Today a node keeps
-        one (C{node.heartbeat}); this is the one place that knows it.
+        The node's heartbeat connections to front ends: those of
+        C{node.heartbeat} (L{FrontEnds<pygmy.replication.frontends.FrontEnds>},
+        one per front end), or that one connection; this is the one place
+        that knows it.
         """
         heartbeat = self.node.heartbeat
-        return [] if heartbeat is None else [heartbeat]
+        return [] if heartbeat is None else list(getattr(heartbeat, "connections", [heartbeat]))
 
     def __call__(self, write) -> None:
         """Push the changes of C{write}, a new write of this primary, to every front end."""

@@ -41,7 +41,6 @@ from functools import partial
 from klein import Klein
 from twisted.application.service import MultiService
 
-from pygmy.clock import monotonic
 from pygmy.config import SERVICES, Config, ReplicaConfig
 from pygmy.errors import BadRequest, NotFound
 from pygmy.net.listener import Listener
@@ -58,7 +57,7 @@ from pygmy.net.web import (
 )
 from pygmy.process.metrics import CONTENT_TYPE, ReplicaCollector, registry_with
 from pygmy.replication import snapshot as paged
-from pygmy.replication.heartbeat import BeatFactory
+from pygmy.replication.frontends import connect_to_frontends
 from pygmy.replication.node import Node, NodeService
 
 MAX_LOG_BATCH = 10_000
@@ -264,9 +263,7 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
     parts.http.setServiceParent(top)
 
     def connect():
-        factory = BeatFactory(parts.node, cluster.secret, monotonic(reactor), cluster.heartbeat_interval)
-        front = config.frontend
-        return factory, reactor.connectTCP(front.host, front.heartbeat_port, factory)
+        return connect_to_frontends(config, parts.node, reactor)
 
     NodeService(parts.node, connect, compact_every=cluster.compact_interval).setServiceParent(top)
     _, metrics = registry_with(ReplicaCollector(parts.node))
