@@ -1,12 +1,14 @@
 # One image for every Pygmy role; the command picks the role, as on a host
 # of its own (DESIGN §1):
 #
-#   docker run pygmy                                    # the front end (the default)
-#   docker run pygmy pygmy-catalog --config /etc/pygmy/config.ini --replica A
-#   docker run pygmy pygmy-order   --config /etc/pygmy/config.ini --replica B
+#   docker run pygmy                                    # front end 1 (the default)
+#   docker run pygmy pygmy-frontend --config /etc/pygmy/config.ini --name 2
+#   docker run pygmy pygmy-catalog  --config /etc/pygmy/config.ini --replica A
+#   docker run pygmy pygmy-order    --config /etc/pygmy/config.ini --replica B
 #
-# compose.yaml runs the front end and two replicas of each service this way;
-# docs/deployment.rst explains it and a deployment over several hosts.
+# compose.yaml runs three front ends and two replicas of each service this
+# way, with etcd and HAProxy; docs/deployment.rst explains it and a
+# deployment over several hosts.
 
 FROM python:3.11-slim
 
@@ -40,7 +42,7 @@ WORKDIR /var/lib/pygmy
 # survives its container.
 VOLUME ["/var/lib/pygmy"]
 
-# Front end: 8080 (public HTTP API) and 8090 (heartbeats from the replicas);
+# Front ends: 8080 (public HTTP API) and 8090 (heartbeats from the replicas);
 # catalog A/B: 8081/8082; order A/B: 8083/8084 (as in docker/config.ini).
 # Only 8080 is meant for clients; keep the others on the internal network.
 EXPOSE 8080 8090 8081 8082 8083 8084
@@ -48,4 +50,4 @@ EXPOSE 8080 8090 8081 8082 8083 8084
 # In the foreground, logging to stdout, with no pid file; twistd stops
 # cleanly on SIGTERM (docker stop).
 ENTRYPOINT ["twistd", "-n", "--pidfile="]
-CMD ["pygmy-frontend", "--config", "/etc/pygmy/config.ini"]
+CMD ["pygmy-frontend", "--config", "/etc/pygmy/config.ini", "--name", "1"]

@@ -17,13 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "docs" / "haproxy.cfg"
 
 
-def render(template: str, bind: str, servers: dict[str, str]) -> str:
+def render(template: str, bind: str, servers: dict[str, str], server_options=()) -> str:
     """
     C{template} (the text of docs/haproxy.cfg) with the address of its
     C{frontend}'s C{bind} line replaced by C{bind}, and its C{server} lines
     replaced, where the first one was, by one per C{servers} item (name ->
     C{host:port}), each with the options of the template's first server
-    line.  Everything else (timeouts, checks, retries) stays as it is.
+    line and then C{server_options}.  Everything else (timeouts, checks,
+    retries) stays as it is.
 
     @raise ValueError: if the template has no bind or no server line.
     """
@@ -39,7 +40,7 @@ def render(template: str, bind: str, servers: dict[str, str]) -> str:
             bound = True
         elif section == "backend" and words[:1] == ["server"]:
             if options is None:
-                options = words[3:]
+                options = [*words[3:], *server_options]
                 out += [" ".join([f"{indent}server", name, address, *options]) for name, address in servers.items()]
         else:
             out.append(line)
