@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pygmy.cli import launcher
 from pygmy.cli.launcher import START_TIMEOUT, TWISTD
-from pygmy.config import load
+from pygmy.config import LONE_FRONTEND, load
 
 SECRET = "integration-secret"
 
@@ -48,9 +48,17 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def write_config(directory: Path, replicas=("A", "B"), **cluster) -> Path:
-    """A config.ini in C{directory} for a cluster on free local ports."""
-    ports = iter(free_ports(2 + 2 * len(replicas)))
+def write_config(directory: Path, replicas=("A", "B"), frontends=(), coordinator=None, **cluster) -> Path:
+    """
+    A config.ini in C{directory} for a cluster on free local ports.
+
+    @param frontends: the NAMEs of several C{[frontend:NAME]} sections;
+        empty for the lone C{[frontend]}.
+    @param coordinator: the keys of C{[coordinator]} (C{etcd}, C{prefix},
+        C{lease_ttl}), or C{None} for none.
+    @param cluster: keys of C{[cluster]} over the tests' defaults.
+    """
+    ports = iter(free_ports(2 * max(1, len(frontends)) + 2 * len(replicas)))
     settings = {
         "secret": SECRET,
         "data_dir": "var",
@@ -59,7 +67,10 @@ def write_config(directory: Path, replicas=("A", "B"), **cluster) -> Path:
         **cluster,
     }
     lines = ["[cluster]"] + [f"{k} = {v}" for k, v in settings.items()]
-    lines += ["", "[frontend]", "host = 127.0.0.1", f"port = {next(ports)}", f"heartbeat_port = {next(ports)}"]
+    for section in [f"frontend:{name}" for name in frontends] or ["frontend"]:
+        lines += ["", f"[{section}]", "host = 127.0.0.1", f"port = {next(ports)}", f"heartbeat_port = {next(ports)}"]
+    if coordinator is not None:
+        lines += ["", "[coordinator]"] + [f"{k} = {v}" for k, v in coordinator.items()]
     for service in ("catalog", "order"):
         for name in replicas:
             lines += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(ports)}"]
@@ -70,21 +81,33 @@ def write_config(directory: Path, replicas=("A", "B"), **cluster) -> Path:
 
 class Cluster:
     """
-    The processes of one test cluster.
+    The processes of one test cluster.  With C{frontends}, several front
+    ends (each its own process, C{--name NAME}, keyed C{frontend:NAME});
+    they need a C{coordinator} (C{{"etcd": url}}).
 
     @ivar config: the parsed config (ports, secret).
     """
 
-    def __init__(self, directory: Path, replicas=("A", "B"), **cluster):
+    def __init__(self, directory: Path, replicas=("A", "B"), frontends=(), coordinator=None, **cluster):
         self.directory = directory
-        self.path = write_config(directory, replicas, **cluster)
+        self.path = write_config(directory, replicas, frontends, coordinator, **cluster)
         self.config = load(self.path)
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
     def url(self) -> str:
-        """The front end's base URL."""
+        """The (first) front end's base URL."""
         return self.config.frontend.url
+
+    @property
+    def frontends(self) -> list[str]:
+        """The key of every front end: C{frontend}, or C{frontend:NAME} of several."""
+        return [_frontend_key(name) for name in self.config.frontends]
+
+    def frontend_url(self, key: str) -> str:
+        """The base URL of the front end C{key} (C{frontend} or C{frontend:NAME})."""
+        _, _, name = key.partition(":")
+        return self.config.frontends[name or LONE_FRONTEND].url
 
     def replica_url(self, service: str, name: str) -> str:
         """The base URL of replica C{name} of C{service}."""
@@ -93,14 +116,14 @@ class Cluster:
     def process(self, key: str) -> launcher.Process:
         """The launcher's L{launcher.Process} of C{key}: its log, its ready URL."""
         role, _, replica = key.partition(":")
-        url = self.url if not replica else self.replica_url(role, replica)
+        url = self.frontend_url(key) if role == "frontend" else self.replica_url(role, replica)
         return launcher.Process(role, replica or None, url, self.directory)
 
     def command(self, role: str, replica: str | None = None) -> list[str]:
-        """The contract's command line for C{role} (and C{replica})."""
+        """The contract's command line for C{role} (and C{replica}, or a front end's NAME)."""
         command = [TWISTD, "-n", "--pidfile=", f"pygmy-{role}", "--config", str(self.path)]
         if replica is not None:
-            command += ["--replica", replica]
+            command += ["--name" if role == "frontend" else "--replica", replica]
         return command
 
     def start(self, role: str, replica: str | None = None) -> subprocess.Popen:
@@ -121,11 +144,12 @@ class Cluster:
         return process
 
     def start_all(self) -> None:
-        """Every replica of config.ini, then the front end."""
+        """Every replica of config.ini, then every front end."""
         for service in ("catalog", "order"):
             for replica in self.config.replicas[service]:
                 self.start(service, replica.name)
-        self.start("frontend")
+        for key in self.frontends:
+            self.start(*key.split(":"))
 
     def stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         """Send C{sig} to the process C{key} by its pid and wait for it."""
@@ -140,7 +164,7 @@ class Cluster:
 
     def stop_all(self) -> None:
         """Stop every process still running, front end first."""
-        for key in sorted(self.processes, key=lambda k: k != "frontend"):
+        for key in sorted(self.processes, key=lambda k: not k.startswith("frontend")):
             self.stop(key)
 
     def log_tail(self, key: str, lines: int = 30) -> str:
@@ -174,6 +198,10 @@ def get_json(url: str, headers=None, method="GET", body=None):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read())
+
+
+def _frontend_key(name: str) -> str:
+    return "frontend" if name == LONE_FRONTEND else f"frontend:{name}"
 
 
 # Probes (blocking), for the waits below and the benchmarks

@@ -80,7 +80,8 @@ class Monitor:
         self.events = EventRing(wall=wall)
         self.timeline = Timeline(self.events, clock)
         self.lease = Lease(clock, self.timeout, self._lease_holder)
-        started = clock.seconds()
+        self.started = started = clock.seconds()
+        self._heard: set[tuple[str, str]] = set()
         self.views = {
             service: ServiceView(
                 service,
@@ -165,11 +166,26 @@ class Monitor:
         """The live replicas of C{service}."""
         return self.views[service].alive_names()
 
+    def readable(self, service: str) -> list[str]:
+        """
+        The replicas of C{service} to read from: the live ones.  During this
+        front end's first C{heartbeat_timeout}, a replica it has not heard
+        from yet is not known to be dead, and counts too: a front end that
+        begins from a stored view reads at once, instead of failing reads
+        until the first beats come (one that is down only costs a refused
+        connection, and the read goes to the next).
+        """
+        view = self.views[service]
+        if self.clock.seconds() - self.started >= self.timeout:
+            return view.alive_names()
+        return [name for name in view.names if view.members[name].alive or (service, name) not in self._heard]
+
     # From the heartbeat connections
 
     def connected(self, service: str, replica: str, connection) -> None:
         """A replica said HELLO: tell it every view."""
         self.connections[(service, replica)] = connection
+        self._heard.add((service, replica))
         self.views[service].connected(replica, connection, self.clock.seconds())
         for service, view in sorted(self.published.items()):
             if view.number:

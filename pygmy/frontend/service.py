@@ -101,7 +101,7 @@ def frontend_service(config: Config, reactor) -> MultiService:
     http = HTTPClientService(reactor)
     http.setServiceParent(top)
     for service in SERVICES:
-        routes[service] = routes_for(config, service, http, alive=lambda s=service: monitor.alive(s))
+        routes[service] = routes_for(config, service, http, alive=lambda s=service: monitor.readable(s))
 
     heartbeats = MonitorFactory(monitor, cluster.secret, clock, cluster.heartbeat_timeout, lease=monitor.lease)
     where = f"{front.bind}:{front.heartbeat_port}"

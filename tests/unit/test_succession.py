@@ -434,3 +434,15 @@ def test_a_lone_front_end_always_leads(tmp_path):
         "leader": "frontend",
         "coordinator": "local",
     }
+
+
+def test_a_front_end_just_started_reads_from_replicas_it_has_not_heard_from_yet(config):
+    front = FrontEnd(config, FakeStore({"catalog": view(4)}))
+    assert front.monitor.readable("catalog") == ["A", "B"]  # beginning from view 4, before any beat
+    front.beat("A")
+    front.drop("A")
+    assert front.monitor.readable("catalog") == ["B"]  # A was heard from, and is gone
+    front.clock.advance(front.monitor.timeout)
+    assert front.monitor.readable("catalog") == []  # past the first heartbeat_timeout, only the live ones
+    front.beat("B")
+    assert front.monitor.readable("catalog") == ["B"]
