@@ -2,16 +2,18 @@
 Which front end manages the views: the one that holds C{<prefix>/leader}
 in etcd (the Patroni leader-key pattern, DESIGN.md section 6).
 
-A candidate (L{Leadership}) polls the key; when nobody holds it, it takes a
-lease of C{lease_ttl} and puts its name there in a txn that succeeds only if
-the key does not exist (C{create_revision == 0}), so exactly one candidate
-wins.  The key is bound to the lease: it goes when the lease lapses.  The
-winner renews the lease every third of its TTL and counts itself leader
-only until C{TTL} after it I{sent} the last renewal that etcd answered
-(measured on the monotonic clock): etcd expires the lease no sooner than
-that, so a front end stops acting as manager before anyone else can win.  A
-renewal answered with TTL 0 (the lease is gone), a store refused by the
-fence, or no renewal within the TTL ends the leadership at once
+A candidate (L{Leadership}) polls the key, and watches it between polls;
+when nobody holds it (read, or its deletion seen on the watch: the holder's
+lease lapsed or it resigned), it takes a lease of C{lease_ttl} and puts its
+name there in a txn that succeeds only if the key does not exist
+(C{create_revision == 0}), so exactly one candidate wins.  The key is
+bound to the lease: it goes when the lease lapses.  The winner renews the
+lease every third of its TTL and counts itself leader only until C{TTL}
+after it I{sent} the last renewal that etcd answered (measured on the
+monotonic clock): etcd expires the lease no sooner than that, so a front
+end stops acting as manager before anyone else can win.  A renewal
+answered with TTL 0 (the lease is gone), a store refused by the fence, or
+no renewal within the TTL ends the leadership at once
 (L{Leadership.deposed}); a clean stop revokes the lease (resigns).
 
 Fencing: L{Leadership.fence} gives the compares every view store adds to
@@ -78,6 +80,8 @@ class Leadership:
         self._valid_until = 0.0
         self._expiry = None
         self._problem: str | None = None
+        self._campaigning = False
+        self._watch = None
         self._renewing = self._loop(self._renew)
         self._polling = self._loop(self._campaign)
 
@@ -114,6 +118,7 @@ class Leadership:
         for loop in (self._polling, self._renewing):
             if loop.running:
                 loop.stop()
+        self._unwatch()
         self._cancel_expiry()
         lease, self._lease = self._lease, None
         self.leading, self._won = False, None
@@ -178,6 +183,9 @@ class Leadership:
     # Following: read the key; when nobody holds it, try to take it
 
     async def _campaign(self) -> None:
+        if self._campaigning:
+            return  # the watch started one that is still under way
+        self._campaigning = True
         try:
             await self._try_to_win()
             self._problem = None
@@ -188,11 +196,15 @@ class Leadership:
             self._problem = str(e)
         except Exception:
             log.failure("front end {name}: campaign", name=self.name)
+        finally:
+            self._campaigning = False
 
     async def _try_to_win(self) -> None:
-        held = kvs(await self.gateway.range(self.key))
+        answer = await self.gateway.range(self.key)
+        held = kvs(answer)
         if held:
             self.leader = unb64(held[0].get("value", ""))
+            self._watch_key(revision(answer))
             return
         sent = self.clock.seconds()
         granted = await self.gateway.grant(max(1, int(self.ttl)))
@@ -221,6 +233,7 @@ class Leadership:
             return
         self._lease, self._won, self.leading, self.leader = lease, won, True, self.name
         self._polling.stop()
+        self._unwatch()
         self._extend(sent, ttl)
         self._renewing = self._loop(self._renew)
         self._renewing.start(min(self.ttl, ttl) / 3, now=False)
@@ -229,6 +242,40 @@ class Leadership:
             self.elected()
         except Exception:
             log.failure("front end {name}: the elected callback failed", name=self.name)
+
+    def _watch_key(self, seen: int) -> None:
+        """
+        While following, watch the key from after revision C{seen}, so that
+        its deletion starts a campaign at once instead of at the next poll
+        (one watch at a time; a watch that ends is opened again by the next
+        poll that finds the key held).
+        """
+        if self._watch is not None or self.leading or not self._polling.running:
+            return
+        stream = self._watch = self.gateway.watch(self.key, seen + 1, self._key_changed, prefix=False)
+        stream.ended.addBoth(self._watch_ended, stream)
+
+    def _key_changed(self, result: dict) -> None:
+        """An answer of the watch: a new holder is noted; a deletion starts a campaign now."""
+        for event in result.get("events", []):
+            kv = event.get("kv") if isinstance(event, dict) else None
+            if not isinstance(kv, dict):
+                continue
+            if event.get("type", "PUT") == "DELETE":
+                self.leader = None
+                if self._polling.running:
+                    ensureDeferred(self._campaign())
+            else:
+                self.leader = unb64(kv.get("value", ""))
+
+    def _watch_ended(self, result, stream) -> None:
+        if self._watch is stream:
+            self._watch = None
+
+    def _unwatch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.stop()
 
     # Leading: renew the lease; lapse at the deadline
 

@@ -218,3 +218,89 @@ class StopTests(Helpers):
         d = self.leadership.stop()
         self.clock.advance(1.0)
         self.successResultOf(d)
+
+
+class WatchTests(Helpers):
+    """A follower watches the key between polls: its deletion starts a campaign at once."""
+
+    KEY = b64("/pygmy/leader")
+    HEADER = '"header":{"cluster_id":"14165293047771572487","member_id":"7257773868089076268","revision":"%s"}'
+
+    def follow(self):
+        self.leadership.name = "2"
+        self.etcd.then("/v3/kv/range", "range_leader")
+        self.leadership.start()
+        self.assertEqual(self.leadership.leader, "1")
+
+    def send(self, line: str):
+        self.etcd.streams[-1].write(line.encode() + b"\n")
+        self.stub.flush()
+
+    def test_a_follower_watches_the_key_from_after_its_read(self):
+        self.follow()
+        [body] = self.etcd.bodies("/v3/watch")
+        self.assertEqual(body["create_request"]["key"], self.KEY)
+        self.assertEqual(body["create_request"]["start_revision"], "3")  # range_leader was read at revision 2
+        self.assertNotIn("range_end", body["create_request"])
+        # The next poll, finding the key still held, opens no second watch.
+        self.etcd.then("/v3/kv/range", "range_leader")
+        self.clock.advance(self.leadership.poll_every)
+        self.assertEqual(len(self.etcd.bodies("/v3/watch")), 1)
+
+    def test_the_deletion_of_the_key_starts_a_campaign_before_the_next_poll(self):
+        self.follow()
+        self.etcd.then("/v3/kv/range", "range_empty")
+        self.etcd.then("/v3/lease/grant", "grant_other")
+        self.etcd.then("/v3/kv/txn", "campaign_won")
+        header = self.HEADER % "3"
+        self.send(
+            '{"result":{%s,"events":[{"type":"DELETE","kv":{"key":"%s","mod_revision":"3"}}]}}' % (header, self.KEY)
+        )
+        self.assertEqual(len(self.etcd.bodies("/v3/kv/range")), 2)
+        self.assertEqual(len(self.etcd.bodies("/v3/lease/grant")), 1)
+        self.assertTrue(self.leadership.leading)
+        self.assertEqual(self.events, ["elected"])
+
+    def test_a_new_holder_seen_on_the_watch_is_the_leader(self):
+        self.follow()
+        self.send(self.holder("3"))
+        self.assertEqual(self.leadership.leader, "3")
+        self.assertEqual(self.etcd.bodies("/v3/lease/grant"), [])
+
+    def test_a_campaign_under_way_is_not_started_twice(self):
+        self.follow()
+        header = self.HEADER % "3"
+        deletion = '{"result":{%s,"events":[{"type":"DELETE","kv":{"key":"%s","mod_revision":"3"}}]}}' % (
+            header,
+            self.KEY,
+        )
+        self.send(deletion)  # its range is held: no answer queued
+        self.send(deletion)
+        self.clock.advance(self.leadership.poll_every)
+        self.assertEqual(len(self.etcd.bodies("/v3/kv/range")), 2)
+
+    def holder(self, name: str, revision: str = "4") -> str:
+        kv = '{"key":"%s","create_revision":"%s","mod_revision":"%s","value":"%s"}' % (
+            self.KEY,
+            revision,
+            revision,
+            b64(name),
+        )
+        return '{"result":{%s,"events":[{"kv":%s}]}}' % (self.HEADER % revision, kv)
+
+    def test_the_watch_stops_when_it_wins(self):
+        self.follow()
+        self.etcd.then("/v3/kv/range", "range_empty")
+        self.etcd.then("/v3/lease/grant", "grant")
+        self.etcd.then("/v3/kv/txn", "campaign_won")
+        self.clock.advance(self.leadership.poll_every)
+        self.assertTrue(self.leadership.leading)
+        self.send(self.holder("3"))  # on the old stream: not heard any more
+        self.assertEqual(self.leadership.leader, "2")
+
+    def test_the_watch_stops_when_it_stops(self):
+        self.follow()
+        self.successResultOf(self.leadership.stop())
+        self.send(self.holder("3"))
+        self.assertEqual(self.leadership.leader, "1")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
