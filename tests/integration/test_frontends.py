@@ -163,3 +163,150 @@ async def test_kill_9_of_the_view_manager_under_load(several, http):
     assert len({str(views_of(body)) for body in found.values()}) == 1
     for service in ("catalog", "order"):
         await converged(cluster, service)
+
+
+async def primary_of(http, cluster, service: str, exclude=()) -> dict:
+    """The primary of C{service} as each running front end (but C{exclude}) sees it."""
+    found = await statuses(http, cluster)
+    return {key: body["services"][service]["primary"] for key, body in found.items() if key not in exclude}
+
+
+@pytest_twisted.ensureDeferred
+async def test_kill_9_of_the_view_manager_and_the_catalog_primary(several, http):
+    cluster = several
+    leader = await agreed(http, cluster)
+    others = [key for key in cluster.frontends if key != leader]
+    primary = (await statuses(http, cluster))[leader]["services"]["catalog"]["primary"]
+    load = Load(http, {key: cluster.frontend_url(key) for key in others})
+    load.start()
+    await sleep(1.0)
+
+    killed_at = now()
+    cluster.stop(leader, signal.SIGKILL)
+    cluster.stop(f"catalog:{primary}", signal.SIGKILL)
+    bound = LEASE_TTL + 2 * HEARTBEAT_TIMEOUT
+    while True:
+        seen = await primary_of(http, cluster, "catalog", exclude=(leader,))
+        if seen and all(name not in (None, primary) for name in seen.values()):
+            break
+        assert now() - killed_at < 3 * bound, seen
+        await sleep(0.02)
+    new_primary = now() - killed_at
+    await sleep(1.0)
+    await load.stop()
+    first_write = load.first_good("write", killed_at)
+    pause = load.longest_pause("write", killed_at, now())
+    print(f"manager and catalog primary killed: new primary in {new_primary:.2f}s; writes paused {pause:.2f}s at most")
+
+    assert new_primary <= bound, f"no new catalog primary within {bound:.1f}s ({new_primary:.2f}s)"
+    assert first_write is not None and pause <= bound, f"writes stopped for {pause:.2f}s"
+    assert load.failed("read") == [], [(a.frontend, a.sent - killed_at, a.body) for a in load.failed("read")][:8]
+    assert all(a.status in (200, 409, 503) for a in load.answers), {a.status for a in load.answers}
+
+    await deferToThread(cluster.start, "catalog", primary)
+    await deferToThread(cluster.start, "frontend", leader.partition(":")[2])
+    await agreed(http, cluster)
+    for service in ("catalog", "order"):
+        await converged(cluster, service)
+
+
+@pytest_twisted.ensureDeferred
+async def test_kill_9_of_a_follower_changes_nothing(several, http):
+    cluster = several
+    leader = await agreed(http, cluster)
+    follower = next(key for key in cluster.frontends if key != leader)
+    others = [key for key in cluster.frontends if key != follower]
+    before = views_of((await statuses(http, cluster))[leader])
+    load = Load(http, {key: cluster.frontend_url(key) for key in others})
+    watcher = Watcher(http, cluster)
+    load.start()
+    watcher.start()
+    await sleep(0.5)
+    killed_at = now()
+    cluster.stop(follower, signal.SIGKILL)
+    await sleep(LEASE_TTL + HEARTBEAT_TIMEOUT)
+    found = await statuses(http, cluster)
+    assert {views_of(body) == before for body in found.values()} == {True}
+    assert {body["frontend"]["leader"] for body in found.values()} == {leader.partition(":")[2]}
+    await deferToThread(cluster.start, "frontend", follower.partition(":")[2])
+    assert await agreed(http, cluster) == leader
+    await load.stop()
+    await watcher.stop()
+
+    assert views_of((await statuses(http, cluster))[follower]) == before
+    assert load.failed("read") == [] and load.failed("write") == [], (load.failed("read") + load.failed("write"))[:5]
+    assert load.longest_pause("write", killed_at, now()) < HEARTBEAT_TIMEOUT
+    assert set(watcher.leaders()) == {leader}
+
+
+@pytest_twisted.ensureDeferred
+async def test_etcd_down_views_stay_and_the_front_ends_serve_by_the_last_view(several, http):
+    cluster = several
+    leader = await agreed(http, cluster)
+    before = views_of((await statuses(http, cluster))[leader])
+    load = Load(http, {key: cluster.frontend_url(key) for key in cluster.frontends})
+    load.start()
+    await sleep(0.5)
+
+    cluster.etcd.kill()
+    down_at = now()
+    await sleep(LEASE_TTL + 1.0)  # the leader's lease lapses: nobody manages the views
+    found = await statuses(http, cluster)
+    assert {body["frontend"]["role"] for body in found.values()} == {"follower"}
+    assert all(views_of(body) == before for body in found.values())
+    backup = before["catalog"][2][0]
+    load_stopped = now()
+    await load.stop()
+    assert load.failed("read") == [] and load.failed("write") == [], (load.failed("read") + load.failed("write"))[:5]
+    writes = [a for a in load.answers if a.kind == "write" and a.sent > down_at + LEASE_TTL and a.status == 200]
+    assert writes and load.longest_pause("write", down_at, load_stopped) < HEARTBEAT_TIMEOUT
+
+    # A replica killed now makes no view change: there is no view manager.
+    readers = Load(http, {key: cluster.frontend_url(key) for key in cluster.frontends}, writers=0)
+    readers.start()
+    cluster.stop(f"catalog:{backup}", signal.SIGKILL)
+    await sleep(2 * HEARTBEAT_TIMEOUT + 1.0)
+    found = await statuses(http, cluster)
+    assert all(views_of(body) == before for body in found.values())
+    await readers.stop()
+    assert readers.failed("read") == [], readers.failed("read")[:5]
+
+    # etcd is back: a front end manages the views again, and takes the dead backup out.
+    await deferToThread(cluster.etcd.start)
+    back_at = now()
+    while True:
+        found = await statuses(http, cluster)
+        catalog = {views_of(body)["catalog"] for body in found.values()}
+        if len(catalog) == 1 and next(iter(catalog))[2] == () and next(iter(catalog))[0] > before["catalog"][0]:
+            break
+        assert now() - back_at < 15, catalog
+        await sleep(0.1)
+    await deferToThread(cluster.start, "catalog", backup)
+    await agreed(http, cluster)
+    await converged(cluster, "catalog")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_write_through_one_front_end_shows_through_the_others_at_once(several, http):
+    cluster = several
+    await agreed(http, cluster)
+    first, *rest = [cluster.frontend_url(key) for key in cluster.frontends]
+    for url in rest:
+        for _ in range(2):  # the second is a hit of the front end's cache
+            status, book = await call(http, "GET", f"{url}/lookup/3")
+            assert status == 200
+        status, found = await call(http, "GET", f"{url}/search/graduate%20school")
+        assert status == 200
+    for round in range(5):
+        status, body = await call(http, "POST", f"{first}/update/3", {"stock_delta": 1})
+        assert status == 200, body
+        stock = body["item"]["stock"]
+        for url in rest:
+            status, seen = await call(http, "GET", f"{url}/lookup/3")
+            assert (status, seen["stock"]) == (200, stock), (round, url)
+    new = {"title": "Leases for the Impatient", "topic": "graduate school", "cost": "3.00", "stock": 2}
+    status, body = await call(http, "POST", f"{rest[0]}/books", new)
+    assert status == 201, body
+    for url in [first, *rest]:
+        status, found = await call(http, "GET", f"{url}/search/graduate%20school")
+        assert body["item"]["id"] in [item["id"] for item in found["items"]], url
