@@ -12,9 +12,15 @@ snapshot.  Meanwhile, one after the other, the catalog primary, a catalog
 backup and the order primary are killed with C{kill -9} (pid from the pid
 file), left down for a while, and restarted with the command C{pygmy up}
 uses.  With C{--frontend} the front end is killed and restarted as well,
-and the run checks invariant 9 too (every decrement has exactly one order).
-Then the load stops, the run reads back the stock, the replicas'
-tables and every order, and L{pygmy.cli.invariants} checks and reports.
+and the run checks invariants 7 and 9 too (no acknowledged write lost
+across the kill; every decrement has exactly one order); with several
+front ends, the view manager and then a follower are killed, the clients
+go on through the others, every front end's C{/status} is polled, and
+invariant 8 is checked (L{pygmy.cli.chaos_frontends}).  Throughout, one
+book's cost is changed again and again and read back through every front
+end (invariant 6).  Then the load stops, the run reads back the stock, the
+replicas' tables and every order, and L{pygmy.cli.invariants} (and
+L{pygmy.cli.invariants_frontends}) checks and reports.
 
 This module sets up and orders the run; its pieces are the load
 (L{pygmy.cli.chaos_load}), the fault schedule (L{pygmy.cli.chaos_faults},
@@ -31,8 +37,10 @@ from pygmy.cli import launcher
 from pygmy.cli.chaos_checks import Aftermath
 from pygmy.cli.chaos_cluster import Abort, Cluster, Context
 from pygmy.cli.chaos_faults import FaultSchedule
+from pygmy.cli.chaos_frontends import CostWriter, Watch
 from pygmy.cli.chaos_load import Load
 from pygmy.cli.invariants import check_all, report, stock_levels
+from pygmy.cli.invariants_frontends import FrontendObservations
 
 #: Stock the scarce item starts with; other items below TOP_UP_BELOW are topped up to TOP_UP.
 SCARCE_STOCK = 10
@@ -66,6 +74,9 @@ class Run:
 
     def __init__(self, reactor, config, http, duration: float, clients: int, rng, echo, frontend: bool = False):
         self.context = Context(reactor, config, http, rng, echo)
+        coordinator = config.coordinator
+        bound = coordinator.lease_ttl + config.cluster.heartbeat_timeout if coordinator else None
+        self.context.obs.frontends = FrontendObservations(tuple(config.frontends), bound)
         self.cluster = Cluster(self.context)
         self.duration = duration
         self.clients = clients
@@ -75,15 +86,26 @@ class Run:
         """Set up, load and crash, check, report; return the exit status."""
         run = self.context
         load = await self.prepare()
-        faults = FaultSchedule(run, self.cluster, self.duration, self.frontend)
+        watch = Watch(run) if run.obs.several else None
+        faults = FaultSchedule(run, self.cluster, self.duration, self.frontend, watch)
+        costs = CostWriter(run, self.cluster, load.watched)
         run.started = run.reactor.seconds()
+        if watch is not None:
+            watch.start()
         load.start()
-        run.say(f"load started: {self.clients} clients buying and reading, restocks of item {load.scarce}")
+        costs.start()
+        run.say(
+            f"load started: {self.clients} clients buying and reading, restocks of item {load.scarce}, "
+            f"new costs of item {load.watched}"
+        )
         try:
             await faults.crash_each()
             await run.until(self.duration)
         finally:
             await load.stop()
+            await costs.stop()
+            if watch is not None:
+                await watch.stop()
         run.say("load stopped; checking")
         await Aftermath(run, self.cluster, self.clients).gather()
         checks = check_all(run.obs, self.frontend)
@@ -97,7 +119,9 @@ class Run:
         snapshot; return the load, not started yet.
         """
         run, cluster, config = self.context, self.cluster, self.context.config
-        down = [p.name for p in launcher.processes(config) if launcher.running_pid(p) is None]
+        # A local etcd may run on its own (pygmy up uses it then): not ours to check.
+        ours = [p for p in launcher.processes(config) if p.role != "etcd"]
+        down = [p.name for p in ours if launcher.running_pid(p) is None]
         if down:
             raise Abort(
                 f"not running (no live pid file in {config.cluster.data_dir}): "
@@ -117,7 +141,9 @@ class Run:
         run.obs.start_stock = stock_levels(await cluster.listing())
         run.obs.orders_before = await cluster.order_table()
         run.say(f"snapshot: stock {run.obs.start_stock}, {len(run.obs.orders_before)} orders")
-        return Load(run, cluster, self.clients, sorted(items), topics, scarce)
+        load = Load(run, cluster, self.clients, sorted(items), topics, scarce)
+        load.watched = run.rng.choice(sorted(set(items) - {scarce}) or sorted(items))
+        return load
 
 
 async def run_chaos(reactor, config, duration: float, clients: int, seed: int, echo, frontend: bool = False) -> int:
@@ -125,10 +151,12 @@ async def run_chaos(reactor, config, duration: float, clients: int, seed: int, e
     from treq.client import HTTPClient
     from twisted.web.client import Agent, HTTPConnectionPool
 
-    front = config.frontend.url + (" (killed and restarted too)" if frontend else "")
-    echo(f"pygmy chaos: seed {seed}, {clients} clients, {duration:g}s of load, front end {front}")
+    urls = ", ".join(front.url for front in config.frontends.values())
+    front = ("front ends " if len(config.frontends) > 1 else "front end ") + urls
+    front += " (killed and restarted too)" if frontend else ""
+    echo(f"pygmy chaos: seed {seed}, {clients} clients, {duration:g}s of load, {front}")
     pool = HTTPConnectionPool(reactor)
-    pool.maxPersistentPerHost = clients + 8
+    pool.maxPersistentPerHost = clients + 8 + len(config.frontends)
     http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=5))
     try:
         return await Run(reactor, config, http, duration, clients, random.Random(seed), echo, frontend).run()

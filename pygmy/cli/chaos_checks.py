@@ -32,6 +32,10 @@ class Aftermath:
             for replica in run.config.replicas["catalog"]:
                 run.obs.replica_stock[replica.label] = row_stock(await self.cluster.dump(replica))
             run.obs.orders_after = await self.cluster.order_table()
+            ledger = run.obs.frontends
+            if ledger is not None and ledger.cost_item is not None:
+                book = await self.cluster.fetch(None, "GET /lookup", f"/lookup/{ledger.cost_item}")
+                run.obs.final_cost = book.get("cost")
         except Abort as e:
             run.obs.fail(f"after the load: {e}")
         await self.retrieve_orders()
@@ -65,7 +69,7 @@ class Aftermath:
             if run.reactor.seconds() >= deadline:
                 obs.unretrievable[order] = "not checked: out of time"
                 return
-            status, body = await call(run.http, "GET", f"{self.cluster.url}/orders/{order}")
+            status, body = await self.cluster.ask("GET", f"/orders/{order}")
             obs.record_retrieval(order, item, status, body)
 
         gate = DeferredSemaphore(max(self.clients, 16))

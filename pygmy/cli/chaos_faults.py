@@ -10,7 +10,11 @@ catalog backup and the order primary (so the restarted front end is the one
 that handles the order failover).  From its kill until it hears every
 replica of both services again, the load's failed requests count as the
 expected unavailability of a front end that is down
-(L{pygmy.cli.invariants.Observations.frontend_down}).
+(L{pygmy.cli.invariants.Observations.frontend_down}).  With several front
+ends, the view manager is killed there instead, and a follower after the
+order primary (L{pygmy.cli.chaos_frontends.crash_one_of_several}); then
+only the buys the killed one had are expected losses: reads go on through
+the others.
 """
 
 from __future__ import annotations
@@ -23,13 +27,23 @@ from pygmy.cli.invariants import Fault
 FAULTS = (("catalog", "primary"), ("catalog", "backup"), ("order", "primary"))
 #: The front end, as a fault: killed with C{--frontend}, before the order primary.
 FRONTEND = ("frontend", "front end")
+#: With several front ends: the view manager before the order primary, a follower after it.
+MANAGER, FOLLOWER = ("frontend", "manager"), ("frontend", "follower")
 #: The services whose replicas the front end must hear again after its restart.
 SERVICES = ("catalog", "order")
 
 
-def schedule(frontend: bool = False) -> tuple[tuple[str, str], ...]:
-    """What a run kills, in order: L{FAULTS}, with L{FRONTEND} before the last one if C{frontend}."""
-    return (*FAULTS[:-1], FRONTEND, FAULTS[-1]) if frontend else FAULTS
+def schedule(frontend: bool = False, several: bool = False) -> tuple[tuple[str, str], ...]:
+    """
+    What a run kills, in order: L{FAULTS}, with L{FRONTEND} before the last
+    one if C{frontend}; with C{several} front ends, L{MANAGER} there and
+    L{FOLLOWER} at the end.
+    """
+    if not frontend:
+        return FAULTS
+    if several:
+        return (*FAULTS[:-1], MANAGER, FAULTS[-1], FOLLOWER)
+    return (*FAULTS[:-1], FRONTEND, FAULTS[-1])
 
 
 class FaultSchedule:
@@ -37,11 +51,14 @@ class FaultSchedule:
     L{schedule} spread over C{duration} seconds of load on C{cluster}.
 
     @param frontend: whether the front end is killed too (C{--frontend}).
+    @param watch: the L{pygmy.cli.chaos_frontends.Watch} of several front
+        ends (who manages the views), or C{None}.
     """
 
-    def __init__(self, run: Context, cluster: Cluster, duration: float, frontend: bool = False):
+    def __init__(self, run: Context, cluster: Cluster, duration: float, frontend: bool = False, watch=None):
         self.run, self.cluster, self.duration = run, cluster, duration
-        self.faults = schedule(frontend)
+        self.watch = watch
+        self.faults = schedule(frontend, len(run.config.frontends) > 1)
         self.processes = {p.name: p for p in launcher.processes(run.config)}
 
     def down_for(self) -> float:
@@ -66,6 +83,10 @@ class FaultSchedule:
 
     async def crash(self, fault: Fault, down: float) -> None:
         """C{kill -9} the replica C{fault} names, wait C{down} s, restart it, wait for its rejoin."""
+        if fault.service == FRONTEND[0] and fault.role != FRONTEND[1]:
+            from pygmy.cli.chaos_frontends import crash_one_of_several
+
+            return await crash_one_of_several(self, fault)
         if fault.service == FRONTEND[0]:
             return await self.crash_frontend(fault, down)
         run = self.run
