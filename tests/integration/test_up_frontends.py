@@ -78,3 +78,27 @@ def test_up_two_front_ends_and_a_local_etcd_then_down(started):
         assert not launcher.runs(process, pid), f"{process.name} (pid {pid}) still runs"
     assert not list(started.config.cluster.data_dir.glob("*.pid"))
     assert not etcd.healthy(endpoint)
+
+
+def test_chaos_kills_the_manager_and_a_follower_and_every_invariant_holds(started):
+    """pygmy chaos --frontend on two front ends: the view manager, then a follower, among the replicas' kills."""
+    config = str(started.path)
+    done = run_pygmy("up", "--config", config, timeout=120)
+    started.note()
+    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_pygmy(
+        "chaos", "--config", config, "--duration", "16", "--clients", "6", "--seed", "3", "--frontend", timeout=240
+    )
+    started.note()
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert re.search(r"kill -9 frontend:\d \(manager, pid \d+\) at [\d.]+s; new view manager at", out), out
+    assert re.search(r"kill -9 frontend:\d \(follower, pid \d+\)", out), out
+    for number in range(1, 10):
+        assert re.search(rf"^  \[ok\] {number}\. ", out, re.MULTILINE), f"invariant {number} not checked:\n{out}"
+    assert "reads: " in out and ", 0 failed" in out
+    assert out.rstrip().endswith("result: all invariants hold")
+    done = run_pygmy("down", "--config", config, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for pid, process in started.pids.items():
+        assert not launcher.runs(process, pid), f"{process.name} (pid {pid}) still runs"
