@@ -61,8 +61,21 @@ def _names(names) -> str:
     return ", ".join(names) if names else "-"
 
 
+def describe_frontend(block: dict) -> str:
+    """
+    The C{frontend} block of C{/status} in words: C{2: follower, views
+    managed by 1 (etcd)}, or C{frontend: manages the views (local)}.
+    """
+    name, role, leader = block.get("name"), block.get("role"), block.get("leader")
+    where = f" ({block['coordinator']})" if block.get("coordinator") else ""
+    if role == "leader":
+        return f"{name}: manages the views{where}"
+    manager = f"views managed by {leader}" if leader else "no front end manages the views now"
+    return f"{name}: {role or 'role unknown'}, {manager}{where}"
+
+
 def format_status(body: dict) -> str:
-    """The views, the replicas, the cache and the balancer."""
+    """The views, the replicas, the cache, the balancer and which front end answered."""
     services = body.get("services", {})
     views = [
         [name, view.get("view"), view.get("primary") or "-", _names(view.get("backups")), _names(view.get("in_sync"))]
@@ -85,6 +98,8 @@ def format_status(body: dict) -> str:
         lines.append(("cache", f"{size}; {counters}" if counters else size))
     if "balancer" in body:
         lines.append(("balancer", body["balancer"]))
+    if isinstance(body.get("frontend"), dict):
+        lines.append(("front end", describe_frontend(body["frontend"])))
     if lines:
         parts.append(fields(lines))
     return "\n\n".join(parts)

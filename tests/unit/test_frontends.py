@@ -275,3 +275,16 @@ def test_an_import_row_goes_to_the_next_front_end_with_its_key(tmp_path):
     [(method, uri, key)] = network.fronts[B].seen
     assert (method, uri) == ("POST", "/books") and key.startswith("import-")
     assert network.tried == [f"{A}/books", f"{B}/books"]
+
+
+def test_status_says_which_front_end_answered_and_who_manages_the_views():
+    from pygmy.cli import formats
+
+    follower = {"name": "2", "role": "follower", "leader": "1", "coordinator": "etcd"}
+    text = formats.format_status({"services": {}, "balancer": "round_robin", "frontend": follower})
+    assert text.splitlines()[-1] == "front end  2: follower, views managed by 1 (etcd)"
+    leader = {"name": "frontend", "role": "leader", "leader": "frontend", "coordinator": "local"}
+    assert formats.describe_frontend(leader) == "frontend: manages the views (local)"
+    alone = {"name": "2", "role": "follower", "leader": None, "coordinator": "etcd"}
+    assert formats.describe_frontend(alone) == "2: follower, no front end manages the views now (etcd)"
+    assert "front end" not in formats.format_status({"services": {}, "balancer": "round_robin"})
