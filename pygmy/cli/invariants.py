@@ -369,6 +369,12 @@ def report(obs: Observations, checks: list[Check]) -> list[str]:
         f"reads: {reads['ok']} ok, {reads['failed']} failed" + _down(reads),
         f"restocks: {sum(obs.restocks.values())} copies added"
         + (f", {len(obs.unresolved_restocks)} of unknown outcome" if obs.unresolved_restocks else ""),
+    ]
+    if obs.several:
+        from pygmy.cli.invariants_frontends import summary
+
+        lines += summary(obs)
+    lines += [
         "invariants:",
     ]
     for check in checks:

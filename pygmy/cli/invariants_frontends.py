@@ -217,6 +217,17 @@ def views_going_down(polls: list[FrontendPoll]) -> list[str]:
     return found
 
 
+def summary(obs: Observations) -> list[str]:
+    """The report's lines on the front ends: the polls, and the longest pause of the writes around each kill."""
+    ledger = obs.frontends
+    lines = [f"front ends: {len(ledger.polls)} status polls, {len(ledger.cost_writes)} cost updates read back"]
+    for fault in (f for f in obs.faults if f.service == "frontend" and f.killed is not None):
+        end = fault.rejoined if fault.rejoined is not None else fault.killed + 3 * ledger.bound
+        pause = write_pause(ledger.writes, fault.killed, end)
+        lines.append(f"  {fault.target} ({fault.role}): writes paused at most {pause:.2f}s (bound {ledger.bound:g}s)")
+    return lines
+
+
 def check_frontend_kills(obs: Observations) -> Check:
     """Invariant 8: the kill -9 of each front end, from what the load and the polls saw."""
     ledger, problems = obs.frontends, []

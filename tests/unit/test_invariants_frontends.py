@@ -80,6 +80,9 @@ def test_a_healthy_run_of_three_front_ends_holds_every_invariant():
     assert lines[-1] == "result: all invariants hold"
     assert any(line.startswith("  [ok] 8. kill -9 of a front end") for line in lines)
     assert "new view manager at 12.40s (+2.40s)" in invariants.describe_fault(obs.faults[1])
+    assert "front ends: 8 status polls, 3 cost updates read back" in lines
+    assert "  frontend:1 (manager): writes paused at most 1.00s (bound 3.5s)" in lines
+    assert "  frontend:3 (follower): writes paused at most 1.00s (bound 3.5s)" in lines
 
 
 def test_which_checks_a_run_gets():
