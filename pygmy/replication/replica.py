@@ -30,8 +30,8 @@ C{POST /replication/join}          C{{"replica", "after", "view"}} ->
 ==================================  ==========================================
 
 L{replica_service} composes the twistd service of one replica: its
-store, an HTTP client, the node with its heartbeat connection, and the HTTP
-listener.
+store, an HTTP client, the node with its heartbeat connections (one to every
+front end: L{pygmy.replication.frontends}), and the HTTP listener.
 """
 
 from __future__ import annotations
