@@ -193,7 +193,7 @@ def measure_rebuild(config, echo) -> dict:
     sampler.start()
     started = time.monotonic()
     pid = launcher.start(config, process, timeout=120)
-    sampler.peaks[pid] = memory_kb(pid, "VmRSS")
+    sampler.add(pid)
 
     def back():
         view = order_view(config)

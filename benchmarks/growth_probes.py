@@ -66,12 +66,19 @@ class RssSampler(threading.Thread):
         self.peaks = {pid: memory_kb(pid, "VmRSS") for pid in pids}
         self.every = every
         self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    def add(self, pid: int) -> None:
+        """Sample C{pid} too, from now on."""
+        with self._lock:
+            self.peaks[pid] = memory_kb(pid, "VmRSS")
 
     def run(self) -> None:
         """Sample until stopped."""
         while not self._done.wait(self.every):
-            for pid in list(self.peaks):
-                self.peaks[pid] = max(self.peaks[pid], memory_kb(pid, "VmRSS"))
+            with self._lock:
+                for pid in self.peaks:
+                    self.peaks[pid] = max(self.peaks[pid], memory_kb(pid, "VmRSS"))
 
     def stop(self) -> dict:
         """Stop sampling; the peaks in kB by pid."""
