@@ -1,6 +1,7 @@
 """
 The everyday client commands of C{pygmy}: search, lookup, buy, order,
-list and status against a front end's public API (DESIGN.md section 3).
+list, update and status against a front end's public API (DESIGN.md
+section 3).
 
 Each command is one small coroutine that makes one request and returns the
 decoded reply (L{search}, L{lookup} ...), and one function that
@@ -128,6 +129,27 @@ async def buy(api: Frontend, item_id: str, key: str | None = None) -> dict:
     return await api.call("POST", f"/buy/{_segment(item_id)}", headers=headers)
 
 
+async def update(
+    api: Frontend, item_id: str, secret: str, cost: str | None = None, stock_delta: int | None = None, key=None
+) -> dict:
+    """
+    C{POST /update/<id>} with C{{"cost"}} and/or C{{"stock_delta"}}, the
+    Bearer C{secret} and C{Idempotency-Key: key} if given (a new one with
+    several front ends, as for L{buy}): C{{"item"}}.
+
+    @raise UsageError: if neither C{cost} nor C{stock_delta} is given.
+    """
+    change = {name: value for name, value in (("cost", cost), ("stock_delta", stock_delta)) if value is not None}
+    if not change:
+        raise UsageError("give --cost and/or --stock-delta")
+    if key is None and api.frontends.several:
+        key = uuid4().hex
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return await api.call("POST", f"/update/{_segment(item_id)}", headers=headers, data=json.dumps(change).encode())
+
+
 async def order(api: Frontend, order_id: str) -> dict:
     """C{GET /orders/<order_id>}: C{{"order"}}."""
     return await api.call("GET", f"/orders/{_segment(order_id)}")
@@ -169,6 +191,10 @@ COMMANDS: dict[str, tuple[Callable, Callable[[dict], str]]] = {
     "lookup": (lambda api, a: lookup(api, a.id), format_book),
     "buy": (lambda api, a: buy(api, a.id, a.key), format_order),
     "order": (lambda api, a: order(api, a.id), format_order),
+    "update": (
+        lambda api, a: update(api, a.id, a.secret, a.cost, a.stock_delta, a.key),
+        lambda body: format_book(body.get("item") or {}),
+    ),
     "list": (lambda api, a: listing(api, a.limit), format_list),
     "status": (lambda api, a: status(api), format_status),
 }
@@ -208,6 +234,10 @@ def main(args, out=None, err=None) -> int:
     err = sys.stderr if err is None else err
     try:
         urls = resolve_urls(args.url, args.config)
+        if args.command == "update":
+            from pygmy.cli.importer import resolve_secret
+
+            args.secret = resolve_secret(args.secret, args.config)
     except ClientError as e:
         print(f"pygmy {args.command}: {e}", file=err)
         return e.status

@@ -2,6 +2,7 @@
 The C{pygmy} command: use a book store, load it, run a cluster and test it.
 
     pygmy search TOPIC | lookup ID | buy ID [--key K] | order ID | list [--limit N] | status
+                 | update ID [--cost C] [--stock-delta N] [--key K] [--secret S]
                  [--url URL ... | --config config.ini] [--json] [--timeout S]
     pygmy load   [--url URL ... | --config config.ini] [--clients N] [--duration S]
                  [--count N] [--mix lookup=6,search=3,buy=1] [--no-cache]
@@ -100,7 +101,7 @@ def _add_frontend(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_client_commands(commands) -> None:
-    """search, lookup, buy, order, list, status: one request each (L{pygmy.cli.client})."""
+    """search, lookup, buy, order, list, update, status: one request each (L{pygmy.cli.client})."""
     from pygmy.cli.client import DEFAULT_TIMEOUT
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -122,6 +123,18 @@ def _add_client_commands(commands) -> None:
     buy.add_argument("id", help="the book's id")
     buy.add_argument("--key", "-k", default=None, help="Idempotency-Key: the same key again buys only once")
     command("order", "one order").add_argument("id", help="the order's id")
+    update = command("update", "change a book's cost and/or stock (needs the cluster's secret)")
+    update.add_argument("id", help="the book's id")
+    update.add_argument("--cost", default=None, metavar="C", help='the new cost, a decimal such as "12.50"')
+    update.add_argument(
+        "--stock-delta", type=int, default=None, metavar="N", help="copies to add (or, below 0, to take away)"
+    )
+    update.add_argument("--key", "-k", default=None, help="Idempotency-Key: the same key again changes it only once")
+    update.add_argument(
+        "--secret",
+        default=None,
+        help="the cluster's secret (default: $PYGMY_SECRET, else [cluster] secret of the config file)",
+    )
     command("list", "every book, page by page").add_argument(
         "--limit", type=_page_size, default=None, metavar="N", help="books per request, 1 to 1000 (default: 1000)"
     )
@@ -269,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The sub-commands that are one request to the front end.
-CLIENT_COMMANDS = ("search", "lookup", "buy", "order", "list", "status")
+CLIENT_COMMANDS = ("search", "lookup", "buy", "order", "list", "update", "status")
 
 
 def _say(line: str) -> None:

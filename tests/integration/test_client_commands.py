@@ -108,6 +108,19 @@ def test_buy_with_a_key_then_order(cluster):
     assert json.loads(cluster.client("order", str(placed["id"]), "--json").stdout) == {"order": placed}
 
 
+def test_update_with_the_secret_of_the_config_then_lookup(cluster):
+    before = json.loads(cluster.client("lookup", "4", "--json").stdout)
+    done = cluster.client("update", "4", "--cost", "13.25", "--stock-delta", "2", "--key", "cli-update-1")
+    assert done.returncode == 0, done.stderr
+    assert "cost   13.25" in done.stdout and f"stock  {before['stock'] + 2}" in done.stdout
+    again = cluster.client("update", "4", "--cost", "13.25", "--stock-delta", "2", "--key", "cli-update-1")
+    assert again.returncode == 0 and again.stdout == done.stdout  # the same key: applied once
+    after = json.loads(cluster.client("lookup", "4", "--json").stdout)
+    assert (after["cost"], after["stock"]) == ("13.25", before["stock"] + 2)
+    refused = cluster.client("update", "4", "--cost", "1.00", "--secret", "wrong")
+    assert refused.returncode == 1 and refused.stderr.startswith("pygmy update: 401 unauthorized")
+
+
 def test_status_table_and_json(cluster):
     done = cluster.client("status")
     assert done.returncode == 0, done.stderr
@@ -117,7 +130,8 @@ def test_status_table_and_json(cluster):
     replicas = {line.split()[0]: line.split()[1:] for line in text[7:11]}
     assert set(replicas) == {"catalog:A", "catalog:B", "order:A", "order:B"}
     assert all(row[0] == "yes" and row[1] in ("primary", "backup") for row in replicas.values())
-    assert text[-2].startswith("cache ") and text[-1] == "balancer  round_robin"
+    assert text[-3].startswith("cache ") and text[-2] == "balancer   round_robin"
+    assert text[-1] == "front end  frontend: manages the views (local)"
     body = json.loads(cluster.client("status", "--json").stdout)
     assert set(body) >= {"services", "cache", "balancer"}
 

@@ -288,3 +288,62 @@ def test_status_says_which_front_end_answered_and_who_manages_the_views():
     alone = {"name": "2", "role": "follower", "leader": None, "coordinator": "etcd"}
     assert formats.describe_frontend(alone) == "2: follower, no front end manages the views now (etcd)"
     assert "front end" not in formats.format_status({"services": {}, "balancer": "round_robin"})
+
+
+# pygmy update
+
+
+def updated(network, argv, urls=(A, B)):
+    """C{pygmy update ...} as the command runs it, with its secret already resolved."""
+    args = cli.build_parser().parse_args(argv)
+    args.secret = args.secret or "s3cret"
+    out, err = io.StringIO(), io.StringIO()
+    found = []
+    ensureDeferred(client.run(client.Frontend(network, list(urls), timeout=None), args, out, err)).addBoth(found.append)
+    return found[0], out.getvalue(), err.getvalue()
+
+
+class Updates(Front):
+    """A front end whose C{POST /update/3} checks the secret and echoes the change."""
+
+    def render(self, request):
+        if request.path == b"/update/3":
+            body = json.loads(request.content.read())
+            self.seen.append((request.getHeader("authorization"), request.getHeader("idempotency-key"), body))
+            request.setResponseCode(200)
+            return json.dumps({"item": {**BOOK, "cost": body.get("cost", BOOK["cost"])}}).encode()
+        return super().render(request)
+
+
+def test_an_update_goes_to_the_next_front_end_with_its_secret_body_and_key():
+    network = Network(refused=[A])
+    network.fronts[B] = Updates()
+    status, out, err = updated(network, ["update", "3", "--cost", "12.50", "--stock-delta", "-2", "--key", "u-1"])
+    assert (status, err) == (0, "")
+    assert "cost   12.50" in out
+    assert network.fronts[B].seen == [("Bearer s3cret", "u-1", {"cost": "12.50", "stock_delta": -2})]
+    assert network.tried == [f"{A}/update/3", f"{B}/update/3"]
+    # Without a key, one of its own when it may go elsewhere.
+    updated(network, ["update", "3", "--stock-delta", "5"])
+    assert len(network.fronts[B].seen[-1][1]) == 32
+
+
+def test_an_update_needs_a_change():
+    network = Network(up=[A])
+    status, out, err = updated(network, ["update", "3"])
+    assert (status, out) == (2, "") and err == "pygmy update: give --cost and/or --stock-delta\n"
+    assert network.tried == []
+
+
+def test_update_takes_the_secret_from_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYGMY_SECRET", raising=False)
+    path = tmp_path / "config.ini"
+    path.write_text(
+        "[cluster]\nsecret = from-file\n[frontend]\nport = 9\nheartbeat_port = 10\n"
+        "[catalog:A]\nport = 9081\n[catalog:B]\nport = 9082\n[order:A]\nport = 9083\n[order:B]\nport = 9084\n"
+    )
+    monkeypatch.setattr(client, "react_for_status", lambda command: 0)
+    args = cli.build_parser().parse_args(["update", "3", "--cost", "1.00", "--config", str(path)])
+    assert client.main(args) == 0 and args.secret == "from-file"
+    args = cli.build_parser().parse_args(["update", "3", "--cost", "1.00", "--config", str(path), "--secret", "given"])
+    assert client.main(args) == 0 and args.secret == "given"
