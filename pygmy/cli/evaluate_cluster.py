@@ -34,8 +34,11 @@ NO_SCARCE_ITEM = 0
 
 
 def not_running(config) -> list[str]:
-    """The names of the processes of C{config} whose pid file names no running process."""
-    return [p.name for p in launcher.processes(config) if launcher.running_pid(p) is None]
+    """
+    The names of the processes of C{config} whose pid file names no running
+    process (a local etcd is not one of them: it may run on its own).
+    """
+    return [p.name for p in launcher.processes(config) if p.role != "etcd" and launcher.running_pid(p) is None]
 
 
 def require_running(config) -> None:
@@ -154,7 +157,7 @@ async def restart_missing(run: Context) -> list[str]:
     """
     lines = []
     for process in launcher.processes(run.config):
-        if launcher.running_pid(process) is not None:
+        if process.role == "etcd" or launcher.running_pid(process) is not None:
             continue
         try:
             pid = await lifecycle.restart(run.reactor, run.config, process, run.http, SETTLE_TIMEOUT)

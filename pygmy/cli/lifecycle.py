@@ -107,6 +107,8 @@ async def restart(reactor, config, process: launcher.Process, http, timeout: flo
     """
     from twisted.internet.utils import getProcessOutputAndValue
 
+    if process.role == "etcd":  # it does not daemonise: pygmy up starts it, nothing restarts it under load
+        raise StartError("etcd is not restarted under load; run `pygmy up --only etcd`")
     launcher.clear_stale(process)
     log_start = process.logfile.stat().st_size if process.logfile.exists() else 0
     argv = launcher.command(config, process)

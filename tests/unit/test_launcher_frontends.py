@@ -228,3 +228,17 @@ def test_down_of_a_config_without_pid_files_says_so_for_each(config, capsys):
     assert out[0].split()[0] == "frontend:west" and out[-1].split()[0] == "etcd"
     assert all(line.endswith("not running (no pid file)") for line in out)
     assert not Path(config.cluster.data_dir / "etcd.pid").exists()
+
+
+def test_etcd_is_never_restarted_under_load_nor_counted_as_a_cluster_process(config):
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.task import Clock
+
+    from pygmy.cli import evaluate_cluster, lifecycle
+
+    failure = []
+    etcd_process = launcher.processes(config, ["etcd"])[0]
+    ensureDeferred(lifecycle.restart(Clock(), config, etcd_process, None)).addErrback(failure.append)
+    assert failure[0].check(lifecycle.StartError)
+    assert "etcd" not in evaluate_cluster.not_running(config)
+    assert "frontend:1" in evaluate_cluster.not_running(config)
