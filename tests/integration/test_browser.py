@@ -64,6 +64,14 @@ window.fetch = function (url, options) {
 
 
 @pytest.fixture(scope="module")
+def cluster(cluster):
+    """The module's cluster once both services have every replica in their views."""
+    in_view = lambda: every_replica_in_view(get_json(cluster.url + "/status")[1]["services"])  # noqa: E731
+    wait_until(in_view, 15, "the views")
+    return cluster
+
+
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """A headless Chromium with a fresh profile, for one module."""
     if CHROMIUM is None or CHROMEDRIVER is None:
