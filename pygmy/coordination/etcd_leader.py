@@ -75,6 +75,10 @@ class Leadership:
         self.leader: str | None = None
         self.elected = lambda: None
         self.deposed = lambda reason: None
+        #: Times this front end became or stopped being the view manager.
+        self.changes = 0
+        #: Renewals of the lease that failed (no answer, an error, or a lapsed lease).
+        self.renewal_failures = 0
         self._lease: int | None = None
         self._won: int | None = None
         self._valid_until = 0.0
@@ -164,6 +168,7 @@ class Leadership:
             return
         log.warn("front end {name}: no longer the view manager: {reason}", name=self.name, reason=reason)
         self.leading, self._won = False, None
+        self.changes += 1
         if self.leader == self.name:
             self.leader = None
         if self._renewing.running:
@@ -232,6 +237,7 @@ class Leadership:
             self._revoke(lease)
             return
         self._lease, self._won, self.leading, self.leader = lease, won, True, self.name
+        self.changes += 1
         self._polling.stop()
         self._unwatch()
         self._extend(sent, ttl)
@@ -288,14 +294,17 @@ class Leadership:
             result = answer.get("result")
             ttl = number(result, "TTL") if isinstance(result, dict) else 0
         except EtcdError as e:
+            self.renewal_failures += 1
             log.warn("front end {name}: lease renewal failed: {error}", name=self.name, error=str(e))
             return
         except Exception:
+            self.renewal_failures += 1
             log.failure("front end {name}: lease renewal", name=self.name)
             return
         if lease != self._lease:
             return
         if ttl <= 0:
+            self.renewal_failures += 1
             self.lost("the leadership lease has expired in etcd")
         else:
             self._extend(sent, ttl)

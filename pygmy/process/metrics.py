@@ -142,6 +142,30 @@ class FrontendCollector:
                 if primary is not None and name in view.backups:
                     lag.add_metric([service, name], max(0, primary.applied_seq - member.applied_seq))
         yield from (views, changes, misses, state, lag)
+        yield from self._leadership()
+
+    def _leadership(self):
+        """With several front ends: leadership changes and failed lease renewals."""
+        succession = getattr(self.monitor, "succession", None)
+        if succession is None:
+            return
+        leadership = succession.leadership
+        for name, value, doc in [
+            (
+                "pygmy_leadership_changes",
+                leadership.changes,
+                "Times this front end became or stopped being the view manager.",
+            ),
+            (
+                "pygmy_lease_renewal_failures",
+                leadership.renewal_failures,
+                "Renewals of the leadership lease that failed.",
+            ),
+        ]:
+            yield CounterMetricFamily(name, doc, value=value)
+        leading = GaugeMetricFamily("pygmy_view_manager", "1 while this front end manages the views.")
+        leading.add_metric([], 1 if leadership.leading else 0)
+        yield leading
 
 
 class ReplicaCollector:

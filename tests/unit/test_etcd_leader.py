@@ -139,6 +139,7 @@ class RenewalTests(Helpers):
         self.assertTrue(self.leadership.leading)
         self.leadership.fence()
         self.assertEqual(self.events, ["elected"])
+        self.assertEqual((self.leadership.changes, self.leadership.renewal_failures), (1, 0))
 
     def test_a_renewal_answered_with_ttl_0_ends_it_at_once(self):
         self.win()
@@ -148,6 +149,8 @@ class RenewalTests(Helpers):
         self.assertFalse(self.leadership.leading)
         self.assertEqual(self.events, ["elected", ("deposed", "the leadership lease has expired in etcd")])
         self.assertRaises(NotLeader, self.leadership.fence)
+        # Won and lost: two changes; the renewal that found the lease gone failed.
+        self.assertEqual((self.leadership.changes, self.leadership.renewal_failures), (2, 1))
         # It campaigns again.
         self.etcd.then("/v3/kv/range", "range_leader")
         self.clock.advance(self.leadership.poll_every)

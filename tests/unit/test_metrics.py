@@ -79,6 +79,31 @@ def test_frontend_collector_reads_cache_views_and_lag(tmp_path):
         cluster.close()
 
 
+def test_frontend_collector_reports_the_leadership_with_several_front_ends(tmp_path):
+    cluster = InMemoryCluster(tmp_path)
+    try:
+        monitor = Monitor(cluster.config, cluster.reactor, {})
+        registry, _ = registry_with(FrontendCollector(monitor, ReplyCache(10)))
+        from prometheus_client import generate_latest
+
+        # A lone front end has no leadership to report.
+        assert not any(name.startswith("pygmy_lease") for name, _ in samples(generate_latest(registry)))
+
+        class Leadership:
+            leading, changes, renewal_failures = True, 3, 2
+
+        class Succession:
+            leadership = Leadership()
+
+        monitor.succession = Succession()
+        found = samples(generate_latest(registry))
+        assert found[("pygmy_leadership_changes_total", ())] == 3
+        assert found[("pygmy_lease_renewal_failures_total", ())] == 2
+        assert found[("pygmy_view_manager", ())] == 1
+    finally:
+        cluster.close()
+
+
 def test_metrics_routes(tmp_path):
     cluster = InMemoryCluster(tmp_path)
     try:
