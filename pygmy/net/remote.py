@@ -42,6 +42,7 @@ from zope.interface import implementer
 from pygmy.config import ReplicaConfig
 from pygmy.errors import ERRORS_BY_CODE, PygmyError, Unauthorized, Unavailable
 from pygmy.net.batching import Batcher
+from pygmy.net.direct import DirectClient
 from pygmy.net.stream import JSONLines
 from pygmy.net.twisted_private import RequestNotSent
 from pygmy.net.web import json_bytes
@@ -200,7 +201,8 @@ class HTTPClientService(Service):
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = size
         agent = Agent.usingEndpointFactory(reactor, Endpoints(reactor), pool=self.pool)
-        self.client = HTTPClient(agent, cookiejar=_NoCookies())
+        #: Plain calls straight to the agent; the rest through treq.
+        self.client = DirectClient(agent, HTTPClient(agent, cookiejar=_NoCookies()))
 
     @staticmethod
     def body(data: bytes):

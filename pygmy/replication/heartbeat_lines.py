@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 
+from twisted.internet.interfaces import ITCPTransport
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 
@@ -140,6 +141,18 @@ class LineProtocol(LineReceiver):
     #: Lines a peer may send per second; a flood closes the connection.
     MAX_RATE = 20_000
     _window = (0.0, 0)
+
+    def makeConnection(self, transport):
+        """
+        Turn Nagle's algorithm off, then connect as usual.  Lines are small
+        and each end answers the other's (C{INVALIDATE}, C{INVALIDATED}):
+        with Nagle on, a line written while the previous one is not yet
+        acknowledged waits for the peer's delayed ACK, up to 40 ms, and
+        every catalog write waits for its C{INVALIDATED}.
+        """
+        if ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        super().makeConnection(transport)
 
     def lineReceived(self, line: bytes):
         """Parse one line and hand it to L{handle}; a bad line or a flood closes the connection."""
