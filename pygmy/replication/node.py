@@ -89,6 +89,14 @@ class Node:
         self._fresh_connection = True
         self._write_observers: list = []
         self._role_observers: list = []
+        #: Stops this replica's process (L{commit_failed}); by default the
+        #: reactor, if C{clock} is one.
+        self.halt = self._stop_reactor
+
+    def _stop_reactor(self) -> None:
+        stop = getattr(self.clock, "stop", None)
+        if stop is not None and getattr(self.clock, "running", True):
+            stop()
 
     async def load(self) -> None:
         """
@@ -216,6 +224,23 @@ class Node:
             primary = self.primary or "none"
             return fail(NotPrimary(f"{self.label} is not the primary (primary: {primary})."))
         return shielded(self._write(self.replicator, request_id, mutate, args, fingerprint), f"{self.label} write")
+
+    def commit_failed(self) -> None:
+        """
+        Our store failed to commit entries the backups were already sent
+        (L{Replicator._commit_failed}): stop being primary, take no more
+        writes, and stop the process (L{halt}) -- the front end then sees
+        this replica gone and makes a view without it, whose primary may
+        hold those entries (never acknowledged: their callers retry them
+        with their request ids).  Restarted, this replica catches up, by
+        a snapshot if its log diverged.
+        """
+        if self.replicator is not None:
+            self.replicator.close()
+            self.replicator = None
+        self.role = "recovering"
+        self._needs_resync = True
+        self.halt()
 
     async def _write(self, replicator, request_id, mutate, args, fingerprint):
         write = await replicator.write(request_id, mutate, *args, fingerprint=fingerprint)

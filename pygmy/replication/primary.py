@@ -235,10 +235,28 @@ class Replicator:
         Write (the store serialises writes and assigns their C{seq}), then
         wait until every backup applied it.
 
+        The entry goes to the backups as soon as the store's transaction
+        holds it, while that transaction commits (L{_logged}): a write
+        costs the longer of its commit and its backups' apply, not their
+        sum.  It is acknowledged only once both are done.  If the commit
+        fails after the entry went out, a backup may hold a write this
+        replica does not: this replica steps down at once
+        (L{_commit_failed}) and the write fails with L{NotPrimary}, so its
+        caller retries it, with its request id, on the next primary.
+
         A replayed request id waits too: the first attempt may still be on
         its way to the backups.
         """
-        write = await self.store.write(request_id, mutate, *args, fingerprint=fingerprint)
+        shipped = []
+        try:
+            write = await self.store.write(
+                request_id, mutate, *args, fingerprint=fingerprint, logged=lambda w: self._logged(w, shipped)
+            )
+        except Exception as e:
+            if not shipped:
+                raise
+            self._commit_failed(e)
+            raise NotPrimary(f"{self.node.label} could not commit a write it had sent; it stepped down.") from None
         if self.closed:
             # Committed after we stopped being primary (it was queued before):
             # no backup will get it from us, and the new primary may not have
@@ -246,12 +264,45 @@ class Replicator:
             raise NotPrimary(f"{self.node.label} is no longer the primary.")
         # Callbacks of writes run in seq order, so links see entries in order.
         if not write.replayed:
-            if self.links:
+            if self.links and not shipped:
                 self._recent[write.seq] = write.entry
             self.node.advanced(write.seq, write.entry["view"])
         waiters = [link.wait_for(write.seq) for link in self.links.values()]
         await gatherResults(waiters, consumeErrors=True).addErrback(_first_error)
         return write
+
+    def _logged(self, write: Write, shipped: list) -> None:
+        """
+        The store's transaction holds C{write} and is committing: send its
+        entry to every backup now (the links send at the end of this turn,
+        with the entries of the other writes of its batch).
+        """
+        if self.closed:
+            return
+        shipped.append(write.seq)
+        if self.links:
+            self._recent[write.seq] = write.entry
+        for link in self.links.values():
+            link.want(write.seq)
+
+    def _commit_failed(self, error: Exception) -> None:
+        """
+        A batch whose entries went to the backups did not commit here: a
+        backup may now be ahead of this replica with writes nobody was
+        told of.  Take no more writes and acknowledge none (L{close});
+        the node then stops this replica, so the front end elects a
+        primary among the others, and this one comes back as a backup
+        that catches up -- by a snapshot if its log no longer matches.
+        """
+        if self.closed:
+            return
+        log.critical(
+            "{label}: a commit failed after its entries were sent to the backups ({why}); stepping down",
+            label=self.node.label,
+            why=repr(error),
+        )
+        self.close()
+        self.node.commit_failed()
 
     async def join(self, name: str, after: int, view: int) -> bool:
         """

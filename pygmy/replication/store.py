@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -167,6 +168,10 @@ class Store(WriteLog, Service):
         self._scheduled = False
         self._stopping = False
         self._idle: list[Deferred] = []
+        #: The thread running a batch's transaction, while it does.
+        self._batch_thread: int | None = None
+        #: Logged writes to tell after the commit (see L{_tell_logged}).
+        self._untold: list = []
         self.path = Path(path)
         self.tables = tables
         self._clock = reactor
@@ -263,7 +268,7 @@ class Store(WriteLog, Service):
 
     # Writes
 
-    def write(self, request_id: str | None, mutate: Callable, *args, fingerprint: str | None = None):
+    def write(self, request_id: str | None, mutate: Callable, *args, fingerprint: str | None = None, logged=None):
         """
         Run C{mutate(cursor, seq, created, *args)} and log its result, as
         one atomic write.
@@ -282,13 +287,22 @@ class Store(WriteLog, Service):
         each (group commit): one trip to the database thread for many
         writes, which is what bounds throughput under load.
 
+        With C{logged}, the new write (not a replayed one) is also handed
+        to C{logged(write)} on the reactor thread as soon as its
+        transaction holds it, just before that transaction commits: its
+        commit and whatever C{logged} starts (shipping the entry to the
+        backups) then run at the same time.  C{logged} runs before the
+        returned Deferred fires; if the commit then fails, that Deferred
+        fails although C{logged} saw the write (the caller must deal with
+        it: L{pygmy.replication.primary.Replicator} steps down).
+
         @return: a Deferred firing with a L{Write}.
         """
         if self._stopping:
             return fail(Unavailable(f"{self.path.name} is shutting down."))
         d = Deferred()
         created = utc_timestamp(self._clock.seconds())
-        self._queued.append((request_id, fingerprint, created, self.view, mutate, args, d))
+        self._queued.append((request_id, fingerprint, created, self.view, mutate, args, logged, d))
         self._schedule_commit()
         return d
 
@@ -308,14 +322,18 @@ class Store(WriteLog, Service):
             return
         batch, self._queued = self._queued, []
         self._committing = True
-        work = [item[:-1] for item in batch]
-        self.pool.runInteraction(self._write_batch, work).addBoth(self._committed, batch)
+        work = [item[:-2] for item in batch]
+        logged = [item[-2] for item in batch]
+        self.pool.runInteraction(self._write_batch, work, logged).addBoth(self._committed, batch)
 
     def _committed(self, outcomes, batch) -> None:
         self._committing = False
         idle, self._idle = self._idle, []
+        untold, self._untold = self._untold, []
         if isinstance(outcomes, Failure):
             outcomes = [(False, outcomes)] * len(batch)
+        else:
+            self._tell_logged(untold)
         for (ok, result), item in zip(outcomes, batch, strict=True):
             d = item[-1]
             if d.called:
@@ -330,7 +348,14 @@ class Store(WriteLog, Service):
         for d in idle:
             d.callback(None)
 
-    def _write_batch(self, txn, work) -> list:
+    def _write_batch(self, txn, work, logged=None) -> list:
+        self._batch_thread = threading.get_ident()
+        try:
+            return self._write_all(txn, work, logged)
+        finally:
+            self._batch_thread = None
+
+    def _write_all(self, txn, work, logged) -> list:
         txn.execute("BEGIN IMMEDIATE")
         outcomes = []
         for request_id, fingerprint, created, view, mutate, args in work:
@@ -342,7 +367,35 @@ class Store(WriteLog, Service):
                 outcome = (False, Failure())
             txn.execute("RELEASE write")
             outcomes.append(outcome)
+        early = [
+            (tell, outcome[1])
+            for tell, outcome in zip(logged or (), outcomes, strict=False)
+            if tell is not None and outcome[0] and not outcome[1].replayed
+        ]
+        if early:
+            # Queued to the reactor before the pool's own callFromThread of
+            # this interaction's result, so it runs first; the commit (right
+            # after we return, in this thread) runs meanwhile.
+            self._clock.callFromThread(self._tell_logged, early)
         return outcomes
+
+    def _tell_logged(self, early: list) -> None:
+        """
+        Hand each write of C{early} to its C{logged} callable (see
+        L{write}), on the reactor thread -- never from inside the batch's
+        own transaction: a reactor whose C{callFromThread} runs at once on
+        the pool's thread (a synchronous pool, in tests) would have
+        C{logged} read the store from within it, so those wait for the
+        commit instead, as without C{logged}.
+        """
+        if self._batch_thread == threading.get_ident():
+            self._untold.extend(early)
+            return
+        for tell, write in early:
+            try:
+                tell(write)
+            except Exception:
+                self.log.failure("A logged-write callback failed")
 
     def _write(self, txn, request_id, fingerprint, created, view, mutate, args) -> Write:
         if request_id is not None:
