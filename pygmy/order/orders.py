@@ -188,14 +188,22 @@ class Orders:
         return self.buys.run((request_id, item_id), lambda: self._buy(item_id, request_id))
 
     async def _buy(self, item_id: int, request_id: str) -> dict:
-        await self.writer.write(
+        intent = await self.writer.write(
             INTENT + request_id, _record_intent, item_id, request_id, fingerprint=fingerprint_of("buy", item_id)
         )
-        return await self._finish(item_id, request_id)
+        return await self._finish(item_id, request_id, fresh=not intent.replayed)
 
-    async def _finish(self, item_id: int, request_id: str) -> dict:
-        """Steps 2 and 3 of a buy whose intent is recorded."""
-        buy = await self.store.read(_buy_row, request_id)
+    async def _finish(self, item_id: int, request_id: str, fresh: bool = False) -> dict:
+        """
+        Steps 2 and 3 of a buy whose intent is recorded.
+
+        @param fresh: the intent was recorded just now (not a replay), so
+            the buy is pending and nothing else happened to it: no need to
+            read its state (one trip to the database thread less per buy).
+            Should the intent recovery have finished it meanwhile, the
+            catalog and the order write replay what it did.
+        """
+        buy = None if fresh else await self.store.read(_buy_row, request_id)
         if buy is not None and buy["state"] == ORDERED:
             order = await self.store.read(_select, "id", buy["order_id"])
             if order is not None:

@@ -204,3 +204,19 @@ def test_cancelling_at_each_await_of_a_buy_still_ends_in_one_order(store, at):
     orders, buys = rows(store)
     assert [order["request_id"] for order in orders] == ["r1"]
     assert buys["r1"]["state"] == "ordered" and len(catalog.asked) == 1
+
+
+def test_a_fresh_intent_goes_to_the_catalog_without_reading_the_buy_back(store, monkeypatch):
+    reads = []
+    read = store.read
+    monkeypatch.setattr(store, "read", lambda query, *args: reads.append(query.__name__) or read(query, *args))
+    catalog = HeldCatalog()
+    orders = Orders(store, catalog)
+    buying = orders.buy(3, "r1")
+    assert catalog.asked == [{"item_id": 3, "request_id": "r1"}] and reads == []
+    catalog.answer()
+    order = result(buying)
+    # The same request again: its intent is a replay, so the buy's state is
+    # read, and the order answered from it, without asking the catalog.
+    again = result(orders.buy(3, "r1"))
+    assert again == order and reads == ["_buy_row", "_select"] and len(catalog.asked) == 1
