@@ -3,6 +3,7 @@ Read and write throughput of the front end, against a bare Klein route on
 the same machine in the same run.
 
     .venv/bin/python benchmarks/throughput.py [--seconds 5] [--clients 10] [--buy-clients 64]
+        [--many 50] [--baseline DIR]
 
 Measures, with the same load generator (wrk if it is installed, else
 L{pygmy.cli.loadgen}), one after the other:
@@ -14,13 +15,20 @@ L{pygmy.cli.loadgen}), one after the other:
    each write replicated to its backup before it is acknowledged), with
    C{--clients} connections and again with C{--buy-clients}.
 
+5. for issue 14: the bare Klein route and buys at C{--many} (50)
+   connections, and an uncached lookup and a buy with one connection.
+
 It prints requests/s, p50 and p99 latency for each, and the ratios to the
 goals: cached/reference >= 0.9, >= 500 buys/s, cached p50 <= 2 ms at 10
 clients.  A buy crosses five processes and four database commits one after
 the other, so with few clients the rate is bounded by latency (Little's
 law), not by what the cluster can do; the buy goal is judged at
 C{--buy-clients}, the throughput the cluster sustains, and both rates are
-printed.  Everything it starts is stopped, whatever happens.
+printed.  Issue 14's two ratios (buys over the bare route at 50
+connections, goal >= 0.4; one client's buy p50 over its uncached lookup
+p50, goal <= 2.5) are printed with their values before that work: measured
+in the same run on a checkout of the earlier code with C{--baseline DIR}
+(C{git worktree add DIR 14658ed}), else as recorded (L{BEFORE}).  Everything it starts is stopped, whatever happens.
 """
 
 from __future__ import annotations
@@ -43,6 +51,10 @@ from pygmy.cli import launcher
 
 #: The reference server, run as a script by its path.
 REFERENCE = Path(__file__).resolve().with_name("reference.py")
+
+#: Issue 14's two ratios as measured before its changes (commit 14658ed),
+#: each in one run of this script, for the comparison it prints.
+BEFORE = {"rate": 0.042, "latency": 8.10}
 
 BUY_SCRIPT = """
 counter = 0
@@ -129,12 +141,62 @@ def restock(config):
         urllib.request.urlopen(request, timeout=10).read()
 
 
+def ratios(ref_many, buy_many, lookup_one, buy_one) -> dict:
+    """Issue 14's two ratios from its four measurements."""
+    return {"rate": buy_many[0] / ref_many[0], "latency": buy_one[1] / lookup_one[1]}
+
+
+def issue14(front: str, port: int, args) -> list:
+    """The bare route and buys at C{--many} connections; a lookup and a buy with one."""
+    return [
+        measure("ref", f"http://127.0.0.1:{port}/reference", args, clients=args.many),
+        measure("buy", f"{front}/buy/1", args, buy=True, clients=args.many),
+        measure("uncached", f"{front}/lookup/1", args, ["Cache-Control: no-cache"], clients=1),
+        measure("buy", f"{front}/buy/1", args, buy=True, clients=1),
+    ]
+
+
+def baseline(args, port: int) -> list:
+    """
+    L{issue14}'s measurements of a cluster that runs the code of the
+    checkout C{args.baseline} (an earlier commit, e.g. a C{git worktree}):
+    its processes get it first on C{PYTHONPATH}.  Stopped, whatever happens.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="pygmy-bench-base-"))
+    config = configuration.load(testing.write_config(directory, heartbeat_interval="0.5", heartbeat_timeout="1.5"))
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(Path(args.baseline).resolve())
+    try:
+        if launcher.up(config, echo=lambda line: None):
+            raise SystemExit("benchmark: pygmy up of the baseline failed")
+        testing.wait_until(
+            lambda: testing.every_replica_in_view(testing.get_json(config.frontend.url + "/status")[1]["services"]),
+            30,
+            "the baseline's views to settle",
+        )
+        restock(config)
+        return issue14(config.frontend.url, port, args)
+    finally:
+        launcher.down(config, echo=lambda line: None)
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main(argv=None):
     """Start a cluster and the reference, measure, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seconds", type=int, default=5, help="length of each measurement")
     parser.add_argument("--clients", type=int, default=10, help="concurrent connections")
     parser.add_argument("--buy-clients", type=int, default=64, help="concurrent connections for the second buy run")
+    parser.add_argument("--many", type=int, default=50, help="connections for the buys/reference ratio (issue 14)")
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="a checkout of an earlier commit: measure issue 14's ratios on it too, in this run",
+    )
     args = parser.parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix="pygmy-bench-"))
     path = testing.write_config(directory, heartbeat_interval="0.5", heartbeat_timeout="1.5")
@@ -163,6 +225,13 @@ def main(argv=None):
                 measure("buy", f"{front}/buy/1", args, buy=True, clients=args.buy_clients),
             ),
         ]
+        names = (
+            f"6 bare Klein route, {args.many} clients",
+            f"7 buy (replicated), {args.many} clients",
+            "8 uncached lookup, 1 client",
+            "9 buy (replicated), 1 client",
+        )
+        rows += list(zip(names, issue14(front, port, args), strict=True))
         print(f"  {'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name, (rps, p50, p99, errors) in rows:
             print(f"  {name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
@@ -174,6 +243,22 @@ def main(argv=None):
             f"{args.buy_clients} clients; {few[0]:.0f} with {args.clients})"
         )
         print(f"  cached lookup p50               {cached[1]:5.2f} ms (goal <= 2 ms, {args.clients} clients)")
+        now = ratios(*(row[1] for row in rows[5:9]))
+        before, where = BEFORE, "before, recorded"
+        if args.baseline:
+            launcher.down(config, echo=lambda line: None)
+            base = baseline(args, port)
+            before, where = ratios(*base), f"before, measured now from {args.baseline}"
+            print(f"  baseline: {args.many} clients reference {base[0][0]:.0f}/s, buys {base[1][0]:.0f}/s;")
+            print(f"    1 client: uncached lookup p50 {base[2][1]:.2f} ms, buy p50 {base[3][1]:.2f} ms")
+        print(
+            f"  buys / reference, {args.many} clients   {now['rate']:5.3f}   "
+            f"(goal >= 0.40; {where}: {before['rate']:.3f})"
+        )
+        print(
+            f"  buy p50 / uncached p50, 1 client {now['latency']:5.2f}   "
+            f"(goal <= 2.5; {where}: {before['latency']:.2f})"
+        )
     finally:
         launcher.down(config, echo=lambda line: None)
         reference.send_signal(signal.SIGTERM)
