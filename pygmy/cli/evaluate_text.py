@@ -195,9 +195,9 @@ def consistency(doc: dict, image: str | None) -> list[tuple]:
             "the stock stays put), book after book; first with the cache on, then with `cache_size = 0`, then "
             "with the cache on again: the two cache-on runs bracket the other, so their spread is how much the "
             "machine drifted meanwhile. A "
-            "write to the catalog makes its primary push `INVALIDATE` to the front end before it acknowledges "
-            "(with one front end the line is not waited for), and the front end drops the book's entries "
-            "once the write returns.",
+            "write to the catalog makes its primary push `INVALIDATE` to every front end and wait for its "
+            "`INVALIDATED` answer before it acknowledges (a front end answers whatever its `cache_size`, so "
+            "both runs include that wait), and the front end drops the book's entries once the write returns.",
         ),
         ("table", ["operation", "cache", "requests", "p50 (ms)", "p95 (ms)", "p99 (ms)", "mean (ms)"], rows),
         (
