@@ -33,7 +33,6 @@ import argparse
 import json
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -151,44 +150,15 @@ async def measure(reactor, config, writes):
 # The front-end failover
 
 
-def etcd_port() -> int:
-    """A free port p on 127.0.0.1 with p + 1 free too (etcd's client and peer ports)."""
-    for port in testing.free_ports(20):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise SystemExit("benchmark: no two free ports in a row for etcd")
-
-
 def write_frontends_config(directory: Path) -> Path:
     """Two front ends and a local etcd on free ports, with the default heartbeat settings and lease."""
-    free = iter(testing.free_ports(8))
-    lines = ["[cluster]", f"secret = {testing.SECRET}", "data_dir = var", "heartbeat_interval = 0.5"]
-    lines += [
-        "heartbeat_timeout = 1.5",
-        "",
-        "[coordinator]",
-        f"etcd = http://127.0.0.1:{etcd_port()}",
-        "lease_ttl = 2.0",
-    ]
-    for name in ("1", "2"):
-        lines += [
-            "",
-            f"[frontend:{name}]",
-            "host = 127.0.0.1",
-            f"port = {next(free)}",
-            f"heartbeat_port = {next(free)}",
-        ]
-    for service in ("catalog", "order"):
-        for name in ("A", "B"):
-            lines += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(free)}"]
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "config.ini"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return testing.write_config(
+        directory,
+        frontends=("1", "2"),
+        coordinator={"etcd": f"http://127.0.0.1:{testing.free_pair()}", "lease_ttl": "2.0"},
+        heartbeat_interval="0.5",
+        heartbeat_timeout="1.5",
+    )
 
 
 def managing(config) -> str | None:

@@ -48,6 +48,21 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def free_pair() -> int:
+    """A free port p on 127.0.0.1 with p + 1 free as well (a local etcd's client and peer ports)."""
+    for _ in range(100):
+        [port] = free_ports(1)
+        if port >= 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two free ports in a row on 127.0.0.1")
+
+
 def write_config(directory: Path, replicas=("A", "B"), frontends=(), coordinator=None, **cluster) -> Path:
     """
     A config.ini in C{directory} for a cluster on free local ports.
@@ -74,7 +89,8 @@ def write_config(directory: Path, replicas=("A", "B"), frontends=(), coordinator
     for service in ("catalog", "order"):
         for name in replicas:
             lines += ["", f"[{service}:{name}]", "host = 127.0.0.1", f"port = {next(ports)}"]
-    path = directory / "config.ini"
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    path = Path(directory) / "config.ini"
     path.write_text("\n".join(lines) + "\n")
     return path
 
