@@ -147,9 +147,22 @@ def _matches(txn, seq: int, view: int) -> bool:
     return found is not None and found[0] == view
 
 
+#: About how many bytes of logged changes one read of the log returns at
+#: most (always at least one entry), so that a catch-up reply, like a
+#: snapshot page, costs both ends a bounded amount of memory whatever
+#: C{limit} asks for.
+READ_LOG_BYTES = 1 << 18
+
+
 def _read_log(txn, after: int, limit: int) -> list[dict]:
     rows = txn.execute(f"SELECT {ENTRY_COLUMNS} FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit))
-    return [decode_entry(row) for row in rows.fetchall()]
+    entries, size = [], 0
+    for row in rows:
+        entries.append(decode_entry(row))
+        size += len(row[3]) + 200  # the changes, and about what the rest takes as JSON
+        if size >= READ_LOG_BYTES:
+            break
+    return entries
 
 
 def installing(txn) -> bool:
