@@ -17,6 +17,8 @@ import os
 import signal
 from pathlib import Path
 
+from twisted.internet.defer import Deferred
+
 from pygmy.cli import launcher, lifecycle
 from pygmy.cli.chaos import stock_targets
 from pygmy.cli.chaos_cluster import SETTLE_TIMEOUT, Abort, Cluster, Context
@@ -117,6 +119,8 @@ class FrontendSwitch:
     def __init__(self, run: Context, cluster: Cluster):
         self.run, self.cluster = run, cluster
         self.original = self.current = run.config
+        self._at_shutdown = None
+        self._shutting_down = False
 
     async def switch(self, config) -> None:
         """
@@ -125,6 +129,7 @@ class FrontendSwitch:
         @raise Abort: if it does not stop, start or hear every replica in time.
         """
         run = self.run
+        self._guard(True)
         process = launcher.processes(self.current, ["frontend"])[0]
         try:
             if launcher.running_pid(process) is not None:
@@ -142,11 +147,41 @@ class FrontendSwitch:
                 self.cluster.serving,
                 service,
             )
+        if config is self.original:
+            self._guard(False)
 
     async def restore(self) -> None:
         """Restart the front end with the original config, unless it runs with it already."""
         if self.current is not self.original:
             await self.switch(self.original)
+
+    def _guard(self, on: bool) -> None:
+        """
+        From the first switch until the front end is back on its own config
+        and hears every replica, have the reactor put it back before it
+        stops: a Ctrl-C or SIGTERM ends C{react} without resuming the run,
+        so the run's own clean-up would never come.
+        """
+        reactor = self.run.reactor
+        if self._shutting_down or not hasattr(reactor, "addSystemEventTrigger"):
+            return
+        if on and self._at_shutdown is None:
+            self._at_shutdown = reactor.addSystemEventTrigger("before", "shutdown", self._restore_at_shutdown)
+        elif not on and self._at_shutdown is not None:
+            reactor.removeSystemEventTrigger(self._at_shutdown)
+            self._at_shutdown = None
+
+    def _restore_at_shutdown(self) -> Deferred:
+        """
+        The reactor is stopping before the front end is back for sure:
+        restart it on its own config first (whether it runs on the copy,
+        or was stopped and not yet started again).
+        """
+        self._at_shutdown, self._shutting_down = None, True
+        self.run.echo(f"stopping: putting the front end back on {self.original.path} first")
+        return Deferred.fromCoroutine(self.switch(self.original)).addErrback(
+            lambda f: self.run.echo(f"could not put the front end back: {f.getErrorMessage()}")
+        )
 
 
 async def restart_missing(run: Context) -> list[str]:
