@@ -204,3 +204,52 @@ class Watcher:
                     wrong.append(f"{sample.frontend} {service}: view {last[key]} then {view} at {sample.at:.2f}")
                 last[key] = max(view, last.get(key, 0))
         return wrong
+
+
+# The front ends' agreement, read from their /status
+
+
+async def statuses(http, cluster) -> dict:
+    """The C{/status} of every running front end, by key."""
+    found = {}
+    for key in cluster.frontends:
+        if key in cluster.processes:
+            status, body = await call(http, "GET", cluster.frontend_url(key) + "/status", timeout=2.0)
+            if status == 200:
+                found[key] = body
+    return found
+
+
+def whole(services: dict) -> bool:
+    """Every replica in its service's view, and alive as this front end sees it."""
+    return all(
+        v["primary"] is not None
+        and len(v["backups"]) == len(v["replicas"]) - 1
+        and all(r["alive"] for r in v["replicas"].values())
+        for v in services.values()
+    )
+
+
+async def agreed(http, cluster, within: float = 20.0, exclude=()) -> str:
+    """
+    Wait until every running front end names the same leader, that leader
+    says it leads, and every view is whole and the same everywhere; return
+    the leader's key.
+    """
+    deadline = now() + within
+    while True:
+        found = {k: v for k, v in (await statuses(http, cluster)).items() if k not in exclude}
+        leaders = {body["frontend"]["leader"] for body in found.values()}
+        views = {
+            tuple(sorted((s, v["view"], v["primary"], tuple(v["backups"])) for s, v in body["services"].items()))
+            for body in found.values()
+        }
+        running = [k for k in cluster.frontends if k in cluster.processes and k not in exclude]
+        if len(found) == len(running) and len(leaders) == 1 and len(views) == 1:
+            (leader,) = leaders
+            key = f"frontend:{leader}" if leader else None
+            if key in found and found[key]["frontend"]["role"] == "leader":
+                if all(whole(body["services"]) for body in found.values()):
+                    return key
+        assert now() < deadline, {k: (v["frontend"], v["services"]) for k, v in found.items()}
+        await sleep(0.1)

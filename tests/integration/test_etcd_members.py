@@ -16,8 +16,11 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from pygmy.testing import Cluster, converged
-from tests.integration.frontends_load import Load, Watcher, now, sleep
-from tests.integration.test_frontends import HEARTBEAT_TIMEOUT, LEASE_TTL, agreed, statuses
+from tests.integration.frontends_load import Load, Watcher, agreed, now, sleep, statuses
+
+#: As in test_frontends.py: etcd grants whole seconds, so a 2 s lease, with room for a loaded machine.
+LEASE_TTL = 2.5
+HEARTBEAT_TIMEOUT = 0.6
 
 pytestmark = pytest.mark.integration
 
