@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from random import Random
 
 import pytest
@@ -49,6 +50,12 @@ def children():
         code = f"import time; time.sleep({seconds})"
         child = subprocess.Popen([sys.executable, "-c", code, f"pygmy-{role}", "--replica", replica])
         started.append(child)
+        # Popen returns once the exec has begun, which may be before the
+        # kernel shows the new command line in /proc: wait for it.
+        cmdline = Path(f"/proc/{child.pid}/cmdline")
+        deadline = time.monotonic() + 5
+        while f"pygmy-{role}".encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.005)
         return child
 
     yield start
