@@ -192,12 +192,20 @@ def two_managers(polls: list[FrontendPoll]) -> list[str]:
 
 
 def views_going_down(polls: list[FrontendPoll]) -> list[str]:
-    """Every view number lower than one reported before it, by the same front end or by a manager since."""
+    """
+    Every view number lower than one reported before it, by the same front
+    end or by a manager since.  A follower at view 0 has read no view yet
+    (a front end restarted, answering before it has loaded the stored
+    views): that says nothing of the views, and is skipped.  A manager at
+    view 0 is not.
+    """
     found = []
     last: dict[tuple[str, str], tuple[int, float]] = {}
     managed: dict[str, tuple[int, str, float]] = {}
     for poll in sorted((p for p in polls if p.role is not None), key=lambda p: p.answered):
         for service, number in sorted(poll.views.items()):
+            if number == 0 and poll.role != "leader":
+                continue
             before = last.get((poll.name, service))
             if before is not None and number < before[0]:
                 found.append(

@@ -216,6 +216,10 @@ def test_a_view_number_going_down_violates_8():
     assert views_going_down(across) == ["catalog: manager 2 at view 5 at 4.05s, after manager 1 had view 6 at 1.05s"]
     # A follower that lags behind the manager is not a view going down.
     assert views_going_down(polls(("1", 1.0, "leader", "1", 6), ("2", 1.0, "follower", "1", 5))) == []
+    # A restarted follower that has read no view yet (0) is not either; a manager at 0 is.
+    restarted = polls(("1", 1.0, "follower", "2", 6), ("1", 3.0, "follower", "2", 0), ("1", 3.5, "follower", "2", 6))
+    assert views_going_down(restarted) == []
+    assert views_going_down(polls(("1", 1.0, "leader", "1", 6), ("1", 3.0, "leader", "1", 0))) != []
 
 
 def test_no_manager_ever_violates_8():
