@@ -10,7 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
@@ -71,6 +71,43 @@ class SyncReactor(MemoryReactorClock):
         if delay <= 0:
             self.advance(0)
         return call
+
+
+class TurnReactor(MemoryReactorClock):
+    """
+    A memory reactor whose thread results come back at once but whose
+    end-of-turn calls wait for L{turns}: writes made in one turn are
+    committed together, as on a real reactor.
+    """
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
+    def turns(self, most: int = 10_000) -> None:
+        """Run turns until nothing is due."""
+        for _ in range(most):
+            if not any(call.getTime() <= self.seconds() for call in self.getDelayedCalls()):
+                return
+            self.advance(0)
+        raise AssertionError("still busy")
+
+
+def committed(store, reactor, calls, flush=lambda: None) -> tuple[list, int]:
+    """
+    Run C{calls} (Deferreds) to their end, with C{flush} (of an in-memory
+    client) after each round of turns; their results and the transactions
+    they took.
+    """
+    begun = []
+    result(store.pool.runWithConnection(lambda c: c.set_trace_callback(begun.append)))
+    outcomes = gatherResults(calls, consumeErrors=True)
+    for _ in range(100):
+        reactor.turns()
+        flush()
+        if outcomes.called:
+            break
+    result(store.pool.runWithConnection(lambda c: c.set_trace_callback(None)))
+    return result(outcomes), sum(1 for sql in begun if sql.startswith("BEGIN"))
 
 
 def result(d):

@@ -12,7 +12,9 @@ C{requests}, nor C{meta} take part.
 
  - L{track} runs in the transaction of every write and applied entry,
    after its rows changed: for each changed row it takes the old hash out
-   and adds the row's new one (read back by key: the row as stored).
+   and adds the row's new one (read back by key: the row as stored).  A
+   transaction of many (a batch of writes, of applied entries) takes each
+   one's L{deltas} and L{settle}s their sum once, at its end.
  - L{add} counts rows inserted where none were: each page of a snapshot's
    install (which starts from empty tables).
  - L{rebuild} sets everything from the rows themselves: when a database
@@ -80,26 +82,39 @@ def track(txn, tables: tuple[Table, ...], changes: list[dict]) -> None:
 
     @raise KeyError: a change names a table not in C{tables}.
     """
+    settle(txn, deltas(txn, tables, changes))
+
+
+def deltas(txn, tables: tuple[Table, ...], changes: list[dict]) -> dict[str, int]:
+    """
+    Bring the row hashes up to date after the rows of C{changes} changed,
+    and return what each table's digest must change by: a transaction of
+    many writes adds up their deltas and L{settle}s them once, at its end.
+
+    @raise KeyError: a change names a table not in C{tables}.
+    """
     by_name = {table.name: table for table in tables}
     sums: dict[str, int] = {}
     for changed in changes:
         table = by_name[changed["table"]]
-        key = changed["row"][table.columns[0]]
-        old = txn.execute("SELECT hash FROM row_hashes WHERE tbl = ? AND key = ?", (table.name, str(key))).fetchone()
-        row = _get(txn, table, key)
-        delta = (0 if row is None else row_hash(table.name, row)) - (0 if old is None else int(old[0], 16))
+        key = str(changed["row"][table.columns[0]])
+        old = txn.execute("SELECT hash FROM row_hashes WHERE tbl = ? AND key = ?", (table.name, key)).fetchone()
+        row = _get(txn, table, changed["row"][table.columns[0]])
+        new = 0 if row is None else row_hash(table.name, row)
         if row is None:
-            txn.execute("DELETE FROM row_hashes WHERE tbl = ? AND key = ?", (table.name, str(key)))
+            txn.execute("DELETE FROM row_hashes WHERE tbl = ? AND key = ?", (table.name, key))
         else:
             txn.execute(
-                "INSERT OR REPLACE INTO row_hashes (tbl, key, hash) VALUES (?, ?, ?)",
-                (table.name, str(key), hex_of(row_hash(table.name, row))),
+                "INSERT OR REPLACE INTO row_hashes (tbl, key, hash) VALUES (?, ?, ?)", (table.name, key, hex_of(new))
             )
-        if table.name not in sums:
-            sums[table.name] = _digest(txn, table.name)
-        sums[table.name] += delta
-    for name, value in sums.items():
-        _set(txn, name, value)
+        sums[table.name] = sums.get(table.name, 0) + new - (0 if old is None else int(old[0], 16))
+    return sums
+
+
+def settle(txn, sums: dict[str, int]) -> None:
+    """Add to each table's kept digest its delta of C{sums} (from L{deltas})."""
+    for name, delta in sums.items():
+        _set(txn, name, _digest(txn, name) + delta)
 
 
 def add(txn, table: Table, rows: list[dict]) -> None:

@@ -29,7 +29,7 @@ from pygmy.errors import Conflict, Unavailable
 from pygmy.replication import digest
 from pygmy.replication.database import Pool
 from pygmy.replication.tables import Derived, Table, Write, change, fingerprint_of, utc_timestamp
-from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta
+from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta, set_head
 
 __all__ = ["Derived", "Store", "Table", "Write", "change", "fingerprint_of", "utc_timestamp"]
 
@@ -254,16 +254,27 @@ class Store(WriteLog, Service):
 
     def _write_all(self, txn, work, logged) -> list:
         txn.execute("BEGIN IMMEDIATE")
-        outcomes = []
+        # The log's head and the digests' deltas are kept here for the
+        # whole batch and written once, at its end.
+        seq, last_view = get_meta(txn, "applied_seq"), get_meta(txn, "last_view")
+        first, sums, outcomes = seq, {}, []
         for request_id, fingerprint, created, view, mutate, args in work:
             txn.execute("SAVEPOINT write")
             try:
-                outcome = (True, self._write(txn, request_id, fingerprint, created, view, mutate, args))
+                write, deltas = self._write(txn, request_id, fingerprint, created, view, mutate, args, seq + 1)
+                outcome = (True, write)
             except Exception:
                 txn.execute("ROLLBACK TO write")
                 outcome = (False, Failure())
             txn.execute("RELEASE write")
             outcomes.append(outcome)
+            if outcome[0] and not write.replayed:
+                seq, last_view = write.seq, view
+                for name, delta in deltas.items():
+                    sums[name] = sums.get(name, 0) + delta
+        digest.settle(txn, sums)
+        if seq != first:
+            set_head(txn, seq, last_view)
         early = [
             (tell, outcome[1])
             for tell, outcome in zip(logged or (), outcomes, strict=False)
@@ -294,16 +305,20 @@ class Store(WriteLog, Service):
             except Exception:
                 self.log.failure("A logged-write callback failed")
 
-    def _write(self, txn, request_id, fingerprint, created, view, mutate, args) -> Write:
+    def _write(self, txn, request_id, fingerprint, created, view, mutate, args, seq) -> tuple[Write, dict]:
+        """
+        One write of a batch, as entry C{seq}.
+
+        @return: its L{Write}, and what it changes each table's digest by.
+        """
         if request_id is not None:
             entry = find_request(txn, request_id)
             if entry is not None:
                 if fingerprint != entry["fingerprint"]:
                     raise Conflict("This request id was already used for a different request.")
-                return Write(entry, replayed=True)
-        seq = get_meta(txn, "applied_seq") + 1
+                return Write(entry, replayed=True), {}
         changes = mutate(txn, seq, created, *args)
-        digest.track(txn, self.tables, changes)
+        deltas = digest.deltas(txn, self.tables, changes)
         entry = {
             "seq": seq,
             "view": view,
@@ -313,4 +328,4 @@ class Store(WriteLog, Service):
             "fingerprint": fingerprint,
         }
         append_entry(txn, entry)
-        return Write(entry)
+        return Write(entry), deltas

@@ -71,35 +71,44 @@ def set_meta(txn, key: str, value: int) -> None:
 
 
 def append_entry(txn, entry: dict) -> None:
-    """Add C{entry} to the log and move the applied position to it."""
+    """
+    Add C{entry} to the log (and to C{requests}, under its request id).
+    The log's head in C{meta} is the caller's to move, once per
+    transaction (L{set_head}): a transaction appends many entries.
+    """
+    changes = json.dumps(entry["changes"])
     txn.execute(
         f"INSERT INTO log ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            entry["seq"],
-            entry["view"],
-            entry["request_id"],
-            json.dumps(entry["changes"]),
-            entry["created"],
-            entry.get("fingerprint"),
-        ),
+        (entry["seq"], entry["view"], entry["request_id"], changes, entry["created"], entry.get("fingerprint")),
     )
-    set_meta(txn, "applied_seq", entry["seq"])
-    set_meta(txn, "last_view", entry["view"])
-    remember_request(txn, entry)
+    remember_request(txn, entry, changes)
 
 
-def remember_request(txn, entry: dict) -> None:
+def set_head(txn, seq: int, view: int) -> None:
+    """The log now ends at entry C{seq}, of C{view}."""
+    set_meta(txn, "applied_seq", seq)
+    set_meta(txn, "last_view", view)
+
+
+def remember_request(txn, entry: dict, changes: str | None = None) -> None:
     """
     Keep C{entry} in C{requests} as the answer to its request id, if it
     has one (over a row of the same id: a snapshot or a primary's entry
     is the truth).
+
+    @param changes: C{entry["changes"]} as JSON already, if the caller
+        has it (it is then not encoded twice).
     """
     if entry.get("request_id") is None:
         return
-    kept = {key: entry.get(key) for key in ("seq", "view", "request_id", "changes", "created", "fingerprint")}
+    kept = {key: entry.get(key) for key in ("seq", "view", "request_id", "created", "fingerprint")}
+    if changes is None:
+        changes = json.dumps(entry["changes"])
+    # The entry as JSON: the other fields, with the encoded changes spliced in.
+    encoded = f'{json.dumps(kept)[:-1]}, "changes": {changes}}}'
     txn.execute(
         "INSERT OR REPLACE INTO requests (request_id, fingerprint, seq, entry, created) VALUES (?, ?, ?, ?, ?)",
-        (kept["request_id"], kept["fingerprint"], kept["seq"], json.dumps(kept), kept["created"]),
+        (kept["request_id"], kept["fingerprint"], kept["seq"], encoded, kept["created"]),
     )
 
 
@@ -193,7 +202,9 @@ def apply_entries(txn, tables: tuple[Table, ...], entries: list[dict]):
     @return: C{(applied_seq, last_view)} after the batch.
     @raise Diverged: an entry contradicts the log.
     """
-    applied = get_meta(txn, "applied_seq")
+    applied = start = get_meta(txn, "applied_seq")
+    view = get_meta(txn, "last_view")
+    sums: dict[str, int] = {}
     for entry in entries:
         seq = entry["seq"]
         if seq <= applied:
@@ -205,10 +216,14 @@ def apply_entries(txn, tables: tuple[Table, ...], entries: list[dict]):
             break
         for changed in entry["changes"]:
             _table(tables, changed["table"]).put(txn, [changed["row"]], replace=True)
-        digest.track(txn, tables, entry["changes"])
+        for name, delta in digest.deltas(txn, tables, entry["changes"]).items():
+            sums[name] = sums.get(name, 0) + delta
         append_entry(txn, entry)
-        applied = seq
-    return applied, get_meta(txn, "last_view")
+        applied, view = seq, entry["view"]
+    digest.settle(txn, sums)
+    if applied != start:
+        set_head(txn, applied, view)
+    return applied, view
 
 
 def _table(tables: tuple[Table, ...], name: str) -> Table:

@@ -13,15 +13,14 @@ import json
 
 import pytest
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.defer import Deferred
 
 from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
 from pygmy.errors import Conflict
 from pygmy.net.validate import fold_topic
 from pygmy.replication import digest
-from tests.fakes import result, stub_remote, sync_store
+from tests.fakes import TurnReactor, committed, result, stub_remote, sync_store
 from tests.snapshots import install_records, records_of
 from tests.unit.test_query_plans import Tracer, assert_indexed
 from tests.unit.test_replication import Pair
@@ -42,49 +41,12 @@ def assert_keys_are_folded(store) -> None:
     assert topic_keys(store) == {row["id"]: fold_topic(row["topic"]) for row in rows}
 
 
-class TurnReactor(MemoryReactorClock):
-    """
-    A memory reactor whose thread results come back at once but whose
-    end-of-turn calls wait for L{turns}: writes made in one turn are
-    committed together, as on a real reactor.
-    """
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-    def turns(self, most: int = 10_000) -> None:
-        """Run turns until nothing is due."""
-        for _ in range(most):
-            if not any(call.getTime() <= self.seconds() for call in self.getDelayedCalls()):
-                return
-            self.advance(0)
-        raise AssertionError("still busy")
-
-
 @pytest.fixture
 def turn_store(tmp_path):
     reactor = TurnReactor()
     store = sync_store(tmp_path / "catalog.sqlite", (BOOKS,), seed, reactor)
     yield store, reactor
     store.pool.close()
-
-
-def committed(store, reactor, calls, flush=lambda: None) -> tuple[list, int]:
-    """
-    Run C{calls} (Deferreds) to their end, with C{flush} (of an in-memory
-    client) after each round of turns; their results and the transactions
-    they took.
-    """
-    begun = []
-    result(store.pool.runWithConnection(lambda c: c.set_trace_callback(begun.append)))
-    outcomes = gatherResults(calls, consumeErrors=True)
-    for _ in range(100):
-        reactor.turns()
-        flush()
-        if outcomes.called:
-            break
-    result(store.pool.runWithConnection(lambda c: c.set_trace_callback(None)))
-    return result(outcomes), sum(1 for sql in begun if sql.startswith("BEGIN"))
 
 
 # The next id
