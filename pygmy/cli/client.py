@@ -24,7 +24,6 @@ import json
 import sys
 from typing import Callable, Sequence
 from urllib.parse import quote
-from uuid import uuid4
 
 from pygmy.cli.formats import dump_json, format_book, format_list, format_order, format_search, format_status
 
@@ -46,6 +45,7 @@ from pygmy.cli.frontends import (  # noqa: F401
     resolve_url,
     resolve_urls,
 )
+from pygmy.clock import ordered_id
 
 #: Seconds one request may take (--timeout).
 DEFAULT_TIMEOUT = 10.0
@@ -119,12 +119,12 @@ async def lookup(api: Frontend, item_id: str) -> dict:
 async def buy(api: Frontend, item_id: str, key: str | None = None) -> dict:
     """
     C{POST /buy/<id>}, with C{Idempotency-Key: key} if given: C{{"order"}}.
-    Without a key but with several front ends, a new random key, so that
+    Without a key but with several front ends, a new key (L{ordered_id}), so that
     the buy sent again to the next front end after a connection error is
     done once.
     """
     if key is None and api.frontends.several:
-        key = uuid4().hex
+        key = ordered_id()
     headers = {} if key is None else {"Idempotency-Key": key}
     return await api.call("POST", f"/buy/{_segment(item_id)}", headers=headers)
 
@@ -143,7 +143,7 @@ async def update(
     if not change:
         raise UsageError("give --cost and/or --stock-delta")
     if key is None and api.frontends.several:
-        key = uuid4().hex
+        key = ordered_id()
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
     if key is not None:
         headers["Idempotency-Key"] = key

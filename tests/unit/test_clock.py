@@ -6,7 +6,7 @@ reactor schedules the calls.
 from twisted.internet.task import Clock, LoopingCall
 from twisted.internet.testing import MemoryReactorClock
 
-from pygmy.clock import MonotonicClock, monotonic
+from pygmy.clock import MonotonicClock, monotonic, ordered_id
 
 
 class SteppingWallClock(MemoryReactorClock):
@@ -97,3 +97,15 @@ def test_the_front_end_and_the_replicas_measure_on_the_monotonic_clock(tmp_path)
     parts = ReplicaParts(config, config.replica("catalog", "A"), object(), reactor)
     assert isinstance(parts.node.timer, MonotonicClock) and parts.node.clock is reactor
     assert isinstance(parts.node.catchup.clock, MonotonicClock)
+
+
+def test_ordered_ids_sort_by_the_time_they_were_made_and_never_repeat():
+    now = iter([5, 5, 6, 2**64 + 7]).__next__
+    made = [ordered_id(now=now) for _ in range(4)]
+    assert all(len(made_id) == 32 and int(made_id, 16) >= 0 for made_id in made)
+    assert made[0][:16] == made[1][:16] == f"{5:016x}" and made[0] != made[1]
+    assert made[1] < made[2]
+    assert made[3][:16] == f"{7:016x}"  # past 2**64 ns (in 2554) it wraps, still 32 digits
+    many = {ordered_id() for _ in range(10_000)}
+    assert len(many) == 10_000
+    assert ordered_id(noise=lambda n: bytes(range(n)))[16:] == "0001020304050607"

@@ -142,6 +142,18 @@ class FrontendTests(SynchronousTestCase):
         ids = [self.call("POST", "/buy/1")[2]["order"]["id"] for _ in range(3)]
         self.assertEqual(ids, sorted(set(ids)))
 
+    def test_buys_without_a_key_get_ids_in_the_order_they_came(self):
+        for n in range(10):  # random ids would come out sorted once in 10! runs
+            self.call("POST", f"/buy/{n % 7 + 1}")
+        query = "SELECT request_id FROM buys ORDER BY rowid"
+        ids = [
+            row[0] for row in self.successResultOf(self.cluster.order_store.read(lambda t: t.execute(query).fetchall()))
+        ]
+        self.assertEqual(len(ids), 10)
+        self.assertEqual(ids, sorted(ids))
+        for request_id in ids:
+            self.assertRegex(request_id, r"^buy:[0-9a-f]{32}$")
+
     def test_idempotency_key_buys_once(self):
         headers = {"Idempotency-Key": "k-123"}
         first = self.call("POST", "/buy/3", headers=headers)
