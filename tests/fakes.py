@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 
@@ -55,6 +56,45 @@ class SyncThreadPool:
 
     def stop(self):
         pass
+
+
+class RecordingThreadPool(SyncThreadPool):
+    """A L{SyncThreadPool} that counts its jobs and says when one is running (C{running})."""
+
+    def __init__(self):
+        self.jobs = 0
+        self.running = False
+
+    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
+        self.jobs += 1
+
+        def job():
+            self.running = True
+            try:
+                return f(*args, **kwargs)
+            finally:
+                self.running = False
+
+        super().callInThreadWithCallback(onResult, job)
+
+
+class ThreadedClock(Clock):
+    """
+    A C{Clock} that is also a reactor with threads (C{deferToThreadPool}
+    works on it): its pool (C{pool}, a L{RecordingThreadPool}) runs each job
+    at once, and C{callFromThread} calls at once.  Work that must not run on
+    the reactor thread can check C{pool.running}.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pool = RecordingThreadPool()
+
+    def getThreadPool(self):
+        return self.pool
+
+    def callFromThread(self, f, *args, **kwargs):
+        f(*args, **kwargs)
 
 
 class SyncReactor(MemoryReactorClock):

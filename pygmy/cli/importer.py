@@ -34,10 +34,13 @@ from __future__ import annotations
 import os
 import sys
 from argparse import ArgumentTypeError
+from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, DeferredLock
 from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.threads import deferToThreadPool
 
 from pygmy.cli.client import FAILED, OK, UNREACHABLE, USAGE, ClientError, UsageError
 from pygmy.cli.import_file import FileError, Row, Rows, choose_format
@@ -49,6 +52,8 @@ DEFAULT_RETRIES = 8
 DEFAULT_TIMEOUT = 10.0
 #: Rows refused before sending in a row, after which the reactor gets a turn.
 YIELD_EVERY = 256
+#: Rows read from the file in one trip to a thread.
+READ_AHEAD = 64
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,25 @@ class Import:
     """
     One import on C{reactor}: C{--concurrency} workers share the file's
     rows; the tally is L{Summary}.
+
+    The file is read off the reactor thread (a slow disk or a network file
+    system must not stall the requests in flight), L{READ_AHEAD} rows at a
+    time, one read at a time.
+
+    @param read: runs C{f(*args)} off the reactor thread and returns a
+        Deferred of its result; by default in C{reactor}'s thread pool.
     """
 
-    def __init__(self, reactor, http, settings: Settings, rows: Rows, rng=None):
+    def __init__(self, reactor, http, settings: Settings, rows: Rows, rng=None, read=None):
         self.reactor, self.settings, self.rows = reactor, settings, rows
         self.summary = Summary(settings.path, settings.form)
         self.sender = Sender(reactor, http, settings, self.summary, lambda: self.summary.stop is not None, rng)
         self._rows = iter(rows)
+        self._read = read or (lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args))
+        self._ahead: deque[Row] = deque()
+        self._ended = False
+        self._unreadable: str | None = None
+        self._reading = DeferredLock()
         #: The lines of the rows sent and not yet answered.
         self.in_flight: set[int] = set()
 
@@ -122,7 +139,7 @@ class Import:
         """Take the next row and deal with it, until the rows end or the import stops."""
         local = 0
         while self.summary.stop is None:
-            row = self._next()
+            row = await self._next()
             if row is None:
                 return
             if row.error is not None:
@@ -139,17 +156,38 @@ class Import:
                 self.in_flight.discard(row.line)
             self.record(outcome)
 
-    def _next(self) -> Row | None:
+    async def _next(self) -> Row | None:
         """The next row of the file, or C{None} at its end (or if it cannot be read on)."""
-        try:
-            row = next(self._rows, None)
-        except OSError as e:
-            self.summary.stop = Refusal(self.summary.last_line, f"cannot read {self.settings.path}: {e.strerror}")
+        if not self._ahead and not self._ended:
+            await self._reading.run(self._read_ahead)
+        if not self._ahead:
+            if self._unreadable is not None and self.summary.stop is None:
+                self.summary.stop = Refusal(self.summary.last_line, self._unreadable)
             return None
-        if row is not None:
-            self.summary.rows += 1
-            self.summary.last_line = max(self.summary.last_line, row.line)
+        row = self._ahead.popleft()
+        self.summary.rows += 1
+        self.summary.last_line = max(self.summary.last_line, row.line)
         return row
+
+    async def _read_ahead(self) -> None:
+        """Read the next rows in a thread, unless another worker just did."""
+        if self._ahead or self._ended:
+            return
+        rows, error = await self._read(self._take)
+        self._ahead.extend(rows)
+        self._ended = error is not None or len(rows) < READ_AHEAD
+        if error is not None:
+            # The rows before it are sent; then the import stops.
+            self._unreadable = f"cannot read {self.settings.path}: {error.strerror}"
+
+    def _take(self) -> tuple[list[Row], OSError | None]:
+        """Up to L{READ_AHEAD} rows, and the error that ended them if one did (in a thread)."""
+        rows: list[Row] = []
+        try:
+            rows.extend(islice(self._rows, READ_AHEAD))
+        except OSError as e:
+            return rows, e
+        return rows, None
 
     def interrupt(self) -> None:
         """
