@@ -14,9 +14,8 @@ import pytest
 
 from pygmy.cluster import cluster_service
 from pygmy.config import ConfigError, load
+from tests.config_texts import CLUSTER, REPLICAS, frontends
 from tests.fakes import SyncReactor, config_text
-from tests.unit.test_config import CLUSTER, REPLICAS
-from tests.unit.test_config_frontends import frontends
 
 REPO = Path(__file__).resolve().parents[2]
 SEVERAL = CLUSTER + frontends("1", "2") + "[coordinator]\netcd = http://127.0.0.1:2379\n" + REPLICAS

@@ -7,23 +7,10 @@ and key, and every process refuses it (they all read it with L{load}).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pygmy.config import LONE_FRONTEND, ConfigError, CoordinatorConfig, load
-from tests.unit.test_config import CLUSTER, REPLICAS, VALID, refused, write
-
-REPO_CONFIG = Path(__file__).resolve().parents[2] / "config.ini"
-
-
-def frontends(*names, base=9000):
-    """C{[frontend:NAME]} sections on distinct ports."""
-    text = ""
-    for i, name in enumerate(names):
-        text += f"[frontend:{name}]\nport = {base + 2 * i}\nheartbeat_port = {base + 2 * i + 1}\n"
-    return text
-
+from tests.config_texts import CLUSTER, REPLICAS, REPO_CONFIG, VALID, frontends, refused, write
 
 COORDINATOR = "[coordinator]\netcd = http://127.0.0.1:2379, http://127.0.0.1:22379/\n"
 SECOND = "[frontend:2]\nport = {}\nheartbeat_port = {}\n"

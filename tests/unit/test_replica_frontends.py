@@ -23,9 +23,8 @@ from pygmy.net.routing import ServiceRoutes
 from pygmy.replication.frontends import FrontEnds, connect_to_frontends
 from pygmy.replication.heartbeat import BeatFactory, invalidate_line
 from pygmy.replication.node import Node
+from tests.config_texts import CLUSTER, REPLICAS, frontends
 from tests.fakes import stub_remote
-from tests.unit.test_config import CLUSTER, REPLICAS
-from tests.unit.test_config_frontends import frontends
 
 SECRET = "s3cret"
 REPO = Path(__file__).resolve().parents[2]

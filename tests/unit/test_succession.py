@@ -9,162 +9,20 @@ replicas' heartbeat connections.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from pygmy.config import load
-from pygmy.coordination.etcd import NotLeader, StaleView
 from pygmy.coordination.etcd_gateway import EtcdUnavailable
-from pygmy.coordination.store import StoredView, ViewStoreError
+from pygmy.coordination.store import ViewStoreError
 from pygmy.frontend.monitor import Monitor
-from tests.unit.test_config import CLUSTER, REPLICAS
-from tests.unit.test_config_frontends import frontends
-
-INTERVAL = 0.5  # the config's heartbeat_interval: a failed read or store is tried again after it
-
-
-class FakeLeadership:
-    """A candidacy the test elects (L{win}) and deposes (L{lost}), as L{Leadership} tells them."""
-
-    def __init__(self, name="1"):
-        self.name = name
-        self.leading = False
-        self.leader = None
-        self.elected = lambda: None
-        self.deposed = lambda reason: None
-        self.started = self.stopped = False
-
-    def start(self):
-        self.started = True
-
-    def stop(self):
-        self.stopped, self.leading = True, False
-        return succeed(None)
-
-    def win(self):
-        self.leading, self.leader = True, self.name
-        self.elected()
-
-    def lost(self, reason):
-        if self.leading:
-            self.leading, self.leader = False, None
-            self.deposed(reason)
-
-
-class FakeStore:
-    """
-    The views in etcd: C{views} is what is stored.  Loads answer at once
-    unless C{hold_loads}; stores wait in C{stores} for L{complete} or
-    L{fail}; L{put} is a store by another front end, which the watch delivers.
-    """
-
-    def __init__(self, views=None):
-        self.views = dict(views or {})
-        self.stores: list[tuple[str, StoredView, Deferred]] = []
-        self.attempts: list[tuple[str, StoredView]] = []
-        self.watchers = []
-        self.loads: list[Deferred] = []
-        self.hold_loads = False
-        self.stopped = False
-
-    def load(self):
-        if self.hold_loads:
-            d = Deferred()
-            self.loads.append(d)
-            return d
-        return succeed(dict(self.views))
-
-    def answer_loads(self):
-        while self.loads:
-            self.loads.pop(0).callback(dict(self.views))
-
-    def store(self, service, view):
-        d = Deferred()
-        self.attempts.append((service, view))
-        self.stores.append((service, view, d))
-        return d
-
-    def watch(self, callback):
-        self.watchers.append(callback)
-
-    def stop(self):
-        self.stopped = True
-
-    def put(self, service, view):
-        self.views[service] = view
-        for watcher in self.watchers:
-            watcher(service, view)
-
-    def complete(self):
-        while self.stores:
-            service, view, d = self.stores.pop(0)
-            self.put(service, view)
-            d.callback(None)
-
-    def fail(self, error):
-        while self.stores:
-            _, _, d = self.stores.pop(0)
-            d.errback(error)
-
-
-class Routes:
-    """Records the views the monitor hands the front end's own routes."""
-
-    def __init__(self):
-        self.views = []
-
-    def update(self, number, primary, backups):
-        self.views.append((number, primary, list(backups)))
+from tests.succession_fakes import INTERVAL, FakeStore, FrontEnd, front_end_1, view
 
 
 @pytest.fixture
 def config(tmp_path):
-    path = tmp_path / "config.ini"
-    path.write_text(CLUSTER + frontends("1", "2") + "[coordinator]\netcd = http://127.0.0.1:2379\n" + REPLICAS)
-    return load(path, environ={}).named("1")
-
-
-def view(number, primary="A", backups=("B",), in_sync=None):
-    return StoredView(number, primary, tuple(backups), frozenset(in_sync or {primary, *backups} - {None}))
-
-
-class FrontEnd:
-    """A monitor of several front ends, with catalog replicas A and B connected on demand."""
-
-    def __init__(self, config, store=None, clock=None):
-        self.clock = clock or Clock()
-        self.store = store if store is not None else FakeStore()
-        self.leadership = FakeLeadership()
-        self.routes = Routes()
-        self.monitor = Monitor(config, self.clock, {"catalog": self.routes}, self.store, leadership=self.leadership)
-        self.conns = {}
-        self.started = self.monitor.start()
-
-    def beat(self, name, seq=5, last_view=1, view=0, state="idle"):
-        if name not in self.conns:
-            sent = []
-            self.conns[name] = SimpleNamespace(
-                send=sent.append, sent=sent, transport=SimpleNamespace(loseConnection=lambda: None)
-            )
-            self.monitor.connected("catalog", name, self.conns[name])
-        self.monitor.beat("catalog", name, view, seq, last_view, state)
-
-    def drop(self, name):
-        self.monitor.disconnected("catalog", name, self.conns.pop(name))
-
-    def lines(self, name):
-        return [line for line in self.conns[name].sent if line.startswith(b"VIEW catalog")]
-
-    def catalog(self):
-        return self.monitor.views["catalog"]
-
-    def lead(self):
-        """Win the leadership (the stored views are read at once) and store what is decided."""
-        self.leadership.win()
+    return front_end_1(tmp_path)
 
 
 def test_a_follower_begins_from_the_stored_views_then_watches_and_campaigns(config):
@@ -251,113 +109,6 @@ def test_a_takeover_never_promotes_outside_the_stored_in_sync_set(config):
     front.beat("B", seq=99, last_view=4, view=4, state="recovering")
     assert front.catalog().primary is None
     assert all(stored.primary != "B" for _, stored in store.attempts)
-
-
-def test_a_deposed_leader_stops_deciding_at_once(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    front.lead()
-    store.complete()
-    front.leadership.lost("the leadership lease has expired in etcd")
-    before = list(store.attempts)
-    front.drop("B")
-    front.monitor.synced("catalog", "A", "B", 9)
-    front.clock.advance(10)
-    front.monitor.check()
-    assert store.attempts == before
-    assert front.monitor.frontend_status()["role"] == "follower"
-    assert (front.catalog().number, front.catalog().backups) == (5, ["B"])
-
-
-def test_a_deposition_cancels_the_store_waiting_to_be_tried_again(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    front.lead()
-    store.fail(EtcdUnavailable("etcd did not answer /v3/kv/txn"))
-    assert front.clock.getDelayedCalls()
-    front.leadership.lost("no renewal of the leadership lease answered within 2s")
-    front.clock.advance(INTERVAL * 10)
-    assert store.attempts == [("catalog", view(5))]
-    assert front.routes.views == [(4, "A", ["B"])]
-    # What it decided and could not store is forgotten: it follows the stored view.
-    assert front.catalog().number == 4
-
-
-def test_a_store_in_flight_at_the_deposition_is_not_tried_again(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    front.lead()
-    front.leadership.lost("no renewal of the leadership lease answered within 2s")
-    store.fail(NotLeader("front end 1 is not the view manager"))
-    front.clock.advance(INTERVAL * 10)
-    assert len(store.attempts) == 1
-
-
-def test_a_store_refused_with_not_leader_makes_the_leader_a_follower(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    front.lead()
-    store.fail(NotLeader("the leader key is held by 2"))
-    assert not front.leadership.leading
-    assert front.monitor.frontend_status()["role"] == "follower"
-    front.clock.advance(INTERVAL * 10)
-    front.drop("B")
-    assert len(store.attempts) == 1
-    store.put("catalog", view(6, "A", (), {"A"}))  # the new manager's view
-    assert front.routes.views[-1] == (6, "A", [])
-
-
-def test_a_store_refused_as_stale_reads_the_views_again_and_goes_past_them(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    front.lead()
-    store.views["catalog"] = view(9)  # stored meanwhile, unseen by the watch
-    store.stores[0][2].errback(StaleView("catalog view 5 not stored: view 9 is stored"))
-    store.stores.clear()
-    assert store.attempts[-1] == ("catalog", view(10))
-
-
-def test_a_read_begun_before_a_deposition_is_not_acted_on(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    store.hold_loads = True
-    front.lead()
-    front.leadership.lost("the leadership lease has expired in etcd")
-    store.answer_loads()
-    assert store.attempts == [] and front.catalog().following
-
-
-def test_an_election_whose_read_fails_reads_again(config):
-    store = FakeStore({"catalog": view(4)})
-    front = FrontEnd(config, store)
-    front.beat("A", view=4, state="primary")
-    front.beat("B", view=4, state="backup")
-    front.clock.advance(front.catalog().grace)
-    store.hold_loads = True
-    front.lead()
-    store.loads.pop().errback(EtcdUnavailable("etcd did not answer /v3/kv/range"))
-    assert store.attempts == []
-    front.clock.advance(INTERVAL)
-    store.answer_loads()
-    assert store.attempts == [("catalog", view(5))]
 
 
 def test_a_front_end_that_cannot_read_etcd_keeps_trying_and_campaigns_only_then(config):
