@@ -16,23 +16,25 @@ JSON and non-JSON bodies), the front end must:
   was asked (one copy less and one more order; the new cost and stock) —
   or, for a replay of an C{Idempotency-Key}, change nothing and answer what
   the first request got.  A key reused for another request is a conflict.
+
+The strategies that generate the requests are here, with the generated
+tests; what fuzzing found is pinned as plain examples in
+C{test_fuzz_examples.py}, and the checks (L{check}) are in
+C{tests/openapi_checks.py}.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.logger import globalLogPublisher
 
 from pygmy.catalog.books import SEED
 from pygmy.net.web import MAX_BODY
-from tests.fakes import InMemoryCluster
-from tests.unit.test_openapi import call, check_against, check_response, error_spec, front_end
+from tests.openapi_checks import SECRET, Body, Request, check, fuzz_world, logged_failures
 
 FUZZ = settings(
     max_examples=300,
@@ -41,26 +43,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-SECRET = InMemoryCluster.secret
-
-
-class Body(bytes):
-    """A request body whose repr stays short, however large it is."""
-
-    def __repr__(self):
-        more = f"...({len(self)} bytes)" if len(self) > 120 else ""
-        return bytes.__repr__(bytes(self[:120])) + more
-
-
-class Request:
-    """One generated request and, when it is well formed, the route it aims at."""
-
-    def __init__(self, method: str, path: str, headers: dict, body: bytes | None, template: str | None = None):
-        self.method, self.path, self.headers, self.body, self.template = method, path, headers, body, template
-
-    def __repr__(self):
-        body = None if self.body is None else Body(self.body)
-        return f"Request({self.method} {self.path[:300]!r} headers={self.headers!r} body={body!r})"
 
 
 # Pieces of requests
@@ -258,138 +240,19 @@ def requests(draw) -> Request:
     return Request(method, path, headers, body, template)
 
 
-# The cluster and what it holds
-
-
-@dataclass
-class World:
-    """
-    The cluster under test, a client of its front end, and what the test
-    knows of the idempotency keys: C{(route, key)} -> C{(item id, body, reply)}
-    of the request that first succeeded with it.
-    """
-
-    cluster: InMemoryCluster
-    front: object
-    keys: dict
-
-    def __repr__(self):
-        return f"<World: {len(self.keys)} idempotency keys used>"
-
-
-class Logged(list):
-    """The failures logged so far (a list, with a short repr for Hypothesis' reports)."""
-
-    def __repr__(self):
-        return f"<{len(self)} logged failures>"
+# The cluster
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """One in-memory cluster for every example (its stock only drifts by 200s)."""
-    cluster = InMemoryCluster(tmp_path_factory.mktemp("fuzz"))
-    yield World(cluster, front_end(cluster), {})
-    cluster.close()
+    yield from fuzz_world(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def failures():
     """Every failure logged while the module runs (a traceback in the log)."""
-    found = Logged()
-
-    def observe(event):
-        if event.get("log_failure") is not None or event.get("isError"):
-            found.append(event)
-
-    globalLogPublisher.addObserver(observe)
-    yield found
-    globalLogPublisher.removeObserver(observe)
-
-
-def _now(deferred):
-    outcome = []
-    deferred.addBoth(outcome.append)
-    assert outcome, "the in-memory store did not answer at once"
-    if not isinstance(outcome[0], dict):
-        outcome[0].raiseException()
-    return outcome[0]
-
-
-def holdings(cluster) -> tuple[dict, tuple]:
-    """
-    Every book's row by id, and the number of orders and of unfinished buys
-    (a refused buy leaves its intent and refusal in the log, never an order
-    or a pending intent).
-    """
-    books = {row["id"]: row for row in _now(cluster.catalog_store.dump())["rows"]}
-    orders = _now(cluster.order_store.dump())
-    return books, (len(orders["rows"]), sum(buy["state"] == "pending" for buy in orders["buys"]))
-
-
-def _summary(event) -> str:
-    failure = event.get("log_failure") or event.get("failure")
-    why = event.get("why") or event.get("log_format") or ""
-    return f"{why} {failure.type.__name__ if failure is not None else ''}: {failure.value if failure else ''}"
-
-
-def send(front, request: Request):
-    """Send a generated request; return C{(status, headers, body)}."""
-    return call(front, request.method, request.path.encode("ascii"), data=request.body, headers=request.headers)
-
-
-def check(world: World, failures, request: Request) -> None:
-    """Send C{request} and assert the properties of the module docstring."""
-    books_before, orders_before = holdings(world.cluster)
-    logged = len(failures)
-    status, headers, body = send(world.front, request)
-    books, orders = holdings(world.cluster)
-    changed = {i for i in books_before if books[i] != books_before[i]}
-
-    assert status < 500, f"{request}: {status} {body[:300]!r}"
-    if 300 <= status < 400:
-        assert headers.getRawHeaders(b"location"), f"{request}: {status} without Location: {body[:300]!r}"
-    elif status >= 400 and request.method == "HEAD":
-        assert error_spec(status) is not None, f"{request}: {status} is not a documented error"
-    elif status >= 400:
-        check_against(error_spec(status), status, headers, body, repr(request))
-    elif request.template is not None and request.method != "HEAD":
-        check_response(request.template, request.method, status, headers, body)
-    tracebacks = [_summary(event) for event in failures[logged:]]
-    assert not tracebacks, f"{request} answered {status} but logged {tracebacks}"
-
-    if status != 200 or request.method != "POST":
-        assert not changed and orders == orders_before, (
-            f"{request} answered {status} {body[:200]!r} but changed books {sorted(changed)} "
-            f"or orders {orders_before} -> {orders}"
-        )
-        return
-    reply = json.loads(body)
-    route = "buy" if "order" in reply else "update"
-    item = reply["order"]["item_id"] if route == "buy" else reply["item"]["id"]
-    sent = None
-    if route == "update":
-        sent = json.loads(request.body)
-    assert changed <= {item}, f"{request}: a {route} of book {item} changed books {sorted(changed)}"
-    key = (request.headers.get(b"Idempotency-Key") or [None])[0]
-    first = world.keys.get((route, key)) if key is not None else None
-    if first is not None:
-        assert (item, sent) == first[:2], (
-            f"{request} answered 200 {reply} although its Idempotency-Key was first used for "
-            f"book {first[0]} with body {first[1]!r} (answered {first[2]}): expected 409 conflict"
-        )
-        assert reply == first[2], f"{request}: a replay answered {reply}, first {first[2]}"
-        assert not changed and orders == orders_before, f"{request}: a replay changed the store"
-        return
-    if key is not None:
-        world.keys[(route, key)] = (item, sent, reply)
-    if route == "buy":
-        assert books[item]["stock"] == books_before[item]["stock"] - 1, (
-            f"{request}: bought one copy, but {books_before[item]} -> {books[item]}"
-        )
-        assert orders == (orders_before[0] + 1, 0), f"{request}: orders {orders_before} -> {orders}"
-    else:
-        assert books[item] == reply["item"], f"{request}: answered {reply} but the book is {books[item]}"
-        assert orders == orders_before, f"{request}: an update changed the orders"
+    yield from logged_failures()
 
 
 @FUZZ
@@ -410,30 +273,3 @@ def test_fuzz_update_bodies(world, failures, item, body, key):
     if key is not None:
         headers[b"Idempotency-Key"] = [key]
     check(world, failures, Request("POST", "/update/" + item, headers, body, "/update/{id}"))
-
-
-# What fuzzing found, pinned as plain examples
-
-
-@pytest.mark.parametrize("path", ["/lookup/%ff", "/search/%ff%fe", "/buy/%C0%AF", "/%80"])
-def test_non_utf8_path_is_a_json_400(world, failures, path):
-    """A path that is not UTF-8 once percent-decoded is a bad request, in JSON."""
-    check(world, failures, Request("POST" if path.startswith("/buy") else "GET", path, {}, None))
-
-
-@pytest.mark.parametrize("path", ["/lookup//1", "/buy//1", "/search//x", "/search/%2F"])
-def test_doubled_slash_is_not_a_broken_redirect(world, failures, path):
-    """Werkzeug's slash merging must not leave a redirect without a Location."""
-    check(world, failures, Request("POST" if path.startswith("/buy") else "GET", path, {}, None))
-
-
-def test_idempotency_key_reused_for_another_update(world, failures):
-    """
-    The same key with another change of the same book must not answer 200
-    with the first change's reply while applying nothing: like a key reused
-    for another book, it is a 409 conflict.
-    """
-    auth = {b"Authorization": [f"Bearer {SECRET}".encode()]}
-    headers = {**auth, b"Idempotency-Key": [b"pinned-update-key"]}
-    for body in [b'{"stock_delta": 5}', b'{"stock_delta": 5}', b'{"cost": "1.00"}']:  # first, replay, another
-        check(world, failures, Request("POST", "/update/3", headers, body, "/update/{id}"))

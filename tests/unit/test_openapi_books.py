@@ -2,7 +2,7 @@
 C{POST /books} in C{docs/openapi.yaml}: its C{NewBook} schema accepts
 exactly the bodies the front end does, and the real app's answers (201
 with C{Location}, 400, 401, 405, 409, 413) are the ones the document
-describes.  The helpers are those of C{test_openapi.py}.
+describes.  The helpers are in C{tests/openapi_checks.py}.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pygmy.errors import BadRequest
 from pygmy.net.validate import parse_new_book
 from pygmy.net.web import MAX_BODY
 from tests.fakes import InMemoryCluster
-from tests.unit.test_openapi import call, check_response, document, front_end, schema_errors
+from tests.openapi_checks import call, check_response, document, front_end, schema_errors
 
 POINTER = "/components/schemas/NewBook"
 BOOK = {"title": "Distributed Algorithms", "topic": "distributed systems", "cost": "42.00", "stock": 10}
