@@ -21,7 +21,7 @@ from pygmy.cli import chaos, chaos_faults, invariants, invariants_frontends
 from pygmy.cli.chaos_cluster import Cluster, Context
 from pygmy.config import load
 from tests.fakes import config_text, result
-from tests.unit.test_invariants import healthy
+from tests.invariant_states import healthy
 
 
 @pytest.fixture

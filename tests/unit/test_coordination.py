@@ -7,49 +7,12 @@ import json
 import os
 
 import pytest
-from twisted.python.failure import Failure
 
 from pygmy import files
 from pygmy.coordination.local import FileViewStore, read_views, write_views
 from pygmy.coordination.store import StoredView, ViewStoreError
 from tests.fakes import result
-
-
-class HeldPool:
-    """A thread pool whose jobs wait until the test runs them."""
-
-    def __init__(self):
-        self.jobs = []
-
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        self.jobs.append((on_result, f, args, kwargs))
-
-    def run_one(self):
-        on_result, f, args, kwargs = self.jobs.pop(0)
-        try:
-            value = f(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, value)
-
-    def run_all(self):
-        while self.jobs:
-            self.run_one()
-
-
-class HeldReactor:
-    """Just what C{deferToThreadPool} needs of a reactor."""
-
-    def __init__(self):
-        self.pool = HeldPool()
-
-    def getThreadPool(self):
-        return self.pool
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
+from tests.held import HeldReactor
 
 A1 = StoredView(1, "A", ("B",), frozenset({"A", "B"}))
 A2 = StoredView(2, "A", (), frozenset({"A"}))

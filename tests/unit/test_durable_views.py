@@ -19,7 +19,7 @@ from pygmy.coordination.local import FileViewStore, read_views
 from pygmy.coordination.store import StoredView, ViewStoreError
 from pygmy.frontend.monitor import Monitor
 from tests.fakes import SyncReactor, config_text
-from tests.unit.test_coordination import HeldReactor
+from tests.held import HeldReactor
 
 
 class HeldStore:

@@ -14,30 +14,13 @@ import pytest
 
 from pygmy.cli.import_file import MAX_LINE, FileError, Row, Rows, check_book, choose_format, row_key
 from pygmy.errors import BadRequest
-
-
-def write(tmp_path, name: str, text: str | bytes):
-    path = tmp_path / name
-    if isinstance(text, str):
-        path.write_text(text, encoding="utf-8")
-    else:
-        path.write_bytes(text)
-    return path
+from tests.import_fakes import GOOD_CSV, write
 
 
 def read_rows(tmp_path, name: str, text, form: str | None = None) -> list[Row]:
     path = write(tmp_path, name, text)
     with open(path, "rb") as stream:
         return list(Rows(stream, form or choose_format(str(path), None), path.stat().st_size, str(path)))
-
-
-GOOD_CSV = (
-    "stock,Title,topic,cost\r\n"
-    "3,Dune,science fiction,9.99\r\n"
-    "\r\n"
-    '1,"Gödel, Escher, Bach",mathematics,25.5\r\n'
-    '0,"The ""Mythical"" Man-Month",software,19.00\r\n'
-)
 
 
 # Reading rows

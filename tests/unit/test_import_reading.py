@@ -18,7 +18,7 @@ from pygmy.cli import importer
 from pygmy.cli.import_file import Rows
 from pygmy.cli.importer import READ_AHEAD, Import, Settings
 from tests.fakes import ThreadedClock
-from tests.unit.test_import import SECRET, URL, FakeFrontEnd, settle, write
+from tests.import_fakes import SECRET, URL, FakeFrontEnd, settle, write
 
 
 class Guarded:

@@ -25,7 +25,7 @@ from pygmy.cli.invariants_frontends import (
     views_going_down,
     write_pause,
 )
-from tests.unit.test_invariants import healthy
+from tests.invariant_states import healthy
 
 BOUND = 3.5  # lease_ttl 2 + heartbeat_timeout 1.5
 

@@ -12,7 +12,7 @@ from pygmy.errors import NotPrimary, Unavailable
 from pygmy.order.orders import BUYS, ORDERS
 from pygmy.replication.store import Store, change
 from tests.fakes import result
-from tests.unit.test_coordination import HeldPool
+from tests.held import HeldPool
 
 
 class Reactor(MemoryReactorClock):
