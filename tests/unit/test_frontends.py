@@ -260,6 +260,7 @@ def test_load_counts_no_answer_only_when_every_front_end_is_down():
 def test_an_import_row_goes_to_the_next_front_end_with_its_key(tmp_path):
     from pygmy.cli.import_file import Rows
     from pygmy.cli.importer import Import, Settings
+    from tests.fakes import ThreadedClock
 
     path = tmp_path / "b.jsonl"
     path.write_text(json.dumps({"title": "T", "topic": "t", "cost": "1.00", "stock": 1}) + "\n")
@@ -269,7 +270,7 @@ def test_an_import_row_goes_to_the_next_front_end_with_its_key(tmp_path):
         rows = Rows(stream, "jsonl", path.stat().st_size, str(path))
         rows.read_header()
         found = []
-        Deferred.fromCoroutine(Import(Clock(), network, settings, rows, random.Random(1)).run()).addBoth(found.append)
+        Deferred.fromCoroutine(Import(ThreadedClock(), network, settings, rows, random.Random(1)).run()).addBoth(found.append)
     [summary] = found
     assert summary.added == 1 and summary.retries == 0
     [(method, uri, key)] = network.fronts[B].seen
