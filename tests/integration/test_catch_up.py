@@ -14,9 +14,9 @@ import signal
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import DeferredList, ensureDeferred
 
 from pygmy.testing import Cluster, compacted_past, converged, settled
+from tests.bulk_writes import write_many
 from tests.integration.load import AUTH
 
 pytestmark = pytest.mark.integration
@@ -36,28 +36,6 @@ def log_position(url: str) -> dict:
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
         return json.loads(response.readline())["snapshot"]
-
-
-async def write_many(http, url, count, clients=32):
-    """C{count} stock increments straight to the catalog primary."""
-    import json
-
-    remaining = iter(range(count))
-
-    async def writer():
-        for n in remaining:
-            response = await http.request(
-                "POST",
-                f"{url}/books/{n % 7 + 1}/update",
-                data=json.dumps({"stock_delta": 1, "request_id": f"bulk-{n}"}).encode(),
-                headers=AUTH,
-            )
-            await response.content()
-            assert response.code == 200, response.code
-
-    results = await DeferredList([ensureDeferred(writer()) for _ in range(clients)], consumeErrors=True)
-    failures = [f for ok, f in results if not ok]
-    assert not failures, failures[0]
 
 
 @pytest.mark.parametrize("log_keep", [100_000, 500], ids=["from-log", "snapshot"])

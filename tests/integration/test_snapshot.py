@@ -25,9 +25,9 @@ from pygmy.catalog.books import BOOKS, seed
 from pygmy.replication import digest
 from pygmy.replication.writelog import set_meta
 from pygmy.testing import Cluster, converged, get_json, settled
+from tests.bulk_writes import write_many
 from tests.fakes import SyncReactor, result, sync_store
 from tests.integration.load import AUTH
-from tests.integration.test_catch_up import write_many
 
 pytestmark = pytest.mark.integration
 BOOKS_ADDED = 200_000

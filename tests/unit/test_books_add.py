@@ -21,9 +21,9 @@ from pygmy.errors import Conflict
 from pygmy.net.validate import fold_topic
 from pygmy.replication import digest
 from tests.fakes import TurnReactor, committed, result, stub_remote, sync_store
+from tests.query_trace import Tracer, assert_indexed
+from tests.replication_pair import Pair
 from tests.snapshots import install_records, records_of
-from tests.unit.test_query_plans import Tracer, assert_indexed
-from tests.unit.test_replication import Pair
 
 
 def book(n: int, topic: str = "generated") -> dict:

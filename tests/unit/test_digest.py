@@ -24,8 +24,8 @@ from pygmy.replication import database, digest
 from pygmy.replication.database import SCHEMA_VERSION, backup_path, prepare, schema_file
 from pygmy.replication.store import change
 from tests.fakes import InMemoryCluster, result, sync_store
+from tests.schema_checks import dump_of, schema_of, version_of
 from tests.snapshots import install_snapshot, snapshot_of
-from tests.unit.test_schema import _schema_of, dump_of, version_of
 
 
 def checksum(store) -> str:
@@ -247,7 +247,7 @@ def test_the_upgrade_to_4_computes_the_digest_of_the_rows_there(tmp_path):
     assert dump_of(backup_path(path, 3)) == original
     fresh = tmp_path / "fresh.sqlite"
     prepare(fresh, BOOKS.schema, seed, (BOOKS,))
-    assert _schema_of(path) == _schema_of(fresh)
+    assert schema_of(path) == schema_of(fresh)
     upgraded, made = sqlite3.connect(path), sqlite3.connect(fresh)
     try:
         assert digest.kept(upgraded, (BOOKS,)) == digest.recount(upgraded, (BOOKS,))

@@ -21,7 +21,7 @@ from twisted.enterprise.adbapi import Connection
 
 from pygmy.errors import NotPrimary
 from tests.fakes import SyncReactor, result
-from tests.unit.test_replication import Pair
+from tests.replication_pair import Pair
 
 
 class QueuedReactor(SyncReactor):

@@ -4,10 +4,11 @@ the hot paths of a replica run is checked with SQLite's C{EXPLAIN QUERY
 PLAN}.
 
 The statements are not listed by hand: each hot operation runs on a real
-store with a trace callback on its connection, and every statement it
-issued is explained.  So a new query on one of these paths is checked the
-day it is written, and a query that loses its index (a changed C{WHERE}, a
-dropped index, a function around an indexed column) fails here.
+store with a trace callback on its connection (L{tests.query_trace.Tracer}),
+and every statement it issued is explained.  So a new query on one of these
+paths is checked the day it is written, and a query that loses its index (a
+changed C{WHERE}, a dropped index, a function around an indexed column)
+fails here.
 
 A plan may only C{SEARCH} (seek through the primary key or an index); a
 C{SCAN} is a walk of a whole table or index, and a temporary B-tree a sort
@@ -18,8 +19,6 @@ by the buys in flight, not by history.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from twisted.internet.defer import succeed
 
@@ -28,66 +27,7 @@ from pygmy.errors import NotFound
 from pygmy.order.orders import BUYS, ORDERS, Orders
 from pygmy.replication.store import utc_timestamp
 from tests.fakes import SyncReactor, result, sync_store
-
-#: Statements that only set up or end a transaction, or write one row.
-_PLANLESS = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|INSERT\b(?!.*\bSELECT\b))", re.I | re.S)
-
-#: What a plan may sort, by table: a temporary B-tree over these is bounded.
-_BOUNDED_SORTS = {"buys"}
-
-
-class Tracer:
-    """Record the statements a store's connection runs."""
-
-    def __init__(self, store):
-        self.store = store
-        self.statements: list[str] = []
-
-    def _set(self, callback) -> None:
-        result(self.store.pool.runWithConnection(lambda connection: connection.set_trace_callback(callback)))
-
-    def __enter__(self) -> Tracer:
-        self._set(self.statements.append)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._set(None)
-
-    def plans(self) -> dict[str, list[str]]:
-        """Each statement that has a plan, with the lines of its plan."""
-        explained = {}
-        for sql in self.statements:
-            if _PLANLESS.match(sql) or sql in explained:
-                continue
-            explained[sql] = result(
-                self.store.pool.runWithConnection(
-                    lambda connection, sql=sql: [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql)]
-                )
-            )
-        return explained
-
-
-def growing(plan: list[str], sql: str) -> list[str]:
-    """The lines of C{plan} that cost time in proportion to a table."""
-    bad = []
-    for line in plan:
-        if re.match(r"SCAN (?!CONSTANT ROW)", line):
-            bad.append(line)
-        elif line.startswith("USE TEMP B-TREE") and not any(
-            re.search(rf"\bFROM {table}\b", sql) for table in _BOUNDED_SORTS
-        ):
-            bad.append(line)
-    return bad
-
-
-def assert_indexed(tracer: Tracer) -> None:
-    plans = tracer.plans()
-    assert plans, "the operation ran no statement with a plan"
-    problems = {sql: growing(plan, sql) for sql, plan in plans.items()}
-    problems = {sql: lines for sql, lines in problems.items() if lines}
-    assert not problems, "statements on a request path that walk a whole table:\n" + "\n".join(
-        f"  {sql}\n    -> {'; '.join(lines)}" for sql, lines in problems.items()
-    )
+from tests.query_trace import Tracer, assert_indexed, growing
 
 
 @pytest.fixture

@@ -2,32 +2,21 @@
 The write log and replication without sockets: real SQLite stores whose
 interactions complete at once (L{tests.fakes.sync_store}), and two catalog
 replicas A and B whose nodes call each other's L{ReplicaApp} in memory
-through C{StubTreq}.
+through C{StubTreq} (L{tests.replication_pair.Pair}).  The catalog's cache
+push after each write is in test_replication_push.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import capturedLogs
 
-from pygmy import config as configuration
-from pygmy.catalog.app import CatalogApp
 from pygmy.catalog.books import Catalog
-from pygmy.catalog.service import InvalidationPush, catalog_service
 from pygmy.errors import Diverged, NotPrimary, StaleView
-from pygmy.net.routing import ServiceRoutes
-from pygmy.order.service import order_service
-from pygmy.replication.heartbeat import invalidate_line
-from pygmy.replication.node import Node, NodeService
-from pygmy.replication.replica import ReplicaApp
-from tests.fakes import SyncReactor, config_text, result, stub_remote
+from tests.fakes import SyncReactor, result, stub_remote
+from tests.replication_pair import Pair
 from tests.snapshots import install_snapshot, snapshot_of
-
-SECRET = "s3cret"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def written(store, count, view=1, start=0):
@@ -113,77 +102,6 @@ def test_snapshot_installs_the_same_state_and_the_log_goes_on(make_store):
 
 
 # Two replicas of the catalog
-
-
-class FakeHeartbeat:
-    """Records the lines a node sends the front end."""
-
-    def __init__(self):
-        self.lines = []
-
-    def send(self, line):
-        self.lines.append(line)
-
-    def beat(self):
-        self.lines.append(b"BEAT")
-
-    def synced(self):
-        """The SYNCED lines sent so far."""
-        return [line for line in self.lines if line.startswith(b"SYNCED ")]
-
-    def invalidate_lines(self):
-        """The INVALIDATE lines sent so far."""
-        return [line for line in self.lines if line.startswith(b"INVALIDATE ")]
-
-
-class Pair:
-    """
-    Catalog replicas A and B, each a real node, store and L{ReplicaApp};
-    each node's routes reach the other's app in memory.
-    """
-
-    def __init__(self, make_store, reactor):
-        config = configuration.load(REPO / "config.ini", environ={"PYGMY_SECRET": SECRET})
-        self.reactor = reactor
-        self.stores = {name: make_store(name) for name in "AB"}
-        # Routes first with placeholder remotes: a node needs its routes,
-        # an app its node, and a remote the other replica's app.
-        self.routes = {
-            name: ServiceRoutes("catalog", [stub_remote(None, "catalog", n, reactor) for n in "AB"], reactor, 1.0)
-            for name in "AB"
-        }
-        self.nodes = {
-            name: Node(
-                config.replica("catalog", name),
-                self.stores[name],
-                {"catalog": self.routes[name]},
-                reactor,
-                interval=0.5,
-                log_keep=1000,
-            )
-            for name in "AB"
-        }
-        self.apps = {
-            name: ReplicaApp(config.replica("catalog", name), node, SECRET, CatalogApp(Catalog(node.store, node)))
-            for name, node in self.nodes.items()
-        }
-        for name, other in (("A", "B"), ("B", "A")):
-            remote = stub_remote(self.apps[other].app.resource(), "catalog", other, reactor, SECRET)
-            self.routes[name].remotes[other] = remote
-        self.heartbeat = FakeHeartbeat()
-        self.nodes["A"].heartbeat_connected(self.heartbeat)
-
-    def view(self, number, primary, backups, to="AB"):
-        """The front end pushes a view of the catalog to the nodes in C{to}."""
-        for name in to:
-            self.nodes[name].view_received("catalog", number, primary, list(backups))
-
-    def buy(self, request_id, item=1):
-        """A decrement through A's node (which replicates it)."""
-        return ensureDeferred(Catalog(self.stores["A"], self.nodes["A"]).decrement(item, request_id))
-
-    def status(self, name):
-        return result(self.stores[name].status())
 
 
 @pytest.fixture
@@ -353,64 +271,6 @@ def test_a_timeout_while_connecting_is_replica_down():
     remote._http.client = SimpleNamespace(request=lambda *a, **k: fail(ConnectingCancelledError(None)))
     with pytest.raises(ReplicaDown, match="did not answer"):
         result(remote.get("/status"))
-
-
-# What a service does after each write: the catalog's cache push
-
-
-def pushing(pair):
-    """C{pair} with A's node pushing invalidations, as L{catalog_service} installs it."""
-    pair.nodes["A"].observe_writes(InvalidationPush(pair.nodes["A"], timeout=1.5))
-    return pair
-
-
-def test_the_catalog_push_goes_out_after_the_backups_and_before_the_write_returns(pair):
-    pushing(pair).view(1, "A", ["B"])
-    pair.view(2, "A", ["B"], to="B")  # B refuses view 1: the write waits for it
-    pending = pair.buy("r1")
-    pair.reactor.advance(1.0)
-    assert not pending.called and pair.heartbeat.invalidate_lines() == []
-    when_acknowledged = []
-    pending.addCallback(lambda write: when_acknowledged.append(pair.heartbeat.invalidate_lines()))
-    pair.view(2, "A", ["B"], to="A")
-    pair.reactor.advance(0.25)
-    assert when_acknowledged == [[invalidate_line(1, 1, "distributed systems")]]
-
-
-def test_every_new_write_is_pushed_a_replayed_one_is_not(pair):
-    pushing(pair).view(1, "A", [])
-    result(pair.buy("r1"))
-    result(Catalog(pair.stores["A"], pair.nodes["A"]).update(2, {"stock_delta": 5}, "r2"))
-    assert result(pair.buy("r1")).replayed
-    assert pair.heartbeat.invalidate_lines() == [
-        invalidate_line(1, 1, "distributed systems"),
-        invalidate_line(2, 2, "distributed systems"),
-    ]
-
-
-def test_no_push_from_a_node_of_itself_nor_without_a_connection(pair):
-    """The generic replica role knows nothing of caches: no observer, no line."""
-    pair.view(1, "A", [])
-    result(pair.buy("r1"))
-    assert pair.nodes["A"].write_observers == () and pair.heartbeat.invalidate_lines() == []
-    pushing(pair).nodes["A"].heartbeat_disconnected(pair.heartbeat)
-    assert result(pair.buy("r2")).seq == 2 and pair.heartbeat.invalidate_lines() == []
-
-
-def node_of(service) -> Node:
-    """The node inside the twistd service of one replica."""
-    (node_service,) = [child for child in service if isinstance(child, NodeService)]
-    return node_service.node
-
-
-def test_the_catalog_service_installs_the_push_the_order_service_does_not(tmp_path):
-    path = tmp_path / "config.ini"
-    path.write_text(config_text(SECRET, str(tmp_path)))
-    config = configuration.load(path, environ={})
-    catalog = node_of(catalog_service(config, "A", SyncReactor()))
-    (push,) = catalog.write_observers
-    assert isinstance(push, InvalidationPush) and push.node is catalog
-    assert node_of(order_service(config, "A", SyncReactor())).write_observers == ()
 
 
 def test_a_write_its_caller_cancels_still_reaches_every_backup(pair):

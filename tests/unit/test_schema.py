@@ -23,6 +23,7 @@ from pygmy.replication.database import (
     prepare,
     schema_file,
 )
+from tests.schema_checks import dump_of, schema_of, version_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,22 +32,6 @@ V1_LOG = [
     (1, 1, "r1", '[{"table": "books", "row": {"id": 1, "stock": 999}}]', "2026-01-01T00:00:00.000Z"),
     (2, 3, "r2", '[{"table": "books", "row": {"id": 2, "stock": 999}}]', "2026-01-01T00:00:01.000Z"),
 ]
-
-
-def version_of(path: Path) -> int:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    finally:
-        connection.close()
-
-
-def dump_of(path: Path) -> list[str]:
-    connection = sqlite3.connect(path)
-    try:
-        return list(connection.iterdump())
-    finally:
-        connection.close()
 
 
 def log_columns(path: Path) -> list[tuple]:
@@ -251,15 +236,7 @@ def test_version_2_is_upgraded_with_its_request_ids_remembered(tmp_path):
     }
     fresh = tmp_path / "fresh.sqlite"
     prepare(fresh, BOOKS.schema, seed)
-    assert _schema_of(path) == _schema_of(fresh)
-
-
-def _schema_of(path: Path) -> list[tuple]:
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
-    finally:
-        connection.close()
+    assert schema_of(path) == schema_of(fresh)
 
 
 def test_after_the_upgrade_to_3_replays_are_answered_without_the_log(tmp_path):

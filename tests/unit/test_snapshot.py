@@ -18,41 +18,16 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from pygmy.catalog.books import BOOKS, Catalog
+from pygmy.catalog.books import Catalog
 from pygmy.errors import Diverged, PygmyError
 from pygmy.order import orders
 from pygmy.order.orders import BUYS, ORDERS
 from pygmy.replication import snapshot
 from pygmy.replication.install import Install
-from pygmy.replication.store import change
 from pygmy.replication.writelog import Pins
 from tests.fakes import result, sync_store
+from tests.snapshot_state import add_books, state
 from tests.snapshots import install_records, records_of
-
-
-def add_books(store, count: int, start: int = 100) -> None:
-    """C{count} books from id C{start}, in one write (so the log and the digest follow)."""
-
-    def mutate(txn, seq, created):
-        rows = [
-            {"id": start + n, "title": f"T{start + n}", "topic": "more", "cost": "1.00", "stock": n}
-            for n in range(count)
-        ]
-        BOOKS.put(txn, rows)
-        return [change(BOOKS, row) for row in rows]
-
-    result(store.write(None, mutate))
-
-
-def requests(store) -> list[tuple]:
-    return result(store.read(lambda txn: txn.execute("SELECT * FROM requests ORDER BY request_id").fetchall()))
-
-
-def state(store) -> dict:
-    """Everything a snapshot must carry: rows, position, checksum, requests; and the digest checked."""
-    verified = result(store.verify())
-    assert verified["match"], verified
-    return {"dump": result(store.dump()), "status": result(store.status()), "requests": requests(store)}
 
 
 def random_writes(store, chance: random.Random, count: int, tag: str) -> None:

@@ -1,7 +1,7 @@
 """
 Streamed snapshots and dumps between real replicas in memory: two catalog
 nodes whose apps call each other through C{StubTreq}
-(L{tests.unit.test_replication.Pair}).  A snapshot of many pages
+(L{tests.replication_pair.Pair}).  A snapshot of many pages
 rebuilds a replica; an install cut short (C{kill -9}: the database keeps
 what was committed, the process nothing) is claimed by nobody after the
 restart and is done again from the start; C{GET /admin/dump} is written a
@@ -21,9 +21,9 @@ from pygmy.catalog.books import Catalog
 from pygmy.errors import Diverged
 from pygmy.replication import snapshot
 from tests.fakes import InMemoryCluster, result
+from tests.replication_pair import SECRET, Pair
+from tests.snapshot_state import add_books, state
 from tests.snapshots import install_records, records_of
-from tests.unit.test_replication import SECRET, Pair
-from tests.unit.test_snapshot import add_books, state
 
 AUTH = {"authorization": f"Bearer {SECRET}"}
 
