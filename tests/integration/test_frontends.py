@@ -13,12 +13,14 @@ etcd member, all real processes on free local ports.
   C{lease_ttl + 2 x heartbeat_timeout};
 - kill -9 of a follower: nothing changes;
 - kill -9 of etcd: the views stay and reads and writes go on; a replica
-  killed meanwhile makes no view change until etcd is back;
+  killed meanwhile makes no view change until etcd is back, and a write
+  that needs it is refused (503), then done once when sent again after;
 - a write through one front end shows at once through the others.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -26,7 +28,7 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from pygmy.testing import Cluster, converged
-from tests.integration.frontends_load import Load, Watcher, agreed, call, now, sleep, statuses
+from tests.integration.frontends_load import AUTH, Load, Watcher, agreed, call, now, sleep, statuses
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +57,13 @@ def several(etcd, tmp_path):
         yield running
     finally:
         running.stop_all()
+
+
+async def update(http, url: str):
+    """The same restock of 5 copies each time (one Idempotency-Key): (status, body)."""
+    headers = {b"Idempotency-Key": [b"etcd-down-restock"], **AUTH}
+    response = await http.request("POST", url, data=b'{"stock_delta": 5}', headers=headers, timeout=60)
+    return response.code, json.loads(await response.content())
 
 
 def views_of(body) -> dict:
@@ -226,6 +235,12 @@ async def test_etcd_down_views_stay_and_the_front_ends_serve_by_the_last_view(se
     await sleep(2 * HEARTBEAT_TIMEOUT + 1.0)
     found = await statuses(http, cluster)
     assert all(views_of(body) == before for body in found.values())
+    # Nor can a catalog write be acknowledged: the dead backup is in the view
+    # and nobody may take it out.  It is refused, never answered 200.
+    front = cluster.frontend_url(next(iter(cluster.frontends)))
+    stock = (await call(http, "GET", f"{front}/lookup/3"))[1]["stock"]
+    refused = await update(http, f"{front}/update/3")
+    assert refused[0] == 503 and refused[1]["error"]["code"] == "unavailable", refused
     await readers.stop()
     assert readers.failed("read") == [], readers.failed("read")[:5]
 
@@ -239,6 +254,11 @@ async def test_etcd_down_views_stay_and_the_front_ends_serve_by_the_last_view(se
             break
         assert now() - back_at < 15, catalog
         await sleep(0.1)
+    # The refused write again, with its key: done once, whether or not the
+    # first attempt had been committed.
+    done = await update(http, f"{front}/update/3")
+    assert done[0] == 200 and done[1]["item"]["stock"] == stock + 5, done
+    assert (await call(http, "GET", f"{front}/lookup/3"))[1]["stock"] == stock + 5
     await deferToThread(cluster.start, "catalog", backup)
     await agreed(http, cluster)
     await converged(cluster, "catalog")
