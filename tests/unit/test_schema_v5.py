@@ -18,6 +18,7 @@ from pygmy.net.validate import fold_topic
 from pygmy.replication import database, digest
 from pygmy.replication.database import SCHEMA_VERSION, SchemaError, backup_path, prepare, schema_file
 from tests.fakes import result, sync_store
+from tests.schema_checks import dump_of
 
 #: The books table as schema version 4 made it, with its ASCII-only index.
 V4_BOOKS = """
@@ -58,14 +59,6 @@ def query(path: Path, sql: str, *args) -> list[tuple]:
     connection = sqlite3.connect(path)
     try:
         return connection.execute(sql, args).fetchall()
-    finally:
-        connection.close()
-
-
-def dump_of(path: Path) -> list[str]:
-    connection = sqlite3.connect(path)
-    try:
-        return list(connection.iterdump())
     finally:
         connection.close()
 
