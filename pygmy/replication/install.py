@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from pygmy.errors import Diverged
 from pygmy.replication import digest
-from pygmy.replication.writelog import apply_entries, get_meta, remember_request, set_installing, set_meta
+from pygmy.replication.writelog import apply_entries, get_meta, remember_request, set_head, set_installing
 
 if TYPE_CHECKING:
     from pygmy.replication.store import Store, Table
@@ -45,8 +45,7 @@ def _begin(txn, tables: tuple[Table, ...]) -> None:
         txn.execute(f"DELETE FROM {table.name}")
     txn.execute("DELETE FROM row_hashes")
     txn.execute("DELETE FROM digests")
-    set_meta(txn, "applied_seq", 0)
-    set_meta(txn, "last_view", 0)
+    set_head(txn, 0, 0)
 
 
 def _rows(txn, table: Table, rows: list[dict]) -> None:
@@ -71,8 +70,7 @@ def _requests(txn, entries: list[dict]) -> None:
 
 
 def _position(txn, seq: int, view: int) -> None:
-    set_meta(txn, "applied_seq", seq)
-    set_meta(txn, "last_view", view)
+    set_head(txn, seq, view)
 
 
 def _entries(txn, tables: tuple[Table, ...], entries: list[dict]) -> tuple[int, int]:
