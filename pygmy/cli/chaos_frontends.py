@@ -85,7 +85,8 @@ class Watch:
         if status == 200 and isinstance(body, dict):
             block = body.get("frontend") or {}
             views = {service: view.get("view") for service, view in (body.get("services") or {}).items()}
-            found = FrontendPoll(name, sent, answered, block.get("role"), block.get("leader"), views)
+            reading = block.get("views_read") is False
+            found = FrontendPoll(name, sent, answered, block.get("role"), block.get("leader"), views, reading)
         else:
             found = FrontendPoll(name, sent, answered)
         run.obs.frontends.polls.append(found)

@@ -47,6 +47,8 @@ class FrontendPoll:
     role: str | None = None
     leader: str | None = None
     views: dict = field(default_factory=dict)
+    #: It had not read the stored views yet (just restarted): its views say nothing.
+    reading: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,18 +196,16 @@ def two_managers(polls: list[FrontendPoll]) -> list[str]:
 def views_going_down(polls: list[FrontendPoll]) -> list[str]:
     """
     Every view number lower than one reported before it, by the same front
-    end or by a manager since.  A follower at view 0 has read no view yet
-    (a front end restarted, answering before it has loaded the stored
-    views): that says nothing of the views, and is skipped.  A manager at
-    view 0 is not.
+    end or by a manager since.  A front end that says it has not read the
+    stored views yet (C{views_read} false: just restarted, answering before
+    it loaded them) says nothing of the views, and is skipped; any other
+    view 0 after a higher one is a view going down.
     """
     found = []
     last: dict[tuple[str, str], tuple[int, float]] = {}
     managed: dict[str, tuple[int, str, float]] = {}
-    for poll in sorted((p for p in polls if p.role is not None), key=lambda p: p.answered):
+    for poll in sorted((p for p in polls if p.role is not None and not p.reading), key=lambda p: p.answered):
         for service, number in sorted(poll.views.items()):
-            if number == 0 and poll.role != "leader":
-                continue
             before = last.get((poll.name, service))
             if before is not None and number < before[0]:
                 found.append(

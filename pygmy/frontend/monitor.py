@@ -93,6 +93,9 @@ class Monitor:
             )
             for service, replicas in config.replicas.items()
         }
+        #: Whether the stored views have been read (L{start}): until then
+        #: this front end's views say nothing (a restarted one shows 0).
+        self.views_read = store is None
         self.succession = None
         if leadership is not None:
             self.coordinator = "etcd"
@@ -109,10 +112,15 @@ class Monitor:
         (L{Succession.start}).
         """
         if self.succession is not None:
-            return self.succession.start()
-        if self.store is None:
-            return succeed(None)
-        return self.store.load().addCallback(self.restore)
+            started = self.succession.start()
+        elif self.store is None:
+            started = succeed(None)
+        else:
+            started = self.store.load().addCallback(self.restore)
+        return started.addCallback(self._views_were_read)
+
+    def _views_were_read(self, _) -> None:
+        self.views_read = True
 
     @property
     def deciding(self) -> bool:
@@ -306,11 +314,19 @@ class Monitor:
         """
         Which front end this is and which one manages the views, for the
         C{frontend} block of C{GET /status}: the lone C{[frontend]} always
-        manages them itself.
+        manages them itself.  C{views_read} is false until the stored views
+        have been read: a front end just restarted answers before that, and
+        its view numbers are then 0, not the cluster's.
         """
         if self.succession is not None:
-            return self.succession.status()
-        return {"name": self.name, "role": "leader", "leader": self.name, "coordinator": self.coordinator}
+            return {**self.succession.status(), "views_read": self.views_read}
+        return {
+            "name": self.name,
+            "role": "leader",
+            "leader": self.name,
+            "coordinator": self.coordinator,
+            "views_read": self.views_read,
+        }
 
     def status(self) -> dict:
         """The cluster as the front end sees it, for C{GET /status}."""

@@ -61,7 +61,7 @@ class Fronts:
 
     def __init__(self, config):
         self.names = {front.url: name for name, front in config.frontends.items()}
-        self.leader, self.dead, self.stale = "1", set(), set()
+        self.leader, self.dead, self.stale, self.reading = "1", set(), set(), set()
         self.views = {"catalog": 3, "order": 2}
         self.cost, self.first_cost = "1.00", None
         self.seen: list[tuple[str, str, str]] = []
@@ -81,7 +81,8 @@ class Fronts:
             services = {
                 s: {"view": v, "primary": "A", "backups": ["B"], "replicas": replicas} for s, v in self.views.items()
             }
-            return 200, {"frontend": {"name": name, "role": role, "leader": self.leader}, "services": services}
+            block = {"name": name, "role": role, "leader": self.leader, "views_read": name not in self.reading}
+            return 200, {"frontend": block, "services": services}
         if path.startswith("/update/"):
             self.cost = json.loads(data).get("cost", self.cost)
             self.first_cost = self.first_cost or self.cost
@@ -136,7 +137,10 @@ def test_the_watch_polls_every_front_end_and_knows_the_manager(config):
     clock.advance(0.1)
     assert watch.manager() == "2" and watch.new_manager("1") == pytest.approx(0.6)
     assert watch.latest["1"].role is None  # no answer
-    assert watch.latest["3"].views == {"catalog": 3, "order": 2}
+    assert watch.latest["3"].views == {"catalog": 3, "order": 2} and not watch.latest["3"].reading
+    fronts.reading.add("3")  # restarted, its stored views not read yet
+    clock.advance(0.1)
+    assert watch.latest["3"].reading
     done = ensureDeferred(watch.stop())
     assert done.called and not watch.ticker.running
 

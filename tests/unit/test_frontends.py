@@ -270,7 +270,8 @@ def test_an_import_row_goes_to_the_next_front_end_with_its_key(tmp_path):
         rows = Rows(stream, "jsonl", path.stat().st_size, str(path))
         rows.read_header()
         found = []
-        Deferred.fromCoroutine(Import(ThreadedClock(), network, settings, rows, random.Random(1)).run()).addBoth(found.append)
+        job = Import(ThreadedClock(), network, settings, rows, random.Random(1))
+        Deferred.fromCoroutine(job.run()).addBoth(found.append)
     [summary] = found
     assert summary.added == 1 and summary.retries == 0
     [(method, uri, key)] = network.fronts[B].seen

@@ -10,6 +10,8 @@ read while one was down, two managers at once, a view number going down.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pygmy.cli import invariants
 from pygmy.cli.invariants import Fault
 from pygmy.cli.invariants_frontends import (
@@ -216,9 +218,12 @@ def test_a_view_number_going_down_violates_8():
     assert views_going_down(across) == ["catalog: manager 2 at view 5 at 4.05s, after manager 1 had view 6 at 1.05s"]
     # A follower that lags behind the manager is not a view going down.
     assert views_going_down(polls(("1", 1.0, "leader", "1", 6), ("2", 1.0, "follower", "1", 5))) == []
-    # A restarted follower that has read no view yet (0) is not either; a manager at 0 is.
+    # A restarted front end that says it has read no view yet is not either ...
     restarted = polls(("1", 1.0, "follower", "2", 6), ("1", 3.0, "follower", "2", 0), ("1", 3.5, "follower", "2", 6))
+    assert views_going_down(restarted) == ["1: catalog view 0 at 3.05s after 6 at 1.05s"]
+    restarted[1] = dataclasses.replace(restarted[1], reading=True)
     assert views_going_down(restarted) == []
+    # ... but a view 0 from one that has read them is, follower or manager (above, and:)
     assert views_going_down(polls(("1", 1.0, "leader", "1", 6), ("1", 3.0, "leader", "1", 0))) != []
 
 

@@ -148,7 +148,13 @@ def test_status_names_the_view_manager(cluster):
     status, _, body = call(cluster, "/status")
     assert status == 200
     frontend = json.loads(body)["frontend"]
-    assert frontend == {"name": "frontend", "role": "leader", "leader": "frontend", "coordinator": "local"}
+    assert frontend == {
+        "name": "frontend",
+        "role": "leader",
+        "leader": "frontend",
+        "coordinator": "local",
+        "views_read": True,
+    }
 
 
 # GET /events

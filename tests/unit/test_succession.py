@@ -32,7 +32,24 @@ def test_a_follower_begins_from_the_stored_views_then_watches_and_campaigns(conf
     assert front.routes.views == [(4, "A", ["B"])]
     assert (front.catalog().number, front.catalog().primary) == (4, "A")
     assert store.watchers and front.leadership.started
-    assert front.monitor.frontend_status() == {"name": "1", "role": "follower", "leader": None, "coordinator": "etcd"}
+    assert front.monitor.frontend_status() == {
+        "name": "1",
+        "role": "follower",
+        "leader": None,
+        "coordinator": "etcd",
+        "views_read": True,
+    }
+
+
+def test_until_the_stored_views_are_read_status_says_so(config):
+    store = FakeStore({"catalog": view(4)})
+    store.hold_loads = True
+    front = FrontEnd(config, store)
+    assert not front.started.called
+    assert front.monitor.frontend_status()["views_read"] is False and front.catalog().number == 0
+    store.answer_loads()
+    assert front.started.called
+    assert front.monitor.frontend_status()["views_read"] is True and front.catalog().number == 4
 
 
 def test_a_follower_never_pushes_a_view_it_did_not_read_from_the_store(config):
@@ -166,11 +183,12 @@ def test_the_frontend_block_of_status(config):
         client.flush()
         return body.result["frontend"]
 
-    assert block() == {"name": "1", "role": "follower", "leader": None, "coordinator": "etcd"}
+    read = {"coordinator": "etcd", "views_read": True}
+    assert block() == {"name": "1", "role": "follower", "leader": None, **read}
     front.leadership.leader = "2"
-    assert block() == {"name": "1", "role": "follower", "leader": "2", "coordinator": "etcd"}
+    assert block() == {"name": "1", "role": "follower", "leader": "2", **read}
     front.lead()
-    assert block() == {"name": "1", "role": "leader", "leader": "1", "coordinator": "etcd"}
+    assert block() == {"name": "1", "role": "leader", "leader": "1", **read}
 
 
 def test_a_lone_front_end_always_leads(tmp_path):
@@ -184,6 +202,7 @@ def test_a_lone_front_end_always_leads(tmp_path):
         "role": "leader",
         "leader": "frontend",
         "coordinator": "local",
+        "views_read": True,  # nothing to read: no store
     }
 
 
