@@ -170,7 +170,8 @@ class Watcher:
                 if key not in cluster.processes:
                     continue
                 status, body = await call(self.http, "GET", cluster.frontend_url(key) + "/status", timeout=1.0)
-                if status == 200:
+                if status == 200 and body["frontend"]["views_read"]:
+                    # (A front end that has not read the stored views yet says nothing of them.)
                     front = body["frontend"]
                     views = {service: view["view"] for service, view in body["services"].items()}
                     self.samples.append(Sample(now(), key, front["role"], front["leader"], views))
@@ -200,7 +201,7 @@ class Watcher:
         for sample in self.samples:
             for service, view in sample.views.items():
                 key = (sample.frontend, service)
-                if view and view < last.get(key, 0):
+                if view < last.get(key, 0):
                     wrong.append(f"{sample.frontend} {service}: view {last[key]} then {view} at {sample.at:.2f}")
                 last[key] = max(view, last.get(key, 0))
         return wrong

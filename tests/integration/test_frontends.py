@@ -126,6 +126,7 @@ async def test_kill_9_of_the_view_manager_under_load(several, http):
         "role": "follower",
         "leader": new_leader.partition(":")[2],
         "coordinator": "etcd",
+        "views_read": True,
     }
     assert len({str(views_of(body)) for body in found.values()}) == 1
     for service in ("catalog", "order"):
