@@ -68,6 +68,8 @@ def describe_frontend(block: dict) -> str:
     """
     name, role, leader = block.get("name"), block.get("role"), block.get("leader")
     where = f" ({block['coordinator']})" if block.get("coordinator") else ""
+    if block.get("views_read") is False:
+        where += ", not yet read the stored views (its view numbers say nothing)"
     if role == "leader":
         return f"{name}: manages the views{where}"
     manager = f"views managed by {leader}" if leader else "no front end manages the views now"

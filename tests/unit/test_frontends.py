@@ -289,6 +289,11 @@ def test_status_says_which_front_end_answered_and_who_manages_the_views():
     assert formats.describe_frontend(leader) == "frontend: manages the views (local)"
     alone = {"name": "2", "role": "follower", "leader": None, "coordinator": "etcd"}
     assert formats.describe_frontend(alone) == "2: follower, no front end manages the views now (etcd)"
+    starting = {**alone, "views_read": False}
+    assert formats.describe_frontend(starting) == (
+        "2: follower, no front end manages the views now (etcd), "
+        "not yet read the stored views (its view numbers say nothing)"
+    )
     assert "front end" not in formats.format_status({"services": {}, "balancer": "round_robin"})
 
 
