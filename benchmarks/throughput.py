@@ -141,6 +141,14 @@ def restock(config):
         urllib.request.urlopen(request, timeout=10).read()
 
 
+def start(config, what: str) -> None:
+    """C{pygmy up} of C{config}, then wait for full views and restock (the caller runs C{pygmy down})."""
+    if launcher.up(config, echo=lambda line: None):
+        raise SystemExit(f"benchmark: pygmy up of {what} failed")
+    testing.wait_for_full_view(config.frontend.url, 30, f"the views of {what} to settle")
+    restock(config)
+
+
 def ratios(ref_many, buy_many, lookup_one, buy_one) -> dict:
     """Issue 14's two ratios from its four measurements."""
     return {"rate": buy_many[0] / ref_many[0], "latency": buy_one[1] / lookup_one[1]}
@@ -167,14 +175,7 @@ def baseline(args, port: int) -> list:
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(Path(args.baseline).resolve())
     try:
-        if launcher.up(config, echo=lambda line: None):
-            raise SystemExit("benchmark: pygmy up of the baseline failed")
-        testing.wait_until(
-            lambda: testing.every_replica_in_view(testing.get_json(config.frontend.url + "/status")[1]["services"]),
-            30,
-            "the baseline's views to settle",
-        )
-        restock(config)
+        start(config, "the baseline")
         return issue14(config.frontend.url, port, args)
     finally:
         launcher.down(config, echo=lambda line: None)
@@ -204,14 +205,7 @@ def main(argv=None):
     port = testing.free_ports(1)[0]
     reference = subprocess.Popen([sys.executable, str(REFERENCE), str(port)])
     try:
-        if launcher.up(config, echo=lambda line: None):
-            raise SystemExit("benchmark: pygmy up failed")
-        testing.wait_until(
-            lambda: testing.every_replica_in_view(testing.get_json(config.frontend.url + "/status")[1]["services"]),
-            30,
-            "the views to settle",
-        )
-        restock(config)
+        start(config, "the cluster")
         front = config.frontend.url
         generator = "wrk" if shutil.which("wrk") else "pygmy.cli.loadgen"
         print(f"{args.clients} clients, {args.seconds} s each, load by {generator}")

@@ -240,6 +240,11 @@ def in_step(statuses: list[dict]) -> bool:
     return len({(s["applied_seq"], s["checksum"]) for s in statuses}) == 1
 
 
+def wait_for_full_view(frontend_url: str, timeout: float, what: str = "a full view") -> None:
+    """Block until the front end at C{frontend_url} has every replica of every service in its views."""
+    wait_until(lambda: every_replica_in_view(get_json(frontend_url + "/status")[1]["services"]), timeout, what)
+
+
 def wait_until(predicate, timeout: float, what: str, every: float = 0.02) -> None:
     """
     Block until C{predicate()} is true (an C{OSError} counts as not yet).

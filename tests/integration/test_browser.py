@@ -32,7 +32,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pygmy.catalog.books import SEED
-from pygmy.testing import SECRET, every_replica_in_view, get_json, wait_until
+from pygmy.testing import SECRET, get_json, wait_for_full_view
 
 pytestmark = pytest.mark.integration
 
@@ -66,8 +66,7 @@ window.fetch = function (url, options) {
 @pytest.fixture(scope="module")
 def cluster(cluster):
     """The module's cluster once both services have every replica in their views."""
-    in_view = lambda: every_replica_in_view(get_json(cluster.url + "/status")[1]["services"])  # noqa: E731
-    wait_until(in_view, 15, "the views")
+    wait_for_full_view(cluster.url, 15, "the views")
     return cluster
 
 
@@ -165,7 +164,7 @@ def screenshot(driver, name: str) -> None:
 
 def test_the_dashboard_shows_a_replica_down_within_2s_then_back_and_the_failover(fresh_cluster, browser):
     cluster = fresh_cluster
-    wait_until(lambda: every_replica_in_view(get_json(cluster.url + "/status")[1]["services"]), 15, "the views")
+    wait_for_full_view(cluster.url, 15, "the views")
     for item in (1, 2, 3):
         assert get_json(f"{cluster.url}/buy/{item}", method="POST")[0] == 200
     primary = get_json(cluster.url + "/status")[1]["services"]["catalog"]["primary"]

@@ -25,7 +25,7 @@ import pytest
 
 from pygmy.cli.import_file import row_key
 from pygmy.cli.pids import kill
-from pygmy.testing import ROOT, SECRET, every_replica_in_view, get_json, run_pygmy, wait_until
+from pygmy.testing import ROOT, SECRET, get_json, run_pygmy, wait_for_full_view
 
 pytestmark = pytest.mark.integration
 
@@ -169,19 +169,20 @@ def test_a_killed_import_run_again_adds_every_book_once(cluster, tmp_path):
     assert titles_of(cluster, "import killed") == [book["title"] for book in books]
 
 
-def test_a_failover_during_the_import_adds_every_book_once(fresh_cluster, tmp_path):
-    cluster = fresh_cluster
-    wait_until(lambda: every_replica_in_view(get_json(cluster.url + "/status")[1]["services"]), 10, "a full view")
-    primary = get_json(cluster.url + "/status")[1]["services"]["catalog"]["primary"]
+def import_through_a_fault(cluster, tmp_path, letter: str, topic: str, fault) -> tuple[dict, list[dict]]:
+    """
+    Import 600 new books of C{topic} (4 at a time, C{--json}); once 50 are
+    in, C{fault()}; the summary once the import has ended (returned 0),
+    and the books.  The import is killed by its pid if it does not end.
+    """
     count = 600
-    books = [{"title": f"F{n:04}", "topic": "import failover", "cost": "1.00", "stock": 1} for n in range(count)]
+    books = [{"title": f"{letter}{n:04}", "topic": topic, "cost": "1.00", "stock": 1} for n in range(count)]
     path = tmp_path / "books.jsonl"
     path.write_text(jsonl(books))
     process = start_import(cluster, path, "--concurrency", "4", "--json")
     try:
-        wait_for_books(cluster, "import failover", 50, process)
-        assert cluster.stop(f"catalog:{primary}", signal.SIGKILL) == -signal.SIGKILL
-        assert len(titles_of(cluster, "import failover")) < count, "the import ended before the failover"
+        wait_for_books(cluster, topic, 50, process)
+        fault()
         out, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
@@ -190,7 +191,20 @@ def test_a_failover_during_the_import_adds_every_book_once(fresh_cluster, tmp_pa
     summary = json.loads(out)
     assert process.returncode == 0, (summary, err)
     assert (summary["added"], summary["refused"], summary["unconfirmed"]) == (count, [], [])
-    assert titles_of(cluster, "import failover") == [book["title"] for book in books]
+    assert titles_of(cluster, topic) == [book["title"] for book in books]
+    return summary, books
+
+
+def test_a_failover_during_the_import_adds_every_book_once(fresh_cluster, tmp_path):
+    cluster = fresh_cluster
+    wait_for_full_view(cluster.url, 10)
+    primary = get_json(cluster.url + "/status")[1]["services"]["catalog"]["primary"]
+
+    def kill_the_catalog_primary():
+        assert cluster.stop(f"catalog:{primary}", signal.SIGKILL) == -signal.SIGKILL
+        assert len(titles_of(cluster, "import failover")) < 600, "the import ended before the failover"
+
+    import_through_a_fault(cluster, tmp_path, "F", "import failover", kill_the_catalog_primary)
     new = get_json(cluster.url + "/status")[1]["services"]["catalog"]["primary"]
     assert new != primary
 
@@ -199,24 +213,12 @@ def test_a_front_end_killed_during_the_import_loses_and_doubles_nothing(fresh_cl
     # Requests in flight at the kill may have added their book without an answer: the retry with the
     # same key gets the first answer.  Until the front end is back, each try finds no one (retried).
     cluster = fresh_cluster
-    wait_until(lambda: every_replica_in_view(get_json(cluster.url + "/status")[1]["services"]), 10, "a full view")
-    count = 600
-    books = [{"title": f"R{n:04}", "topic": "import restart", "cost": "1.00", "stock": 1} for n in range(count)]
-    path = tmp_path / "books.jsonl"
-    path.write_text(jsonl(books))
-    process = start_import(cluster, path, "--concurrency", "4", "--json")
-    try:
-        wait_for_books(cluster, "import restart", 50, process)
+    wait_for_full_view(cluster.url, 10)
+
+    def restart_the_front_end():
         assert cluster.stop("frontend", signal.SIGKILL) == -signal.SIGKILL
         time.sleep(1.0)
         cluster.start("frontend")
-        out, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            kill(process.pid, signal.SIGKILL)
-            process.communicate(timeout=10)
-    summary = json.loads(out)
-    assert process.returncode == 0, (summary, err)
-    assert (summary["added"], summary["refused"], summary["unconfirmed"]) == (count, [], [])
+
+    summary, _ = import_through_a_fault(cluster, tmp_path, "R", "import restart", restart_the_front_end)
     assert summary["retries"] >= 1
-    assert titles_of(cluster, "import restart") == [book["title"] for book in books]
