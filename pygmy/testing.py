@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -326,6 +327,10 @@ def run_pygmy(*args: str, cwd=ROOT, timeout: float = 60.0) -> subprocess.Complet
     return subprocess.run(
         [sys.executable, "-m", "pygmy.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
     )
+
+
+#: A line of C{pygmy up}: the process, its pid, its URL and its log file.
+UP_LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")
 
 
 class UpCluster:

@@ -9,17 +9,15 @@ first, then SIGKILL for any pid still alive that any pid file ever named.
 
 from __future__ import annotations
 
-import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from pygmy.cli import launcher
-from pygmy.testing import UpCluster, run_pygmy, write_config
+from pygmy.testing import UP_LINE, UpCluster, run_pygmy, write_config
 
 pytestmark = pytest.mark.integration
-LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")
 
 
 @pytest.fixture
@@ -36,7 +34,7 @@ def test_up_chaos_down(started):
     config = str(started.path)
     done = run_pygmy("up", "--config", config)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [LINE.match(line) for line in done.stdout.splitlines()]
+    lines = [UP_LINE.match(line) for line in done.stdout.splitlines()]
     assert all(lines) and [m[1] for m in lines] == ["catalog:A", "catalog:B", "order:A", "order:B", "frontend"]
     pids = started.note()
     for match, process in zip(lines, launcher.processes(started.config), strict=True):

@@ -19,11 +19,10 @@ import re
 import pytest
 
 from pygmy.cli import etcd, launcher
-from pygmy.testing import UpCluster, run_pygmy
+from pygmy.testing import UP_LINE, UpCluster, run_pygmy
 from tests.integration.frontends import write_two_frontends
 
 pytestmark = pytest.mark.integration
-LINE = re.compile(r"^(\S+)\s+pid (\d+)\s+(http://\S+)\s+log (\S+)$")
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def test_up_two_front_ends_and_a_local_etcd_then_down(started):
 
     done = run_pygmy("up", "--config", config, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [LINE.match(line) for line in done.stdout.splitlines()]
+    lines = [UP_LINE.match(line) for line in done.stdout.splitlines()]
     assert all(lines), done.stdout
     names = ["etcd", "catalog:A", "catalog:B", "order:A", "order:B", "frontend:1", "frontend:2"]
     assert [m[1] for m in lines] == names
