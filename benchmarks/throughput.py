@@ -28,7 +28,15 @@ printed.  Issue 14's two ratios (buys over the bare route at 50
 connections, goal >= 0.4; one client's buy p50 over its uncached lookup
 p50, goal <= 2.5) are printed with their values before that work: measured
 in the same run on a checkout of the earlier code with C{--baseline DIR}
-(C{git worktree add DIR 14658ed}), else as recorded (L{BEFORE}).  Everything it starts is stopped, whatever happens.
+(C{git worktree add DIR 14658ed}), else as recorded (L{BEFORE}).
+
+Under them it prints what bounds the first ratio: the CPU a buy costs in
+each process during the run at C{--many} connections, split into the
+reactor thread and the SQLite pool's threads (from C{/proc/<pid>/task}),
+and the ceiling those figures put on the buys a second -- the machine's
+cores over the SQLite threads' CPU a buy plus the bare route's CPU a
+request, as if no internal exchange and no reactor-thread code cost
+anything (L{bounds}).  Everything it starts is stopped, whatever happens.
 """
 
 from __future__ import annotations
@@ -149,22 +157,129 @@ def start(config, what: str) -> None:
     restock(config)
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """
+    CPU seconds used so far by C{pid}'s main thread (a twistd's reactor)
+    and by all its other threads (its SQLite pool), from C{/proc}.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            # Fields 14 and 15 of stat, utime and stime, counted after the
+            # command's closing parenthesis (the name may hold spaces).
+            fields = task.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if task.name == str(pid):
+            main += used
+        else:
+            other += used
+    return main, other
+
+
+def with_cpu(pids: dict, run):
+    """
+    C{run()}'s result, and the CPU seconds each of C{pids} (name -> pid)
+    used meanwhile, as C{name -> (main thread, other threads)}; the
+    load generator's own (wrk is a child of this process) as C{"load"}.
+    """
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    children = os.times()
+    result = run()
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    done = os.times()
+    used = {name: (after[name][0] - before[name][0], after[name][1] - before[name][1]) for name in pids}
+    used["load"] = (done.children_user - children.children_user + done.children_system - children.children_system, 0.0)
+    return result, used
+
+
+def cluster_pids(config) -> dict:
+    """C{catalog:A} ... C{frontend} -> pid, for every running process of C{config}."""
+    found = {process.name: launcher.running_pid(process) for process in launcher.processes(config)}
+    return {name: pid for name, pid in found.items() if pid is not None}
+
+
+def bounds(seconds, ref_many, ref_cpu, buy_many, buy_cpu) -> dict:
+    """
+    What the CPU of this machine allows, from the CPU each process used
+    during the bare route's and the buys' runs at C{--many} connections
+    (L{with_cpu}): per request of the bare route, the reference's and the
+    load generator's; per buy, each process's reactor thread and SQLite
+    pool threads.
+
+    C{ceiling} is the most buys a second this machine's cores could give
+    if a buy cost nothing but the work of the replicas' SQLite threads
+    (every transaction and apply the contract requires, as measured) and
+    the bare route's own work (the public request, its load included):
+    no internal exchange, no reactor-thread code at all.  Over the bare
+    route's rate, it bounds the ratio that issue 14 asks to be >= 0.4.
+    """
+    cores = os.cpu_count() or 1
+    route = (sum(ref_cpu["reference"]) + ref_cpu["load"][0]) / (ref_many[0] * seconds)
+    count = buy_many[0] * seconds
+    per = {name: (main / count, other / count) for name, (main, other) in buy_cpu.items()}
+    database = sum(other for name, (main, other) in per.items() if name != "load")
+    reactors = sum(main for name, (main, other) in per.items() if name != "load")
+    ceiling = cores / (database + route)
+    return {
+        "cores": cores,
+        "per": per,
+        "database": database,
+        "reactors": reactors,
+        "route": route,
+        "ceiling": ceiling,
+        "ceiling_ratio": ceiling / ref_many[0],
+    }
+
+
 def ratios(ref_many, buy_many, lookup_one, buy_one) -> dict:
     """Issue 14's two ratios from its four measurements."""
     return {"rate": buy_many[0] / ref_many[0], "latency": buy_one[1] / lookup_one[1]}
 
 
-def issue14(front: str, port: int, args) -> list:
-    """The bare route and buys at C{--many} connections; a lookup and a buy with one."""
-    return [
-        measure("ref", f"http://127.0.0.1:{port}/reference", args, clients=args.many),
-        measure("buy", f"{front}/buy/1", args, buy=True, clients=args.many),
+def issue14(config, reference: subprocess.Popen, port: int, args) -> tuple[list, dict]:
+    """
+    The bare route and buys at C{--many} connections; a lookup and a buy
+    with one.  Also L{bounds}, from the CPU the reference and the cluster's
+    processes used during the first two.
+    """
+    front = config.frontend.url
+    ref, ref_cpu = with_cpu(
+        {"reference": reference.pid},
+        lambda: measure("ref", f"http://127.0.0.1:{port}/reference", args, clients=args.many),
+    )
+    buys, buy_cpu = with_cpu(
+        cluster_pids(config), lambda: measure("buy", f"{front}/buy/1", args, buy=True, clients=args.many)
+    )
+    rows = [
+        ref,
+        buys,
         measure("uncached", f"{front}/lookup/1", args, ["Cache-Control: no-cache"], clients=1),
         measure("buy", f"{front}/buy/1", args, buy=True, clients=1),
     ]
+    return rows, bounds(args.seconds, ref, ref_cpu, buys, buy_cpu)
 
 
-def baseline(args, port: int) -> list:
+def print_bounds(bound: dict, many: int) -> None:
+    """L{bounds}, as the lines under the goals."""
+    print(f"  CPU a buy at {many} clients, ms (reactor thread + SQLite threads):")
+    for name, (main, other) in sorted(bound["per"].items()):
+        if name != "load":
+            print(f"    {name:12} {main * 1000:6.3f} + {other * 1000:6.3f}")
+    print(f"    {'load (wrk)':12} {bound['per']['load'][0] * 1000:6.3f}")
+    print(
+        f"  the bare route costs {bound['route'] * 1000:.3f} ms of CPU a request (server and load);"
+        f" the replicas' SQLite threads {bound['database'] * 1000:.3f} ms a buy"
+    )
+    print(
+        f"  ceiling on {bound['cores']} cores if nothing else cost CPU: {bound['ceiling']:.0f} buys/s,"
+        f" {bound['ceiling_ratio']:.3f} of the bare route (goal >= 0.40)"
+    )
+
+
+def baseline(args, reference: subprocess.Popen, port: int) -> tuple[list, dict]:
     """
     L{issue14}'s measurements of a cluster that runs the code of the
     checkout C{args.baseline} (an earlier commit, e.g. a C{git worktree}):
@@ -176,7 +291,7 @@ def baseline(args, port: int) -> list:
     os.environ["PYTHONPATH"] = str(Path(args.baseline).resolve())
     try:
         start(config, "the baseline")
-        return issue14(config.frontend.url, port, args)
+        return issue14(config, reference, port, args)
     finally:
         launcher.down(config, echo=lambda line: None)
         if saved is None:
@@ -225,7 +340,8 @@ def main(argv=None):
             "8 uncached lookup, 1 client",
             "9 buy (replicated), 1 client",
         )
-        rows += list(zip(names, issue14(front, port, args), strict=True))
+        measured, bound = issue14(config, reference, port, args)
+        rows += list(zip(names, measured, strict=True))
         print(f"  {'':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name, (rps, p50, p99, errors) in rows:
             print(f"  {name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {errors:7d}")
@@ -241,7 +357,7 @@ def main(argv=None):
         before, where = BEFORE, "before, recorded"
         if args.baseline:
             launcher.down(config, echo=lambda line: None)
-            base = baseline(args, port)
+            base, _ = baseline(args, reference, port)
             before, where = ratios(*base), f"before, measured now from {args.baseline}"
             print(f"  baseline: {args.many} clients reference {base[0][0]:.0f}/s, buys {base[1][0]:.0f}/s;")
             print(f"    1 client: uncached lookup p50 {base[2][1]:.2f} ms, buy p50 {base[3][1]:.2f} ms")
@@ -253,6 +369,7 @@ def main(argv=None):
             f"  buy p50 / uncached p50, 1 client {now['latency']:5.2f}   "
             f"(goal <= 2.5; {where}: {before['latency']:.2f})"
         )
+        print_bounds(bound, args.many)
     finally:
         launcher.down(config, echo=lambda line: None)
         reference.send_signal(signal.SIGTERM)
