@@ -32,6 +32,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/failover.py
+	$(BIN)/python benchmarks/exchange.py
 
 clean:
 	rm -rf $(VENV) var _trial_temp *.egg-info .pytest_cache
