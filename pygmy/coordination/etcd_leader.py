@@ -58,8 +58,9 @@ class Leadership:
         are measured on its L{monotonic} clock.
 
     @ivar leading: whether this front end is the view manager now.
-    @ivar leader: the holder's name as last read (C{None}: nobody, or not
-        known since etcd could not be reached).
+    @ivar leader: the holder's name as last read (C{None}: nobody, not
+        known since etcd could not be reached, or a previous run of this
+        front end whose lease has not lapsed yet).
     @ivar elected: called with no argument when this front end wins.
     @ivar deposed: called with a reason (a sentence) when it stops leading
         for any reason but L{stop}.
@@ -73,6 +74,9 @@ class Leadership:
         self.clock = monotonic(reactor)
         self.leading = False
         self.leader: str | None = None
+        #: The lease (as etcd wrote it) of a previous run of this front end
+        #: last found on the key.
+        self._stale: str | None = None
         self.elected = lambda: None
         self.deposed = lambda reason: None
         #: Times this front end became or stopped being the view manager.
@@ -208,7 +212,7 @@ class Leadership:
         answer = await self.gateway.range(self.key)
         held = kvs(answer)
         if held:
-            self.leader = unb64(held[0].get("value", ""))
+            self.leader = self._holder(held[0])
             self._watch_key(revision(answer))
             return
         sent = self.clock.seconds()
@@ -228,8 +232,29 @@ class Leadership:
             # An earlier try of this very txn was applied; its answer was lost.
             self._win(lease, number(holder[0], "create_revision"), sent, ttl)
             return
-        self.leader = unb64(holder[0].get("value", "")) if holder else None
+        self.leader = self._holder(holder[0]) if holder else None
         await self._revoke(lease)
+
+    def _holder(self, kv: dict) -> str | None:
+        """
+        The leader C{kv} (the key, as read while following) names: C{None}
+        if it names this front end, whose lease it is not -- the lease of a
+        previous run of this front end (killed, then restarted), which
+        leads nothing and goes when that lease lapses.  Logged once a lease.
+        """
+        name = unb64(kv.get("value", ""))
+        if name != self.name:
+            return name
+        lease = kv.get("lease")
+        if lease != self._stale:
+            self._stale = lease
+            log.info(
+                "front end {name}: the leader key still names this front end's previous run"
+                " (lease {lease}); following until that lease lapses",
+                name=self.name,
+                lease=lease,
+            )
+        return None
 
     def _win(self, lease: int, won: int, sent: float, ttl: int) -> None:
         if self.leading or not self._polling.running:
@@ -272,7 +297,7 @@ class Leadership:
                 if self._polling.running:
                     ensureDeferred(self._campaign())
             else:
-                self.leader = unb64(kv.get("value", ""))
+                self.leader = self._holder(kv)
 
     def _watch_ended(self, result, stream) -> None:
         if self._watch is stream:

@@ -6,6 +6,7 @@ renewals, the lapse, the fence, the resignation.
 
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from pygmy.coordination.etcd_gateway import Gateway, b64
@@ -54,6 +55,29 @@ class CampaignTests(Helpers):
         # It reads the key again a poll later.
         self.clock.advance(self.leadership.poll_every)
         self.assertEqual(len(self.etcd.bodies("/v3/kv/range")), 2)
+
+    def test_a_key_held_by_its_own_previous_run_names_no_leader(self):
+        # Front end "1" restarted after a kill -9: the key still names "1",
+        # with the lease of its previous run, which leads nothing.
+        with capturedLogs() as events:
+            self.etcd.then("/v3/kv/range", "range_leader")
+            self.leadership.start()
+            self.etcd.then("/v3/kv/range", "range_leader")
+            self.clock.advance(self.leadership.poll_every)
+        self.assertFalse(self.leadership.leading)
+        self.assertIsNone(self.leadership.leader)
+        self.assertEqual(self.etcd.bodies("/v3/lease/grant"), [])
+        self.assertRaises(NotLeader, self.leadership.fence)
+        said = [e for e in events if "previous run" in e.get("log_format", "")]
+        self.assertEqual(len(said), 1)  # once for that lease, not once a poll
+        self.assertEqual(said[0]["lease"], LEASE)
+        # Once that lease lapses and the key is gone, it campaigns and wins.
+        self.etcd.then("/v3/kv/range", "range_empty")
+        self.etcd.then("/v3/lease/grant", "grant")
+        self.etcd.then("/v3/kv/txn", "campaign_won")
+        self.clock.advance(self.leadership.poll_every)
+        self.assertTrue(self.leadership.leading)
+        self.assertEqual(self.leadership.leader, "1")
 
     def test_nobody_holds_it_so_it_wins(self):
         self.win()
@@ -290,6 +314,12 @@ class WatchTests(Helpers):
             b64(name),
         )
         return '{"result":{%s,"events":[{"kv":%s}]}}' % (self.HEADER % revision, kv)
+
+    def test_its_own_name_seen_on_the_watch_is_no_leader(self):
+        self.follow()  # as front end "2"
+        self.send(self.holder("2"))  # a previous run of "2" took the key meanwhile
+        self.assertIsNone(self.leadership.leader)
+        self.assertFalse(self.leadership.leading)
 
     def test_the_watch_stops_when_it_wins(self):
         self.follow()
