@@ -211,13 +211,13 @@ class InMemoryCluster:
         self.catalog_app = catalog_app = self.replica_app(
             catalog_node, CatalogApp(Catalog(self.catalog_store, catalog_node))
         )
-        self.catalog = StubTreq(catalog_app.app.resource())
+        self.catalog = StubTreq(catalog_app.resource())
         catalog_routes = self.routes("catalog", catalog_app)
 
         order_node = self.primary_node("order", self.order_store)
         orders = Orders(self.order_store, catalog_routes, order_node)
         order_app = self.replica_app(order_node, OrderApp(orders))
-        self.order = StubTreq(order_app.app.resource())
+        self.order = StubTreq(order_app.resource())
         routes = {"catalog": catalog_routes, "order": self.routes("order", order_app)}
         self.monitor = Monitor(self.config, self.reactor, {})
         self.cache = ReplyCache(100)
@@ -244,7 +244,7 @@ class InMemoryCluster:
         """L{ServiceRoutes} to the in-memory replica, which is primary."""
         from pygmy.net.routing import ServiceRoutes
 
-        remote = stub_remote(replica_app.app.resource(), service, "A", self.reactor, self.secret)
+        remote = stub_remote(replica_app.resource(), service, "A", self.reactor, self.secret)
         routes = ServiceRoutes(service, [remote], self.reactor, deadline=1.0)
         routes.update(1, "A", [])
         return routes

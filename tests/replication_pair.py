@@ -76,7 +76,7 @@ class Pair:
             for name, node in self.nodes.items()
         }
         for name, other in (("A", "B"), ("B", "A")):
-            remote = stub_remote(self.apps[other].app.resource(), "catalog", other, reactor, SECRET)
+            remote = stub_remote(self.apps[other].resource(), "catalog", other, reactor, SECRET)
             self.routes[name].remotes[other] = remote
         self.heartbeat = FakeHeartbeat()
         self.nodes["A"].heartbeat_connected(self.heartbeat)

@@ -2,11 +2,14 @@
 What every replica serves, whatever its service, and how it is assembled.
 
 L{ReplicaApp} answers C{GET /status} to anyone.  Every other request goes
-through one door, L{ReplicaApp.door}, a C{branch=True} route that checks the
-shared secret and then hands the request to L{InternalRoutes}: C{/metrics},
-C{/admin/dump}, the replication routes, and the service's own Klein app
-(books or orders).  No internal route checks the secret itself, so none can
-forget it:
+through one door, L{Door} (the site's resource, L{ReplicaApp.resource}),
+which checks the shared secret and then hands the request to
+L{InternalRoutes} (C{/metrics}, C{/admin/...}, C{/replication/...}) or to the
+service's own Klein app (books or orders) for every other path.  No
+internal route checks the secret itself, so none can forget it.  The door
+is a plain resource that picks the app by the path's first segment: each
+request is routed by one Klein app, not by one app leading to the next
+(each extra level of Klein matching costs some 40 µs of a request):
 
 ==================================  ==========================================
 C{GET  /admin/dump}                C{{"applied_seq", "rows": [...]}} and
@@ -40,15 +43,17 @@ from functools import partial
 
 from klein import Klein
 from twisted.application.service import MultiService
+from twisted.web.resource import Resource
 
 from pygmy.config import SERVICES, Config, ReplicaConfig
-from pygmy.errors import BadRequest, NotFound
+from pygmy.errors import BadRequest, NotFound, Unauthorized
 from pygmy.net.listener import Listener
 from pygmy.net.remote import HTTPClientService
 from pygmy.net.routing import routes_for
 from pygmy.net.stream import stream_reply
 from pygmy.net.validate import parse_request_id
 from pygmy.net.web import (
+    error_response,
     install_error_handlers,
     json_response,
     make_site,
@@ -96,14 +101,15 @@ def _integer(body: dict, name: str) -> int:
 class ReplicaApp:
     """
     The HTTP app of one replica: C{GET /status} for anyone, and one door,
-    L{door}, to every other route.
+    L{Door} (L{resource}), to every other route.
 
     @param service_app: the service's own Klein app instance (it provides
         C{app}); its routes are served behind the door.
     @ivar internal: the L{InternalRoutes} behind the door.
     """
 
-    app = Klein()
+    #: Its own routes (C{GET /status}); every other one is behind L{Door}.
+    public = Klein()
 
     def __init__(self, replica: ReplicaConfig, node: Node, secret: str, service_app, metrics=None):
         self.replica = replica
@@ -113,7 +119,7 @@ class ReplicaApp:
         self.internal = InternalRoutes(node, service_app, metrics)
         self._inside = self.internal.app.resource()
 
-    @app.route("/status", methods=["GET"])
+    @public.route("/status", methods=["GET"])
     async def status(self, request):
         """Who this replica is, its role and view, and how far it has applied."""
         applied_seq, _, checksum = await self.store.status()
@@ -129,24 +135,54 @@ class ReplicaApp:
             },
         )
 
-    @app.route("/", branch=True)
-    def door(self, request):
-        """
-        The one door: every route but C{GET /status}, whatever its path or
-        method, is reached through here, after the secret check.
-        """
-        require_secret(request, self._secret)
-        return self._inside
+    def resource(self) -> Door:
+        """The replica's site resource: the door, in front of every route."""
+        return Door(self.public.resource(), self._inside, self.internal.service, self._secret)
 
-    install_error_handlers(app)
+    install_error_handlers(public)
+
+
+class Door(Resource):
+    """
+    The one door of a replica: C{GET /status} (and its C{HEAD}) goes to
+    the public app; every other request, whatever its path or method, is
+    refused with 401 unless it carries the shared secret, then goes to the
+    internal routes if its first segment names one of theirs, else to the
+    service's own app (which answers 404 or 405 for what it does not serve).
+
+    @param public: the resource of L{ReplicaApp}'s own routes.
+    @param internal: the resource of L{InternalRoutes}.
+    @param service: the resource of the service's app.
+    """
+
+    isLeaf = True
+
+    #: First path segments of L{InternalRoutes}.
+    INTERNAL = frozenset({b"admin", b"metrics", b"replication"})
+
+    def __init__(self, public, internal, service, secret: str):
+        super().__init__()
+        self._public, self._internal, self._service = public, internal, service
+        self._secret = secret
+
+    def render(self, request):
+        """Pick the app for C{request}, after the secret check, and let it answer."""
+        path = request.postpath
+        if path == [b"status"] and request.method in (b"GET", b"HEAD"):
+            return self._public.render(request)
+        try:
+            require_secret(request, self._secret)
+        except Unauthorized as refused:
+            return error_response(request, refused)
+        inner = self._internal if path and path[0] in self.INTERNAL else self._service
+        return inner.render(request)
 
 
 class InternalRoutes:
     """
-    The routes behind the shared secret (only L{ReplicaApp.door} leads here):
-    metrics, the dump, replication, and the service's own app, which serves
-    whatever no route here matches (a path or a method), as one app did
-    before the door.
+    The routes behind the shared secret (only L{Door} leads here):
+    metrics, the dump and verification, replication.  L{Door} sends every
+    other path to the service's own app (L{service}).
 
     @param service_app: the service's own Klein app instance (it provides
         C{app}).
@@ -159,7 +195,9 @@ class InternalRoutes:
         self.node = node
         self.store = node.store
         self.metrics = metrics
-        self._service = service_app.app.resource()
+        #: The resource of the service's own app, which L{Door} leads to
+        #: for every path not under one of these routes.
+        self.service = service_app.app.resource()
 
     @app.route("/metrics", methods=["GET"])
     def metrics_text(self, request):
@@ -217,11 +255,6 @@ class InternalRoutes:
         joined = await self.node.join(name, _integer(body, "after"), _integer(body, "view"))
         return json_response(request, {"joined": joined})
 
-    @app.route("/", branch=True)
-    def service(self, request):
-        """The service's own routes."""
-        return self._service
-
     install_error_handlers(app)
 
 
@@ -268,6 +301,6 @@ def replica_service(config: Config, replica: ReplicaConfig, parts: ReplicaParts,
     NodeService(parts.node, connect, compact_every=cluster.compact_interval).setServiceParent(top)
     _, metrics = registry_with(ReplicaCollector(parts.node))
     app = ReplicaApp(replica, parts.node, cluster.secret, service_app, metrics)
-    site = make_site(app.app.resource(), cluster.access_log, metrics, max_body=MAX_REPLICA_BODY)
+    site = make_site(app.resource(), cluster.access_log, metrics, max_body=MAX_REPLICA_BODY)
     Listener(reactor, replica.endpoint, site, f"{replica.label} HTTP", replica.where).setServiceParent(top)
     return top

@@ -256,7 +256,7 @@ def test_order_batch_buys_each_call_once(cluster):
 
 
 def test_remote_batched_maps_each_answer(cluster):
-    remote = stub_remote(cluster.catalog_app.app.resource(), "catalog", "A", cluster.reactor, cluster.secret)
+    remote = stub_remote(cluster.catalog_app.resource(), "catalog", "A", cluster.reactor, cluster.secret)
     ok = remote.batched("/books/decrement", {"item_id": 6, "request_id": "buy:r1"})
     missing = remote.batched("/books/decrement", {"item_id": 77, "request_id": "buy:r2"})
     assert result(ok)["item"]["stock"] == 999

@@ -4,7 +4,7 @@ Every internal route of a replica is behind the shared secret.
 The routes are read from the apps' own route maps (Klein's
 C{url_map.iter_rules()}), so a route added to any of them later is walked
 too: each path with each of its methods, and with every other method too
-(an undeclared method falls through to the service's app, behind the door),
+and paths no app serves,
 without the secret, with a wrong one and with a scheme other than Bearer
 must answer 401; with the secret, anything but 401.  Only C{GET /status}
 (and its C{HEAD}) is public.
@@ -33,12 +33,15 @@ PUBLIC = {("/status", "GET"), ("/status", "HEAD")}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 #: The Klein apps of a replica, and which replicas serve them.
-APPS = {
-    ReplicaApp: ("catalog", "order"),
-    InternalRoutes: ("catalog", "order"),
-    CatalogApp: ("catalog",),
-    OrderApp: ("order",),
-}
+APPS = [
+    (ReplicaApp.public, ("catalog", "order")),
+    (InternalRoutes.app, ("catalog", "order")),
+    (CatalogApp.app, ("catalog",)),
+    (OrderApp.app, ("order",)),
+]
+
+#: Paths no app serves, walked too: the door guards every path, served or not.
+UNSERVED = ("/1", "/", "/replication/nope", "/admin", "/metrics/1", "/status/1")
 
 UNAUTHORIZED = {
     "error": {"code": "unauthorized", "message": "This route needs 'Authorization: Bearer <secret>'."},
@@ -60,12 +63,13 @@ def concrete(rule: str) -> str:
 def routes() -> list[tuple[str, str, str]]:
     """Every C{(replica, path, method)} of the apps' route maps, but the public ones."""
     found = []
-    for app, replicas in APPS.items():
-        for rule in app.app.url_map.iter_rules():
+    for app, replicas in APPS:
+        for rule in app.url_map.iter_rules():
             path = concrete(rule.rule)
             for method in sorted(set(METHODS) | (rule.methods or set())):
                 if (path, method) not in PUBLIC:
                     found.extend((replica, path, method) for replica in replicas)
+    found += [(replica, path, method) for replica in ("catalog", "order") for path in UNSERVED for method in METHODS]
     return sorted(set(found))
 
 
@@ -122,6 +126,24 @@ def test_with_the_secret_every_internal_route_is_let_through(replicas, replica, 
     response, body = call(replicas[replica], method, path, {"authorization": f"Bearer {SECRET}"})
     assert response.code != 401, body
     assert response.headers.getRawHeaders("www-authenticate") is None
+
+
+@pytest.mark.parametrize(
+    "replica, method, path, code",
+    [
+        ("catalog", "GET", "/replication/apply", 405),  # the internal app's route, its method refused
+        ("order", "POST", "/replication/log", 405),
+        ("catalog", "GET", "/replication/nope", 404),
+        ("catalog", "GET", "/books/decrement", 400),  # the service's app: /books/<item_id>, not an id
+        ("order", "DELETE", "/orders/1", 405),
+        ("order", "GET", "/nope", 404),
+        ("catalog", "POST", "/status", 404),  # only GET and HEAD of /status are the public app's
+    ],
+)
+def test_behind_the_door_each_path_reaches_the_app_that_serves_it(replicas, replica, method, path, code):
+    response, body = call(replicas[replica], method, path, {"authorization": f"Bearer {SECRET}"})
+    assert response.code == code, body
+    assert set(json.loads(body)) == {"error"}
 
 
 @pytest.mark.parametrize("replica", ["catalog", "order"])

@@ -115,7 +115,7 @@ def test_a_replica_mid_install_refuses_forwarded_entries_and_says_recovering(mak
     pair.nodes["B"].view_received("catalog", 2, None, [])  # no primary known: it waits
     with pytest.raises(Diverged, match="installing"):
         result(pair.nodes["B"].apply(2, result(pair.stores["A"].read_log(0, 1))))
-    response = result(StubTreq(pair.apps["B"].app.resource()).get("http://b/status"))
+    response = result(StubTreq(pair.apps["B"].resource()).get("http://b/status"))
     assert json.loads(result(response.content()))["role"] == "recovering"
 
 
