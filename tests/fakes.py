@@ -40,16 +40,47 @@ def config_text(secret: str = "s3cret", data_dir: str = "var") -> str:
     )
 
 
+class PoolThread:
+    """
+    What a fake pool's job would see of the reactor if it ran in a thread
+    of its own: a C{callFromThread} made while a job runs waits until the
+    job is over, then runs before the job's result is handed back -- the
+    order of a real reactor, which runs both later, on its own thread, in
+    the order they were sent.  Every fake pool runs its jobs through
+    L{run}; every fake reactor's C{callFromThread} is L{call_from_thread}.
+    """
+
+    #: One list per job running now (innermost last): the calls it sent.
+    _sent: list[list] = []
+
+    @classmethod
+    def run(cls, on_result, f, *args, **kwargs) -> None:
+        """Run the job C{f} now, then the calls it sent, then C{on_result}."""
+        cls._sent.append([])
+        try:
+            outcome = (True, f(*args, **kwargs))
+        except BaseException:
+            outcome = (False, Failure())
+        finally:
+            sent = cls._sent.pop()
+        for call, call_args, call_kwargs in sent:
+            call(*call_args, **call_kwargs)
+        on_result(*outcome)
+
+    @classmethod
+    def call_from_thread(cls, f, *args, **kwargs) -> None:
+        """C{f} now, or after the job running now."""
+        if cls._sent:
+            cls._sent[-1].append((f, args, kwargs))
+        else:
+            f(*args, **kwargs)
+
+
 class SyncThreadPool:
-    """A thread pool that runs every job at once, in the calling thread."""
+    """A thread pool that runs every job at once, in the calling thread (L{PoolThread})."""
 
     def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
+        PoolThread.run(onResult, f, *args, **kwargs)
 
     def start(self):
         pass
@@ -82,7 +113,8 @@ class ThreadedClock(Clock):
     """
     A C{Clock} that is also a reactor with threads (C{deferToThreadPool}
     works on it): its pool (C{pool}, a L{RecordingThreadPool}) runs each job
-    at once, and C{callFromThread} calls at once.  Work that must not run on
+    at once, and C{callFromThread} calls at once (after the job that sent
+    it, L{PoolThread}).  Work that must not run on
     the reactor thread can check C{pool.running}.
     """
 
@@ -94,17 +126,19 @@ class ThreadedClock(Clock):
         return self.pool
 
     def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
+        PoolThread.call_from_thread(f, *args, **kwargs)
 
 
 class SyncReactor(MemoryReactorClock):
     """
     A memory reactor and clock whose C{callFromThread}, and C{callLater}
-    with no delay ("at the end of this turn"), run at once.
+    with no delay ("at the end of this turn"), run at once (a
+    C{callFromThread} sent by a pool's job, once the job is over:
+    L{PoolThread}).
     """
 
     def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
+        PoolThread.call_from_thread(f, *args, **kwargs)
 
     def callLater(self, delay, f, *args, **kwargs):
         call = super().callLater(delay, f, *args, **kwargs)
@@ -121,7 +155,7 @@ class TurnReactor(MemoryReactorClock):
     """
 
     def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
+        PoolThread.call_from_thread(f, *args, **kwargs)
 
     def turns(self, most: int = 10_000) -> None:
         """Run turns until nothing is due."""

@@ -6,7 +6,7 @@ needs of a reactor, around a L{HeldPool}.  Used by the views store's tests
 and a replica's shutdown (C{tests/unit/test_shutdown.py}).
 """
 
-from twisted.python.failure import Failure
+from tests.fakes import PoolThread
 
 
 class HeldPool:
@@ -20,12 +20,7 @@ class HeldPool:
 
     def run_one(self):
         on_result, f, args, kwargs = self.jobs.pop(0)
-        try:
-            value = f(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, value)
+        PoolThread.run(on_result, f, *args, **kwargs)
 
     def run_all(self):
         while self.jobs:
@@ -42,4 +37,4 @@ class HeldReactor:
         return self.pool
 
     def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
+        PoolThread.call_from_thread(f, *args, **kwargs)

@@ -16,7 +16,6 @@ order and never block the reactor thread.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Callable
 
@@ -65,10 +64,6 @@ class Store(WriteLog, Service):
         self._scheduled = False
         self._stopping = False
         self._idle: list[Deferred] = []
-        #: The thread running a batch's transaction, while it does.
-        self._batch_thread: int | None = None
-        #: Logged writes to tell after the commit (see L{_tell_logged}).
-        self._untold: list = []
         self.path = Path(path)
         self.tables = tables
         self._clock = reactor
@@ -221,16 +216,13 @@ class Store(WriteLog, Service):
         self._committing = True
         work = [item[:-2] for item in batch]
         logged = [item[-2] for item in batch]
-        self.pool.runInteraction(self._write_batch, work, logged).addBoth(self._committed, batch)
+        self.pool.runInteraction(self._write_all, work, logged).addBoth(self._committed, batch)
 
     def _committed(self, outcomes, batch) -> None:
         self._committing = False
         idle, self._idle = self._idle, []
-        untold, self._untold = self._untold, []
         if isinstance(outcomes, Failure):
             outcomes = [(False, outcomes)] * len(batch)
-        else:
-            self._tell_logged(untold)
         for (ok, result), item in zip(outcomes, batch, strict=True):
             d = item[-1]
             if d.called:
@@ -244,13 +236,6 @@ class Store(WriteLog, Service):
         self._schedule_commit()
         for d in idle:
             d.callback(None)
-
-    def _write_batch(self, txn, work, logged=None) -> list:
-        self._batch_thread = threading.get_ident()
-        try:
-            return self._write_all(txn, work, logged)
-        finally:
-            self._batch_thread = None
 
     def _write_all(self, txn, work, logged) -> list:
         txn.execute("BEGIN IMMEDIATE")
@@ -290,15 +275,8 @@ class Store(WriteLog, Service):
     def _tell_logged(self, early: list) -> None:
         """
         Hand each write of C{early} to its C{logged} callable (see
-        L{write}), on the reactor thread -- never from inside the batch's
-        own transaction: a reactor whose C{callFromThread} runs at once on
-        the pool's thread (a synchronous pool, in tests) would have
-        C{logged} read the store from within it, so those wait for the
-        commit instead, as without C{logged}.
+        L{write}), on the reactor thread.
         """
-        if self._batch_thread == threading.get_ident():
-            self._untold.extend(early)
-            return
         for tell, write in early:
             try:
                 tell(write)

@@ -11,13 +11,13 @@ from twisted.internet.testing import MemoryReactorClock
 from pygmy.errors import NotPrimary, Unavailable
 from pygmy.order.orders import BUYS, ORDERS
 from pygmy.replication.store import Store, change
-from tests.fakes import result
+from tests.fakes import PoolThread, result
 from tests.held import HeldPool
 
 
 class Reactor(MemoryReactorClock):
     def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
+        PoolThread.call_from_thread(f, *args, **kwargs)
 
 
 class ClosablePool(HeldPool):
