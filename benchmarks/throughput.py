@@ -164,7 +164,9 @@ def start(config, what: str) -> None:
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """
     CPU seconds used so far by C{pid}'s main thread (a twistd's reactor)
-    and by all its other threads (its SQLite pool), from C{/proc}.
+    and by all its other threads (its SQLite pool), from C{/proc}.  Only
+    live threads are listed there: a thread that ended takes its CPU with
+    it (the pools' threads live as long as their process).
     """
     tick = os.sysconf("SC_CLK_TCK")
     main = other = 0.0
