@@ -59,8 +59,8 @@ class Leadership:
 
     @ivar leading: whether this front end is the view manager now.
     @ivar leader: the holder's name as last read (C{None}: nobody, not
-        known since etcd could not be reached, or a previous run of this
-        front end whose lease has not lapsed yet).
+        known since etcd could not be reached, or this front end's name
+        under a lease it does not hold, until that lease lapses).
     @ivar elected: called with no argument when this front end wins.
     @ivar deposed: called with a reason (a sentence) when it stops leading
         for any reason but L{stop}.
@@ -74,8 +74,8 @@ class Leadership:
         self.clock = monotonic(reactor)
         self.leading = False
         self.leader: str | None = None
-        #: The lease (as etcd wrote it) of a previous run of this front end
-        #: last found on the key.
+        #: The lease (as etcd wrote it) last found on the key under this
+        #: front end's name while it did not hold it.
         self._stale: str | None = None
         self.elected = lambda: None
         self.deposed = lambda reason: None
@@ -238,9 +238,11 @@ class Leadership:
     def _holder(self, kv: dict) -> str | None:
         """
         The leader C{kv} (the key, as read while following) names: C{None}
-        if it names this front end, whose lease it is not -- the lease of a
-        previous run of this front end (killed, then restarted), which
-        leads nothing and goes when that lease lapses.  Logged once a lease.
+        if it names this front end under a lease it does not hold -- that
+        of a previous run of this front end (killed, then restarted), or of
+        a campaign of its own whose answer was lost -- which leads nothing
+        and goes when that lease lapses, nobody renewing it.  Logged once a
+        lease.
         """
         name = unb64(kv.get("value", ""))
         if name != self.name:
@@ -249,8 +251,8 @@ class Leadership:
         if lease != self._stale:
             self._stale = lease
             log.info(
-                "front end {name}: the leader key still names this front end's previous run"
-                " (lease {lease}); following until that lease lapses",
+                "front end {name}: the leader key names this front end under lease {lease}, which it does"
+                " not hold (a previous run's, or a campaign's whose answer was lost); following until it lapses",
                 name=self.name,
                 lease=lease,
             )

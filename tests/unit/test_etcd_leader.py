@@ -68,7 +68,7 @@ class CampaignTests(Helpers):
         self.assertIsNone(self.leadership.leader)
         self.assertEqual(self.etcd.bodies("/v3/lease/grant"), [])
         self.assertRaises(NotLeader, self.leadership.fence)
-        said = [e for e in events if "previous run" in e.get("log_format", "")]
+        said = [e for e in events if "which it does not hold" in e.get("log_format", "")]
         self.assertEqual(len(said), 1)  # once for that lease, not once a poll
         self.assertEqual(said[0]["lease"], LEASE)
         # Once that lease lapses and the key is gone, it campaigns and wins.
