@@ -3,10 +3,10 @@ Every internal route of a replica is behind the shared secret.
 
 The routes are read from the apps' own route maps (Klein's
 C{url_map.iter_rules()}), so a route added to any of them later is walked
-too: each path with each of its methods, and with every other method too
-and paths no app serves,
-without the secret, with a wrong one and with a scheme other than Bearer
-must answer 401; with the secret, anything but 401.  Only C{GET /status}
+too: each path with each of its methods and with every other method, and
+paths no app serves, each without the secret, with a wrong one and with a
+scheme other than Bearer, must answer 401; with the secret, anything but
+401.  Only C{GET /status}
 (and its C{HEAD}) is public.
 Socket-free: the replicas of L{tests.fakes.InMemoryCluster}, through
 C{StubTreq}.
