@@ -53,7 +53,8 @@ from pygmy import config as configuration
 from pygmy.catalog.books import BOOKS, SEED, Catalog, seed
 from pygmy.cli import launcher
 from pygmy.order.orders import BUYS, ORDERS, Orders
-from pygmy.replication.store import Store, utc_timestamp
+from pygmy.replication.store import Store
+from pygmy.replication.tables import utc_timestamp
 
 #: Buys started at once: the writes of each step of them share a transaction.
 CONCURRENCY = 2000

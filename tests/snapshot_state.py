@@ -9,7 +9,7 @@ interactions complete at once (L{tests.fakes.sync_store}).
 from __future__ import annotations
 
 from pygmy.catalog.books import BOOKS
-from pygmy.replication.store import change
+from pygmy.replication.tables import change
 from tests.fakes import result
 
 

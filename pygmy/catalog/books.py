@@ -7,7 +7,7 @@ in the database, in the write log and in an HTTP reply is the same dict.
 Searches match the topic case-insensitively in every script: each row also
 stores C{topic_key}, its topic folded by
 L{fold_topic<pygmy.net.validate.fold_topic>}, a derived column
-(L{Derived<pygmy.replication.store.Derived>}) that every replica computes for
+(L{Derived<pygmy.replication.tables.Derived>}) that every replica computes for
 itself and indexes (C{books_topic_key}), and that no row shows.  (SQLite's
 C{COLLATE NOCASE}, which the index C{books_topic} of schema version 4 used,
 folds ASCII only: C{"ÉCOLE"} missed C{"école"}.)
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from pygmy.errors import BadRequest, NotFound, OutOfStock
 from pygmy.net.validate import MAX_ID, fold_topic
-from pygmy.replication.store import Derived, Store, Table, change, fingerprint_of
+from pygmy.replication.store import Store
+from pygmy.replication.tables import Derived, Table, change, fingerprint_of
 
 BOOKS = Table(
     name="books",

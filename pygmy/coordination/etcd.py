@@ -33,18 +33,9 @@ from typing import Callable
 from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.logger import Logger
 
-from pygmy.coordination.etcd_gateway import (
-    EtcdError,
-    Gateway,
-    WatchStream,
-    b64,
-    kvs,
-    number,
-    revision,
-    txn_response,
-    unb64,
-)
+from pygmy.coordination.etcd_gateway import Gateway, WatchStream
 from pygmy.coordination.etcd_leader import Leadership, NotLeader
+from pygmy.coordination.etcd_wire import EtcdError, b64, kvs, number, revision, txn_response, unb64
 from pygmy.coordination.store import StoredView, ViewStoreError
 
 log = Logger()

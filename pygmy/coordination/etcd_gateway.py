@@ -34,32 +34,10 @@ from pygmy.coordination.etcd_wire import (
     EtcdError,
     EtcdUnavailable,
     b64,
-    kvs,
-    number,
     parse_endpoints,
     prefix_end,
-    revision,
-    txn_response,
-    unb64,
 )
 from pygmy.net.remote import NETWORK_ERRORS
-
-__all__ = [
-    "MAX_LINE",
-    "RETRY_ELSEWHERE",
-    "EtcdError",
-    "EtcdUnavailable",
-    "Gateway",
-    "WatchStream",
-    "b64",
-    "kvs",
-    "number",
-    "parse_endpoints",
-    "prefix_end",
-    "revision",
-    "txn_response",
-    "unb64",
-]
 
 log = Logger()
 

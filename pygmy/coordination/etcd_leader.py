@@ -35,7 +35,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pygmy.clock import monotonic
-from pygmy.coordination.etcd_gateway import EtcdError, Gateway, b64, kvs, number, revision, txn_response, unb64
+from pygmy.coordination.etcd_gateway import Gateway
+from pygmy.coordination.etcd_wire import EtcdError, b64, kvs, number, revision, txn_response, unb64
 from pygmy.coordination.store import ViewStoreError
 
 log = Logger()

@@ -24,7 +24,7 @@ from uuid import uuid4
 
 from twisted.logger import Logger
 
-from pygmy.replication.store import utc_timestamp
+from pygmy.replication.tables import utc_timestamp
 
 log = Logger()
 

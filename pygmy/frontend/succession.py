@@ -35,7 +35,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from pygmy.coordination.etcd import NotLeader, StaleView
-from pygmy.coordination.etcd_gateway import EtcdError
+from pygmy.coordination.etcd_wire import EtcdError
 from pygmy.coordination.store import StoredView
 
 log = Logger()

@@ -31,7 +31,8 @@ from twisted.logger import Logger
 
 from pygmy.errors import ERRORS_BY_CODE, BadRequest, Conflict, NotFound, OutOfStock, PygmyError
 from pygmy.net.routing import ServiceRoutes
-from pygmy.replication.store import Store, Table, change, fingerprint_of
+from pygmy.replication.store import Store
+from pygmy.replication.tables import Table, change, fingerprint_of
 from pygmy.tasks import Tasks
 
 log = Logger()

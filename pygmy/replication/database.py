@@ -12,7 +12,7 @@ An upgrade that SQL alone cannot do has a Python step as well,
 L{UPGRADE_STEPS}, run after the C{.sql} files in the same transaction
 (version 4: the digests of the rows, L{pygmy.replication.digest}).
 
-A service's L{Derived<pygmy.replication.store.Derived>} columns (version 5:
+A service's L{Derived<pygmy.replication.tables.Derived>} columns (version 5:
 the catalog's C{topic_key}) are added by L{add_derived}, which runs at every
 open and at creation, after the service's tables: a column missing from the
 file is added, filled from the rows and indexed, in the same transaction.
@@ -20,7 +20,7 @@ file is added, filled from the rows and indexed, in the same transaction.
 (A folder name that is no Python identifier, so that setuptools ships it as
 data and never takes it for a package.)
 
-A service's own tables come from its L{Table<pygmy.replication.store.Table>}
+A service's own tables come from its L{Table<pygmy.replication.tables.Table>}
 schemas (C{CREATE ... IF NOT EXISTS}): made with a new database, and run
 again at every open, as before the schema files, so that a table or index a
 service adds later appears in older files too.
@@ -99,7 +99,7 @@ def prepare(path: Path, tables_schema: str, seed: Callable[[sqlite3.Cursor], Non
 
     @param tables_schema: the service's C{CREATE ... IF NOT EXISTS} statements.
     @param seed: called with a cursor once, when the database is created.
-    @param tables: the service's L{Table<pygmy.replication.store.Table>}s,
+    @param tables: the service's L{Table<pygmy.replication.tables.Table>}s,
         whose digests are computed when the database is made or upgraded.
     @raise SchemaError: the file is not a Pygmy database, or is newer than
         this code, or has no upgrade path.
@@ -216,7 +216,7 @@ def _create(path: Path, tables_schema: str, seed, tables) -> None:
 
 def add_derived(txn, tables) -> None:
     """
-    Give every table of C{tables} its L{Derived<pygmy.replication.store.Derived>}
+    Give every table of C{tables} its L{Derived<pygmy.replication.tables.Derived>}
     columns: add each one the file lacks and compute it for every row (in
     pages of L{PAGE}, by key, so memory stays flat), then make sure it has
     its index, C{<table>_<column>}.  Runs inside the caller's transaction.
@@ -260,7 +260,7 @@ class Pool(adbapi.ConnectionPool):
     made once L{prepare} has made the file ready, in the same thread.
 
     @param path: the SQLite file.
-    @param tables: the service's L{Table<pygmy.replication.store.Table>}s.
+    @param tables: the service's L{Table<pygmy.replication.tables.Table>}s.
     @param seed: called with a cursor once, when the database is created.
     @param reactor: runs the pool's thread.
     """

@@ -33,7 +33,7 @@ import json
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:
-    from pygmy.replication.store import Table
+    from pygmy.replication.tables import Table
 
 #: Digests are sums modulo this.
 MODULUS = 1 << 256

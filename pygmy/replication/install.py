@@ -34,7 +34,8 @@ from pygmy.replication import digest
 from pygmy.replication.writelog import apply_entries, get_meta, remember_request, set_head, set_installing
 
 if TYPE_CHECKING:
-    from pygmy.replication.store import Store, Table
+    from pygmy.replication.store import Store
+    from pygmy.replication.tables import Table
 
 
 def _begin(txn, tables: tuple[Table, ...]) -> None:

@@ -33,7 +33,8 @@ from pygmy.clock import monotonic
 from pygmy.errors import Diverged, NotPrimary, StaleView
 from pygmy.replication.catchup import CatchUp
 from pygmy.replication.primary import Replicator
-from pygmy.replication.store import Store, utc_timestamp
+from pygmy.replication.store import Store
+from pygmy.replication.tables import utc_timestamp
 from pygmy.tasks import shielded
 
 log = Logger()

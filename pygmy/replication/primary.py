@@ -26,7 +26,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from pygmy.errors import NotPrimary, PygmyError
-from pygmy.replication.store import Store, Write
+from pygmy.replication.store import Store
+from pygmy.replication.tables import Write
 
 BATCH = 500
 

@@ -58,7 +58,8 @@ from pygmy.net.web import json_bytes
 from pygmy.replication.writelog import ENTRY_COLUMNS, Pins, decode_entry, get_meta
 
 if TYPE_CHECKING:
-    from pygmy.replication.store import Store, Table
+    from pygmy.replication.store import Store
+    from pygmy.replication.tables import Table
 
 #: The most rows (or requests, or log entries) in one page.
 PAGE_ROWS = 1000

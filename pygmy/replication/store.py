@@ -27,10 +27,8 @@ from twisted.python.failure import Failure
 from pygmy.errors import Conflict, Unavailable
 from pygmy.replication import digest
 from pygmy.replication.database import Pool
-from pygmy.replication.tables import Derived, Table, Write, change, fingerprint_of, utc_timestamp
+from pygmy.replication.tables import Table, Write, utc_timestamp
 from pygmy.replication.writelog import WriteLog, append_entry, find_request, get_meta, set_head
-
-__all__ = ["Derived", "Store", "Table", "Write", "change", "fingerprint_of", "utc_timestamp"]
 
 
 class Store(WriteLog, Service):

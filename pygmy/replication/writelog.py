@@ -54,7 +54,7 @@ from pygmy.errors import Diverged
 from pygmy.replication import digest
 
 if TYPE_CHECKING:
-    from pygmy.replication.store import Table
+    from pygmy.replication.tables import Table
 
 #: The columns of the C{log} table, in the order L{_decode} reads them.
 ENTRY_COLUMNS = "seq, view, request_id, changes, created, fingerprint"

@@ -22,7 +22,7 @@ from pygmy.order import orders
 from pygmy.order.orders import BUYS, ORDERS
 from pygmy.replication import database, digest
 from pygmy.replication.database import SCHEMA_VERSION, backup_path, prepare, schema_file
-from pygmy.replication.store import change
+from pygmy.replication.tables import change
 from tests.fakes import InMemoryCluster, result, sync_store
 from tests.schema_checks import dump_of, schema_of, version_of
 from tests.snapshots import install_snapshot, snapshot_of

@@ -12,8 +12,9 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pygmy.coordination.etcd import EtcdViewStore, NotLeader, StaleView
-from pygmy.coordination.etcd_gateway import EtcdUnavailable, Gateway, b64, unb64
+from pygmy.coordination.etcd_gateway import Gateway
 from pygmy.coordination.etcd_leader import Leadership
+from pygmy.coordination.etcd_wire import EtcdUnavailable, b64, unb64
 from pygmy.coordination.store import StoredView, ViewStoreError
 from tests.unit.fake_etcd import FakeEtcd, edited, lines, recorded
 

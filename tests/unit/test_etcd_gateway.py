@@ -11,10 +11,10 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pygmy.coordination.etcd_gateway import (
+from pygmy.coordination.etcd_gateway import Gateway
+from pygmy.coordination.etcd_wire import (
     EtcdError,
     EtcdUnavailable,
-    Gateway,
     b64,
     kvs,
     number,

@@ -9,8 +9,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from pygmy.coordination.etcd_gateway import Gateway, b64
+from pygmy.coordination.etcd_gateway import Gateway
 from pygmy.coordination.etcd_leader import Leadership, NotLeader
+from pygmy.coordination.etcd_wire import b64
 from tests.unit.fake_etcd import FakeEtcd
 
 #: The lease and create revision of the recorded campaign that was won.

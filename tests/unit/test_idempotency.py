@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from pygmy.catalog.books import SEED, Catalog
 from pygmy.errors import Conflict
 from pygmy.replication.node import Node
-from pygmy.replication.store import utc_timestamp
+from pygmy.replication.tables import utc_timestamp
 from tests.fakes import result
 from tests.snapshots import install_snapshot, snapshot_of
 

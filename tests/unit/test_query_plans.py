@@ -25,7 +25,7 @@ from twisted.internet.defer import succeed
 from pygmy.catalog.books import BOOKS, Catalog, seed
 from pygmy.errors import NotFound
 from pygmy.order.orders import BUYS, ORDERS, Orders
-from pygmy.replication.store import utc_timestamp
+from pygmy.replication.tables import utc_timestamp
 from tests.fakes import SyncReactor, result, sync_store
 from tests.query_trace import Tracer, assert_indexed, growing
 

@@ -64,7 +64,7 @@ V2_LOG = [
 
 def make_v2(path: Path) -> None:
     """A version 2 catalog database with its books and L{V2_LOG}, fingerprinted as decrements."""
-    from pygmy.replication.store import fingerprint_of
+    from pygmy.replication.tables import fingerprint_of
 
     connection = sqlite3.connect(path)
     connection.executescript(schema_file("v2.sql") + BOOKS.schema)

@@ -10,7 +10,8 @@ from twisted.internet.testing import MemoryReactorClock
 
 from pygmy.errors import NotPrimary, Unavailable
 from pygmy.order.orders import BUYS, ORDERS
-from pygmy.replication.store import Store, change
+from pygmy.replication.store import Store
+from pygmy.replication.tables import change
 from tests.fakes import PoolThread, result
 from tests.held import HeldPool
 

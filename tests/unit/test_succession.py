@@ -14,7 +14,7 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from pygmy.config import load
-from pygmy.coordination.etcd_gateway import EtcdUnavailable
+from pygmy.coordination.etcd_wire import EtcdUnavailable
 from pygmy.coordination.store import ViewStoreError
 from pygmy.frontend.monitor import Monitor
 from tests.succession_fakes import INTERVAL, FakeStore, FrontEnd, front_end_1, view

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from pygmy.coordination.etcd import NotLeader, StaleView
-from pygmy.coordination.etcd_gateway import EtcdUnavailable
+from pygmy.coordination.etcd_wire import EtcdUnavailable
 from tests.succession_fakes import INTERVAL, FakeStore, FrontEnd, front_end_1, view
 
 
