@@ -163,7 +163,7 @@ class FrontendSwitch:
         so the run's own clean-up would never come.
         """
         reactor = self.run.reactor
-        if self._shutting_down or not hasattr(reactor, "addSystemEventTrigger"):
+        if self._shutting_down:
             return
         if on and self._at_shutdown is None:
             self._at_shutdown = reactor.addSystemEventTrigger("before", "shutdown", self._restore_at_shutdown)

@@ -103,9 +103,3 @@ def test_a_failed_restore_at_shutdown_is_said_and_does_not_stop_the_shutdown(fro
     [(_, _, at_shutdown)] = front.run.reactor.triggers.values()
     assert run(at_shutdown()) is None
     assert front.lines[-1] == "could not put the front end back: no such pid"
-
-
-def test_a_clock_without_triggers_is_left_alone(front):
-    front.run.reactor = SimpleNamespace()
-    front._guard(True)
-    assert front._at_shutdown is None
