@@ -70,10 +70,6 @@ def _requests(txn, entries: list[dict]) -> None:
         remember_request(txn, entry)
 
 
-def _position(txn, seq: int, view: int) -> None:
-    set_head(txn, seq, view)
-
-
 def _entries(txn, tables: tuple[Table, ...], entries: list[dict]) -> tuple[int, int]:
     applied, view = apply_entries(txn, tables, entries)
     if applied != entries[-1]["seq"]:
@@ -186,7 +182,7 @@ class Install:
         if body.get("after") != self._start[0]:
             raise self._unexpected("a log that does not start where the copy did")
         self._state = "log"
-        return self._run(_position, *self._start)
+        return self._run(set_head, *self._start)
 
     def _on_entries(self, body):
         self._expect(body, ("log",), "entries", list)

@@ -16,6 +16,7 @@ order and never block the reactor thread.
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -240,7 +241,7 @@ class Store(WriteLog, Service):
         # The log's head and the digests' deltas are kept here for the
         # whole batch and written once, at its end.
         seq, last_view = get_meta(txn, "applied_seq"), get_meta(txn, "last_view")
-        first, sums, outcomes = seq, {}, []
+        first, sums, outcomes = seq, Counter(), []
         for request_id, fingerprint, created, view, mutate, args in work:
             txn.execute("SAVEPOINT write")
             try:
@@ -253,8 +254,7 @@ class Store(WriteLog, Service):
             outcomes.append(outcome)
             if outcome[0] and not write.replayed:
                 seq, last_view = write.seq, view
-                for name, delta in deltas.items():
-                    sums[name] = sums.get(name, 0) + delta
+                sums.update(deltas)
         digest.settle(txn, sums)
         if seq != first:
             set_head(txn, seq, last_view)

@@ -48,6 +48,7 @@ thread; L{WriteLog} offers them to the reactor thread as Deferreds.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from pygmy.errors import Diverged
@@ -204,7 +205,7 @@ def apply_entries(txn, tables: tuple[Table, ...], entries: list[dict]):
     """
     applied = start = get_meta(txn, "applied_seq")
     view = get_meta(txn, "last_view")
-    sums: dict[str, int] = {}
+    sums: Counter[str] = Counter()
     for entry in entries:
         seq = entry["seq"]
         if seq <= applied:
@@ -216,8 +217,7 @@ def apply_entries(txn, tables: tuple[Table, ...], entries: list[dict]):
             break
         for changed in entry["changes"]:
             _table(tables, changed["table"]).put(txn, [changed["row"]], replace=True)
-        for name, delta in digest.deltas(txn, tables, entry["changes"]).items():
-            sums[name] = sums.get(name, 0) + delta
+        sums.update(digest.deltas(txn, tables, entry["changes"]))
         append_entry(txn, entry)
         applied, view = seq, entry["view"]
     digest.settle(txn, sums)
