@@ -28,6 +28,7 @@ import io
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -206,8 +207,6 @@ def main(argv=None):
 
 
 def _answers(port: int) -> bool:
-    import socket
-
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     except OSError:

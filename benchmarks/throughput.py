@@ -280,7 +280,8 @@ def print_bounds(bound: dict, many: int) -> None:
     print(f"    {'load (wrk)':12} {bound['per']['load'][0] * 1000:6.3f}")
     print(
         f"  the bare route costs {bound['route'] * 1000:.3f} ms of CPU a request (server and load);"
-        f" the replicas' SQLite threads {bound['database'] * 1000:.3f} ms a buy"
+        f" the replicas' SQLite threads {bound['database'] * 1000:.3f} ms a buy, the processes' reactor threads"
+        f" {bound['reactors'] * 1000:.3f} ms"
     )
     print(
         f"  ceiling on {bound['cores']} cores if nothing else cost CPU: {bound['ceiling']:.0f} buys/s,"

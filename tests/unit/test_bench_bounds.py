@@ -71,3 +71,26 @@ def test_the_ceiling_is_the_cores_over_the_database_work_and_the_bare_route(thro
     assert bound["per"]["order:A"] == pytest.approx((0.0005, 0.0003))
     assert bound["ceiling"] == pytest.approx(2 / 0.000625)  # 3,200 buys/s
     assert bound["ceiling_ratio"] == pytest.approx(3200 / 8000)
+
+
+def test_the_bounds_are_printed_in_milliseconds(throughput, capsys):
+    bound = {
+        "cores": 2,
+        "per": {"order:A": (0.0005, 0.0003), "order:B": (0.0, 0.0002), "load": (0.00002, 0.0)},
+        "database": 0.0005,
+        "reactors": 0.0005,
+        "route": 0.000125,
+        "ceiling": 3200.0,
+        "ceiling_ratio": 0.4,
+        "one": {"order:A": (0.003, 0.0012), "catalog:A": (0.002, 0.0005)},
+        "primaries": ["order:A", "catalog:A"],
+        "goal_p50": 0.00315,
+    }
+    throughput.print_bounds(bound, 50)
+    out = capsys.readouterr().out
+    assert "    order:A       0.500 +  0.300\n" in out
+    assert "    load (wrk)    0.020\n" in out
+    assert "SQLite threads 0.500 ms a buy, the processes' reactor threads 0.500 ms" in out
+    assert "3200 buys/s, 0.400 of the bare route" in out
+    assert "SQLite threads 1.70 ms a buy (order:A 1.20, catalog:A 0.50" in out
+    assert "the goal's buy p50 3.15 ms" in out
